@@ -1,0 +1,192 @@
+//! The client: publish, consume, flush and head over one multiplexed connection.
+
+use std::fmt;
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ErrorKind, IntoConnectionInfo};
+
+use crate::error::{RedisAddr, redact_url};
+use crate::protocol::{self, MAX_CONSUME_LIMIT, Namespace};
+use crate::{Error, Message, MessageId, Result};
+
+/// How long one connection attempt may take before it counts as failed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A handle to a Remq namespace on one Redis server.
+///
+/// All clones (and all [`with_namespace`](Client::with_namespace) views) share one
+/// multiplexed connection: concurrent calls from many tasks are pipelined on it
+/// rather than waiting for each other. The connection reconnects on its own after
+/// Redis restarts or the network drops; a call made while it is down fails with a
+/// retryable [`Error::Redis`].
+#[derive(Clone)]
+pub struct Client {
+    /// The shared, self-healing multiplexed connection.
+    conn: ConnectionManager,
+    /// Which namespace calls go to.
+    namespace: Namespace,
+    /// Where the server is, for messages (never with the password).
+    addr: RedisAddr,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client").field("addr", &self.addr).field("namespace", &self.namespace).finish()
+    }
+}
+
+impl Client {
+    /// Connects to the Redis at `url`: `redis://[user:password@]host[:port][/db]`.
+    /// The client uses the default namespace `remq`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUrl`] when the URL does not parse, [`Error::Auth`] when Redis
+    /// refuses the credentials, [`Error::Connect`] when it cannot be reached.
+    pub async fn connect(url: &str) -> Result<Client> {
+        let info = url
+            .into_connection_info()
+            .map_err(|e| Error::InvalidUrl { url: redact_url(url), reason: e.to_string() })?;
+        let addr = RedisAddr::from_info(&info);
+        let client = redis::Client::open(info)
+            .map_err(|e| Error::InvalidUrl { url: redact_url(url), reason: e.to_string() })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(2));
+        let conn = ConnectionManager::new_with_config(client, config).await.map_err(|source| {
+            if source.kind() == ErrorKind::AuthenticationFailed {
+                Error::Auth { addr: addr.clone(), source }
+            } else {
+                Error::Connect { addr: addr.clone(), source }
+            }
+        })?;
+        Ok(Client { conn, namespace: Namespace::default(), addr })
+    }
+
+    /// A view of the same connection working in another namespace, e.g.
+    /// `remq:{orders}` (see [`Namespace`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidNamespace`] when the base is not usable.
+    pub fn with_namespace(&self, base: &str) -> Result<Client> {
+        Ok(Client { namespace: Namespace::new(base)?, ..self.clone() })
+    }
+
+    /// The namespace this client works in.
+    pub fn namespace(&self) -> &Namespace {
+        &self.namespace
+    }
+
+    /// Where the server is (host, port, db; never the password).
+    pub fn addr(&self) -> &RedisAddr {
+        &self.addr
+    }
+
+    /// Publishes one message and returns its id. The message is stored before the
+    /// call returns and pushed to live subscribers in the same Redis call.
+    ///
+    /// # Errors
+    /// [`Error::InvalidChannel`] for a name that breaks the rules (see
+    /// [`validate_channel`](crate::validate_channel)); [`Error::Redis`] when the call fails.
+    ///
+    /// # Cancel safety
+    /// Dropping the future after the command was sent may still publish the message.
+    pub async fn publish(&self, channel: &str, body: impl AsRef<[u8]>) -> Result<MessageId> {
+        protocol::validate_channel(channel)?;
+        let id: u64 = self
+            .namespace
+            .invoke(&protocol::PUBLISH)
+            .arg(channel)
+            .arg(body.as_ref())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| Error::redis("publish", e))?;
+        Ok(MessageId::new(id))
+    }
+
+    /// Publishes many messages on one channel in one call; they get consecutive ids,
+    /// returned as `first..=last`. Faster than single publishes for bulk producers.
+    ///
+    /// # Errors
+    /// [`Error::EmptyBatch`] when `bodies` is empty, otherwise as [`publish`](Self::publish).
+    ///
+    /// # Cancel safety
+    /// As [`publish`](Self::publish): the whole batch is stored, or none of it.
+    pub async fn publish_batch<I>(&self, channel: &str, bodies: I) -> Result<RangeInclusive<MessageId>>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+    {
+        protocol::validate_channel(channel)?;
+        let mut invocation = self.namespace.invoke(&protocol::PUBLISH_BATCH);
+        invocation.arg(channel);
+        let mut count = 0usize;
+        for body in bodies {
+            invocation.arg(body.as_ref());
+            count += 1;
+        }
+        if count == 0 {
+            return Err(Error::EmptyBatch);
+        }
+        let (first, last): (u64, u64) = invocation
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| Error::redis("publish_batch", e))?;
+        Ok(MessageId::new(first)..=MessageId::new(last))
+    }
+
+    /// Reads up to `limit` stored messages with ids strictly greater than `after`
+    /// from every channel matching the glob `pattern`, in ascending id order.
+    /// `limit` is capped at 10,000; fewer messages than asked for means the log
+    /// holds nothing more for now.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPattern`] for an empty pattern; [`Error::Redis`] when the call
+    /// fails; [`Error::MalformedFrame`] when something other than Remq wrote to a
+    /// channel's stream.
+    pub async fn consume(&self, pattern: &str, after: MessageId, limit: usize) -> Result<Vec<Message>> {
+        protocol::validate_pattern(pattern)?;
+        let frames: Vec<Vec<u8>> = self
+            .namespace
+            .invoke(&protocol::CONSUME)
+            .arg(pattern)
+            .arg(after.get())
+            .arg(limit.clamp(1, MAX_CONSUME_LIMIT))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| Error::redis("consume", e))?;
+        frames.into_iter().map(|frame| Message::from_frame(Bytes::from(frame))).collect()
+    }
+
+    /// Removes the messages with ids strictly below `before` from every channel
+    /// matching `pattern`, and returns how many were removed.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPattern`] for an empty pattern; [`Error::Redis`] when the call fails.
+    pub async fn flush(&self, pattern: &str, before: MessageId) -> Result<u64> {
+        protocol::validate_pattern(pattern)?;
+        self.namespace
+            .invoke(&protocol::FLUSH)
+            .arg(pattern)
+            .arg(before.get())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| Error::redis("flush", e))
+    }
+
+    /// The last id issued in this namespace ([`MessageId::ZERO`] before the first publish).
+    ///
+    /// # Errors
+    /// [`Error::Redis`] when the call fails.
+    pub async fn head(&self) -> Result<MessageId> {
+        let id: Option<u64> = redis::cmd("GET")
+            .arg(self.namespace.id_key())
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| Error::redis("head", e))?;
+        Ok(MessageId::new(id.unwrap_or(0)))
+    }
+}

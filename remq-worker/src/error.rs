@@ -1,0 +1,189 @@
+//! The one error type of the crate.
+
+use std::fmt;
+
+/// A `Result` whose error is [`remq::Error`](Error).
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in Remq, named by what failed.
+///
+/// Messages say what to do about the failure. None of them, nor the `Debug`
+/// output, ever contains a password from a Redis URL: addresses are shown as
+/// [`RedisAddr`], which keeps only the host, port and database.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The Redis URL could not be parsed.
+    #[error("invalid Redis URL {url}: {reason}; expected redis://[user:password@]host[:port][/db]")]
+    InvalidUrl {
+        /// The URL with any password replaced by `***`.
+        url: String,
+        /// What the parser said.
+        reason: String,
+    },
+
+    /// No connection could be made to Redis.
+    #[error(
+        "could not connect to Redis at {addr}: {source}; check that redis-server is running there and that the URL (REMQ_REDIS_URL or REDIS_URL) is right"
+    )]
+    Connect {
+        /// Where we tried to connect.
+        addr: RedisAddr,
+        /// The underlying error.
+        #[source]
+        source: redis::RedisError,
+    },
+
+    /// Redis refused the credentials.
+    #[error("Redis at {addr} refused the credentials: {source}; check the user name and password in the URL")]
+    Auth {
+        /// Where we tried to connect.
+        addr: RedisAddr,
+        /// The underlying error.
+        #[source]
+        source: redis::RedisError,
+    },
+
+    /// A Redis command failed (the connection dropped, a timeout, a permission
+    /// missing from an ACL, or an error reply from a script).
+    #[error("{op} failed: {source}")]
+    Redis {
+        /// The operation that failed, e.g. `publish`.
+        op: &'static str,
+        /// The underlying error.
+        #[source]
+        source: redis::RedisError,
+    },
+
+    /// A channel name breaks the protocol's rules.
+    #[error("invalid channel {channel:?}: {reason}")]
+    InvalidChannel {
+        /// The rejected name.
+        channel: String,
+        /// The rule it broke.
+        reason: &'static str,
+    },
+
+    /// A subscription pattern is not usable.
+    #[error("invalid pattern {pattern:?}: {reason}")]
+    InvalidPattern {
+        /// The rejected pattern.
+        pattern: String,
+        /// The rule it broke.
+        reason: &'static str,
+    },
+
+    /// A namespace base is not usable.
+    #[error("invalid namespace {namespace:?}: {reason}")]
+    InvalidNamespace {
+        /// The rejected base.
+        namespace: String,
+        /// The rule it broke.
+        reason: &'static str,
+    },
+
+    /// A batch publish was given no messages.
+    #[error("publish_batch needs at least one message")]
+    EmptyBatch,
+
+    /// A frame from Redis is not `<channel>@<id>\n<body>`; something other than
+    /// Remq wrote to a Remq key or channel.
+    #[error(
+        "malformed frame ({reason}): {preview:?}; something other than Remq wrote to a Remq key or channel"
+    )]
+    MalformedFrame {
+        /// What is wrong with it.
+        reason: &'static str,
+        /// The start of the frame, lossily decoded.
+        preview: String,
+    },
+
+    /// Redis answered with something the protocol does not allow.
+    #[error("unexpected reply to {op}: {detail}")]
+    UnexpectedReply {
+        /// The operation.
+        op: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+impl Error {
+    /// True when trying again later may succeed: the connection failed or dropped,
+    /// or Redis timed out. Invalid input, refused credentials and malformed data
+    /// are permanent.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Connect { .. } => true,
+            Error::Redis { source, .. } => {
+                source.is_io_error()
+                    || source.is_timeout()
+                    || source.is_connection_dropped()
+                    || source.is_connection_refusal()
+            }
+            _ => false,
+        }
+    }
+
+    /// Wraps the error of the Redis command behind operation `op`.
+    pub(crate) fn redis(op: &'static str, source: redis::RedisError) -> Self {
+        Error::Redis { op, source }
+    }
+}
+
+/// Where a Redis server is: host, port and database, never the credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisAddr {
+    /// `host:port`, or a socket path.
+    addr: String,
+    /// The database number.
+    db: i64,
+    /// Whether the connection uses TLS (`rediss://`).
+    tls: bool,
+}
+
+impl RedisAddr {
+    pub(crate) fn from_info(info: &redis::ConnectionInfo) -> Self {
+        let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
+        RedisAddr { addr: info.addr().to_string(), db: info.redis_settings().db(), tls }
+    }
+}
+
+impl fmt::Display for RedisAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        write!(f, "{scheme}://{}/{}", self.addr, self.db)
+    }
+}
+
+impl fmt::Debug for RedisAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Replaces the password (and user) in a URL with `***`, for error messages.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return if url.contains('@') { "***".to_owned() } else { url.to_owned() };
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_credentials() {
+        assert_eq!(redact_url("redis://user:s3cret@host:6379/0"), "redis://***@host:6379/0");
+        assert_eq!(redact_url("redis://:s3cret@host"), "redis://***@host");
+        assert_eq!(redact_url("redis://host:6379"), "redis://host:6379");
+        assert_eq!(redact_url("user:s3cret@host"), "***");
+        assert_eq!(redact_url("host:6379"), "host:6379");
+    }
+}

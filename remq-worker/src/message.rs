@@ -1,0 +1,175 @@
+//! Messages and their ids, and parsing of the wire frame `<channel>@<id>\n<body>`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use bytes::Bytes;
+
+use crate::{Error, Result};
+
+/// A message id: unique and increasing within a namespace, across all channels.
+///
+/// Ids order messages; a gap between two ids a consumer sees is normal (the
+/// missing ids belong to channels it does not follow). [`MessageId::ZERO`] is
+/// the cursor before every message.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MessageId(u64);
+
+impl MessageId {
+    /// The position before the first message: `consume(pattern, MessageId::ZERO, …)`
+    /// reads from the start of the log.
+    pub const ZERO: MessageId = MessageId(0);
+
+    /// Wraps a raw id.
+    pub const fn new(id: u64) -> Self {
+        MessageId(id)
+    }
+
+    /// The raw id.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl From<u64> for MessageId {
+    fn from(id: u64) -> Self {
+        MessageId(id)
+    }
+}
+
+impl From<MessageId> for u64 {
+    fn from(id: MessageId) -> Self {
+        id.0
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl FromStr for MessageId {
+    type Err = std::num::ParseIntError;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        s.parse().map(MessageId)
+    }
+}
+
+/// One message: where it was published, its id, and its body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// The id the publish call returned.
+    pub id: MessageId,
+    /// The channel it was published to (never a pattern).
+    pub channel: String,
+    /// The body, byte for byte as published.
+    pub body: Bytes,
+}
+
+/// How much of a malformed frame an error quotes, so a huge body never ends up
+/// in a log line.
+const FRAME_PREVIEW: usize = 64;
+
+impl Message {
+    /// Parses a wire frame `<channel>@<id>\n<body>`, as pushed on pub/sub and
+    /// returned by `consume.lua`. The header ends at the first `\n`; the id is the
+    /// part of the header after its last `@` (channel names may contain `@`).
+    /// The body is shared with `frame`, not copied.
+    ///
+    /// # Errors
+    /// [`Error::MalformedFrame`] when there is no `\n`, no `@` in the header, the
+    /// id is not a decimal `u64`, or the channel is empty or not UTF-8.
+    pub fn from_frame(frame: Bytes) -> Result<Message> {
+        let malformed = |reason| Error::MalformedFrame {
+            reason,
+            preview: String::from_utf8_lossy(&frame[..frame.len().min(FRAME_PREVIEW)]).into_owned(),
+        };
+        let newline = memchr(b'\n', &frame).ok_or_else(|| malformed("no newline after the header"))?;
+        let header = &frame[..newline];
+        let at = header
+            .iter()
+            .rposition(|&b| b == b'@')
+            .ok_or_else(|| malformed("no `@` between channel and id in the header"))?;
+        let id = std::str::from_utf8(&header[at + 1..])
+            .ok()
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| malformed("the id after the last `@` is not a decimal integer"))?;
+        let channel =
+            std::str::from_utf8(&header[..at]).map_err(|_| malformed("the channel name is not UTF-8"))?;
+        if channel.is_empty() {
+            return Err(malformed("the channel name is empty"));
+        }
+        Ok(Message { id: MessageId(id), channel: channel.to_owned(), body: frame.slice(newline + 1..) })
+    }
+
+    /// Encodes the message as a wire frame (the inverse of [`from_frame`](Self::from_frame)).
+    pub fn to_frame(&self) -> Bytes {
+        let mut frame = Vec::with_capacity(self.channel.len() + 22 + self.body.len());
+        frame.extend_from_slice(self.channel.as_bytes());
+        frame.push(b'@');
+        frame.extend_from_slice(self.id.to_string().as_bytes());
+        frame.push(b'\n');
+        frame.extend_from_slice(&self.body);
+        frame.into()
+    }
+}
+
+fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
+    haystack.iter().position(|&b| b == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(frame: &[u8]) -> Result<Message> {
+        Message::from_frame(Bytes::copy_from_slice(frame))
+    }
+
+    #[test]
+    fn parses_a_frame() {
+        let m = parse(b"events.a@42\nhello").unwrap();
+        assert_eq!((m.id, m.channel.as_str(), &m.body[..]), (MessageId::new(42), "events.a", &b"hello"[..]));
+    }
+
+    #[test]
+    fn id_is_after_the_last_at_and_body_after_the_first_newline() {
+        let m = parse(b"mail@example.com@7\nline1\nuser@host\0\n").unwrap();
+        assert_eq!(m.channel, "mail@example.com");
+        assert_eq!(m.id.get(), 7);
+        assert_eq!(&m.body[..], b"line1\nuser@host\0\n");
+    }
+
+    #[test]
+    fn empty_body_round_trips() {
+        let m = parse(b"c@1\n").unwrap();
+        assert!(m.body.is_empty());
+        assert_eq!(&m.to_frame()[..], b"c@1\n");
+    }
+
+    #[test]
+    fn malformed_frames_are_errors_not_panics() {
+        for bad in [
+            &b""[..],
+            b"no newline",
+            b"nochannelid\nbody",
+            b"c@\nbody",
+            b"c@12x\nbody",
+            b"c@-1\nbody",
+            b"c@99999999999999999999999\nbody",
+            b"@5\nbody",
+            b"\xff\xfe@5\nbody",
+        ] {
+            assert!(matches!(parse(bad), Err(Error::MalformedFrame { .. })), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn to_frame_is_the_inverse_of_from_frame() {
+        let m = Message { id: MessageId::new(9), channel: "a@b".into(), body: Bytes::from_static(b"x\ny@1") };
+        assert_eq!(Message::from_frame(m.to_frame()).unwrap(), m);
+    }
+}

@@ -1,0 +1,15 @@
+//! Support code shared by Remq's examples and integration tests.
+//!
+//! The one thing here is [`RedisServer`]: a throwaway `redis-server` process on a
+//! free loopback port with its own temporary directory, stopped when dropped. Tests
+//! start one each, so they run in parallel, can kill and restart their server, and
+//! never depend on a Redis someone else left running.
+//!
+//! [`redis_url_or_local`] is what the examples use: the URL from the environment, or
+//! the Redis on 127.0.0.1:6379 when one answers, or else a throwaway server.
+
+mod local;
+mod redis_server;
+
+pub use local::{RedisTarget, redis_url_or_local};
+pub use redis_server::{RedisServer, RedisServerBuilder};

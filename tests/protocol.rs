@@ -1,0 +1,346 @@
+//! The wire protocol driven the way another language's client would: raw `EVAL`
+//! of the scripts in `scripts/` and raw `PSUBSCRIBE`, against a real redis-server.
+
+use futures_util::StreamExt;
+use redis::aio::MultiplexedConnection;
+use redis::{RedisResult, Value};
+use remq_testkit::RedisServer;
+
+const PUBLISH: &str = include_str!("../scripts/publish.lua");
+const PUBLISH_BATCH: &str = include_str!("../scripts/publish_batch.lua");
+const CONSUME: &str = include_str!("../scripts/consume.lua");
+const FLUSH: &str = include_str!("../scripts/flush.lua");
+
+async fn connect(server: &RedisServer) -> MultiplexedConnection {
+    redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap()
+}
+
+/// `EVAL <script> <keys.len()> <keys…> <args…>`, exactly as any client would send it.
+async fn eval<T: redis::FromRedisValue>(
+    conn: &mut MultiplexedConnection,
+    script: &str,
+    keys: &[&str],
+    args: &[&[u8]],
+) -> RedisResult<T> {
+    redis::cmd("EVAL").arg(script).arg(keys.len()).arg(keys).arg(args).query_async(conn).await
+}
+
+async fn publish(conn: &mut MultiplexedConnection, channel: &str, message: &[u8]) -> u64 {
+    eval(conn, PUBLISH, &[], &[channel.as_bytes(), message]).await.unwrap()
+}
+
+async fn consume(
+    conn: &mut MultiplexedConnection,
+    pattern: &str,
+    cursor: u64,
+    limit: Option<u64>,
+) -> Vec<Vec<u8>> {
+    let cursor = cursor.to_string();
+    let limit = limit.map(|l| l.to_string());
+    let mut args: Vec<&[u8]> = vec![pattern.as_bytes(), cursor.as_bytes()];
+    args.extend(limit.as_ref().map(|l| l.as_bytes()));
+    eval(conn, CONSUME, &[], &args).await.unwrap()
+}
+
+fn frame(channel: &str, id: u64, body: &[u8]) -> Vec<u8> {
+    let mut f = format!("{channel}@{id}\n").into_bytes();
+    f.extend_from_slice(body);
+    f
+}
+
+#[tokio::test]
+async fn ids_increase_across_channels() {
+    let server = RedisServer::start();
+    let mut conn = connect(&server).await;
+    let ids = [
+        publish(&mut conn, "a", b"1").await,
+        publish(&mut conn, "b", b"2").await,
+        publish(&mut conn, "a", b"3").await,
+    ];
+    assert_eq!(ids, [1, 2, 3]);
+    let counter: u64 = redis::cmd("GET").arg("remq:id").query_async(&mut conn).await.unwrap();
+    assert_eq!(counter, 3);
+    let len: u64 = redis::cmd("XLEN").arg("remq:channel:a").query_async(&mut conn).await.unwrap();
+    assert_eq!(len, 2, "a channel's messages live in the stream remq:channel:<channel>");
+}
+
+#[tokio::test]
+async fn pubsub_pushes_the_exact_frame_on_the_channel() {
+    let server = RedisServer::start();
+    let mut conn = connect(&server).await;
+    let mut pubsub = redis::Client::open(server.url()).unwrap().get_async_pubsub().await.unwrap();
+    pubsub.psubscribe("remq:channel:events.*").await.unwrap();
+    let id = publish(&mut conn, "events.a", b"hello\nworld").await;
+    let mut stream = pubsub.on_message();
+    let msg = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next()).await.unwrap().unwrap();
+    assert_eq!(msg.get_channel_name(), "remq:channel:events.a");
+    assert_eq!(msg.get_pattern::<String>().unwrap(), "remq:channel:events.*");
+    assert_eq!(msg.get_payload_bytes(), frame("events.a", id, b"hello\nworld"));
+}
+
+#[tokio::test]
+async fn consume_merges_channels_in_id_order_after_an_exclusive_cursor() {
+    let server = RedisServer::start();
+    let mut conn = connect(&server).await;
+    let mut expected = Vec::new();
+    for i in 0..30u64 {
+        let channel = ["events.a", "events.b", "events.c", "other"][(i * 7 % 4) as usize];
+        let body = format!("m{i}");
+        let id = publish(&mut conn, channel, body.as_bytes()).await;
+        if channel.starts_with("events.") {
+            expected.push(frame(channel, id, body.as_bytes()));
+        }
+    }
+    assert_eq!(consume(&mut conn, "events.*", 0, None).await, expected);
+    // The cursor is exclusive: everything strictly after the id of expected[4].
+    let cursor = String::from_utf8_lossy(&expected[4]).split(['@', '\n']).nth(1).unwrap().parse().unwrap();
+    assert_eq!(consume(&mut conn, "events.*", cursor, None).await, expected[5..]);
+    // Small limits page through the same sequence without skipping or repeating.
+    let (mut paged, mut cursor) = (Vec::new(), 0);
+    loop {
+        let page = consume(&mut conn, "events.*", cursor, Some(3)).await;
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 3);
+        cursor =
+            String::from_utf8_lossy(page.last().unwrap()).split(['@', '\n']).nth(1).unwrap().parse().unwrap();
+        paged.extend(page);
+    }
+    assert_eq!(paged, expected);
+}
+
+#[tokio::test]
+async fn consume_limit_defaults_to_1000_and_is_capped_at_10000() {
+    let server = RedisServer::start();
+    let mut conn = connect(&server).await;
+    let body = b"x".as_slice();
+    for _ in 0..11 {
+        let mut args = vec![b"bulk".as_slice()];
+        args.extend(std::iter::repeat_n(body, 1000));
+        let _: (u64, u64) = eval(&mut conn, PUBLISH_BATCH, &[], &args).await.unwrap();
+    }
+    assert_eq!(consume(&mut conn, "bulk", 0, None).await.len(), 1000);
+    assert_eq!(consume(&mut conn, "bulk", 0, Some(20_000)).await.len(), 10_000);
+    assert_eq!(consume(&mut conn, "b*", 10_500, Some(20_000)).await.len(), 500);
+    let err = eval::<Value>(&mut conn, CONSUME, &[], &[b"bulk", b"0", b"0"]).await.unwrap_err();
+    assert!(err.to_string().contains("invalid limit"), "{err}");
+    let err = eval::<Value>(&mut conn, CONSUME, &[], &[b"bulk", b"-1"]).await.unwrap_err();
+    assert!(err.to_string().contains("invalid cursor"), "{err}");
+}
+
+#[tokio::test]
+async fn identical_bodies_are_all_kept() {
+    let server = RedisServer::start();
+    let mut conn = connect(&server).await;
+    let ids = [publish(&mut conn, "c", b"same").await, publish(&mut conn, "c", b"same").await];
+    assert_eq!(
+        consume(&mut conn, "c", 0, None).await,
+        vec![frame("c", ids[0], b"same"), frame("c", ids[1], b"same")]
+    );
+}
+
+#[tokio::test]
+async fn bodies_are_binary_safe() {
+    let server = RedisServer::start();
+    let mut conn = connect(&server).await;
+    let big: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let bodies: [&[u8]; 5] = [b"", b"a\nb\n", b"x@1\n@2", b"\0\0nul\0", &big];
+    let mut expected = Vec::new();
+    for body in bodies {
+        let id = publish(&mut conn, "bin", body).await;
+        expected.push(frame("bin", id, body));
+    }
+    assert_eq!(consume(&mut conn, "bin", 0, None).await, expected);
+}
+
+#[tokio::test]
+async fn channel_names_may_contain_at_and_colon() {
+    let server = RedisServer::start();
+    let mut conn = connect(&server).await;
+    let id = publish(&mut conn, "user@example.com:inbox", b"hi").await;
+    assert_eq!(consume(&mut conn, "user@*", 0, None).await, vec![frame("user@example.com:inbox", id, b"hi")]);
+}
+
+#[tokio::test]
+async fn invalid_channel_names_are_rejected_with_the_rule() {
+    let server = RedisServer::start();
+    let mut conn = connect(&server).await;
+    for (channel, rule) in [
+        ("", "must not be empty"),
+        ("a\nb", "\\n"),
+        ("a*", "glob"),
+        ("a?", "glob"),
+        ("a[b", "glob"),
+        ("a]", "glob"),
+    ] {
+        for script in [PUBLISH, PUBLISH_BATCH] {
+            let err = eval::<Value>(&mut conn, script, &[], &[channel.as_bytes(), b"m"]).await.unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains("invalid channel") && text.contains(rule), "{channel:?}: {text}");
+        }
+    }
+    let head: Option<u64> = redis::cmd("GET").arg("remq:id").query_async(&mut conn).await.unwrap();
+    assert_eq!(head, None, "a rejected publish must not use up an id");
+}
+
+#[tokio::test]
+async fn patterns_use_redis_glob_syntax() {
+    let server = RedisServer::start();
+    let mut conn = connect(&server).await;
+    for channel in ["a", "b", "c", "ab", "cc"] {
+        publish(&mut conn, channel, channel.as_bytes()).await;
+    }
+    let channels = |frames: Vec<Vec<u8>>| -> Vec<String> {
+        frames.iter().map(|f| String::from_utf8_lossy(f).split('@').next().unwrap().to_owned()).collect()
+    };
+    assert_eq!(channels(consume(&mut conn, "[ac]", 0, None).await), ["a", "c"]);
+    assert_eq!(channels(consume(&mut conn, "?", 0, None).await), ["a", "b", "c"]);
+    assert_eq!(channels(consume(&mut conn, "?b", 0, None).await), ["ab"]);
+    assert_eq!(channels(consume(&mut conn, "*", 0, None).await), ["a", "b", "c", "ab", "cc"]);
+    assert_eq!(channels(consume(&mut conn, "cc", 0, None).await), ["cc"]);
+    assert!(consume(&mut conn, "nothing", 0, None).await.is_empty());
+}
+
+#[tokio::test]
+async fn flush_removes_ids_below_the_bound_from_matching_channels() {
+    let server = RedisServer::start();
+    let mut conn = connect(&server).await;
+    for i in 0..10 {
+        publish(&mut conn, if i % 2 == 0 { "f.a" } else { "g.a" }, b"m").await;
+    }
+    // f.a holds 1,3,5,7,9; g.a holds 2,4,6,8,10.
+    let removed: u64 = eval(&mut conn, FLUSH, &[], &[b"f.*", b"6"]).await.unwrap();
+    assert_eq!(removed, 3);
+    let ids: Vec<String> = consume(&mut conn, "*", 0, None)
+        .await
+        .iter()
+        .map(|f| String::from_utf8_lossy(f).split(['@', '\n']).nth(1).unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["2", "4", "6", "7", "8", "9", "10"]);
+    let removed: u64 = eval(&mut conn, FLUSH, &[], &[b"f.*", b"6"]).await.unwrap();
+    assert_eq!(removed, 0, "flush is idempotent");
+    // Publishing after a flush that emptied a channel keeps counting up.
+    let removed: u64 = eval(&mut conn, FLUSH, &[], &[b"*", b"100"]).await.unwrap();
+    assert_eq!(removed, 7);
+    assert_eq!(publish(&mut conn, "f.a", b"m").await, 11);
+}
+
+#[tokio::test]
+async fn batch_publish_assigns_consecutive_ids_and_pushes_each_message() {
+    let server = RedisServer::start();
+    let mut conn = connect(&server).await;
+    let mut pubsub = redis::Client::open(server.url()).unwrap().get_async_pubsub().await.unwrap();
+    pubsub.psubscribe("remq:channel:*").await.unwrap();
+    publish(&mut conn, "x", b"0").await;
+    let (first, last): (u64, u64) =
+        eval(&mut conn, PUBLISH_BATCH, &[], &[b"x", b"a", b"a", b"b\n"]).await.unwrap();
+    assert_eq!((first, last), (2, 4));
+    let expected = vec![frame("x", 1, b"0"), frame("x", 2, b"a"), frame("x", 3, b"a"), frame("x", 4, b"b\n")];
+    assert_eq!(consume(&mut conn, "x", 0, None).await, expected);
+    let pushed: Vec<Vec<u8>> =
+        pubsub.on_message().take(4).map(|m| m.get_payload_bytes().to_vec()).collect().await;
+    assert_eq!(pushed, expected);
+    let err = eval::<Value>(&mut conn, PUBLISH_BATCH, &[], &[b"x"]).await.unwrap_err();
+    assert!(err.to_string().contains("at least one message"), "{err}");
+}
+
+#[tokio::test]
+async fn namespaces_are_independent_and_keep_keys_under_their_base() {
+    let server = RedisServer::start();
+    let mut conn = connect(&server).await;
+    let base = "remq:{orders}";
+    let mut pubsub = redis::Client::open(server.url()).unwrap().get_async_pubsub().await.unwrap();
+    pubsub.psubscribe("remq:{orders}:channel:*").await.unwrap();
+    assert_eq!(publish(&mut conn, "o", b"default").await, 1);
+    let id: u64 = eval(&mut conn, PUBLISH, &[base], &[b"o", b"orders"]).await.unwrap();
+    assert_eq!(id, 1, "each namespace has its own counter");
+    let frames: Vec<Vec<u8>> = eval(&mut conn, CONSUME, &[base], &[b"*", b"0"]).await.unwrap();
+    assert_eq!(frames, vec![frame("o", 1, b"orders")]);
+    assert_eq!(consume(&mut conn, "*", 0, None).await, vec![frame("o", 1, b"default")]);
+    let msg = pubsub.on_message().next().await.unwrap();
+    assert_eq!(msg.get_channel_name(), "remq:{orders}:channel:o");
+    let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut conn).await.unwrap();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "remq:channel:o",
+            "remq:channels",
+            "remq:id",
+            "remq:{orders}:channel:o",
+            "remq:{orders}:channels",
+            "remq:{orders}:id"
+        ]
+    );
+    let removed: u64 = eval(&mut conn, FLUSH, &[base], &[b"*", b"2"]).await.unwrap();
+    assert_eq!(removed, 1);
+    assert_eq!(
+        consume(&mut conn, "*", 0, None).await.len(),
+        1,
+        "flushing one namespace leaves the other alone"
+    );
+}
+
+#[tokio::test]
+async fn scripts_never_use_keys_and_document_their_calling_convention() {
+    for script in [PUBLISH, PUBLISH_BATCH, CONSUME, FLUSH] {
+        assert!(!script.contains("'KEYS'") && !script.contains("\"KEYS\""), "a script calls KEYS");
+        let header: String =
+            script.lines().take_while(|l| l.starts_with("--")).collect::<Vec<_>>().join("\n");
+        for part in ["KEYS[1]", "ARGV[1]", "Reply"] {
+            assert!(header.contains(part), "script header lacks {part}:\n{header}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_acl_user_confined_to_remq_keys_and_channels_runs_every_script() {
+    let server = RedisServer::start();
+    let mut admin = connect(&server).await;
+    let setuser = |extra: &'static [&'static str]| {
+        let mut args = vec![
+            "SETUSER",
+            "app",
+            "on",
+            ">app-pass",
+            "resetkeys",
+            "~remq:*",
+            "resetchannels",
+            "&remq:*",
+            "+@all",
+        ];
+        args.extend(extra);
+        redis::cmd("ACL").arg(args).to_owned()
+    };
+    let _: () = setuser(&[]).query_async(&mut admin).await.unwrap();
+    let url = format!("redis://app:app-pass@127.0.0.1:{}", server.port());
+    let mut conn =
+        redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let id = publish(&mut conn, "acl", b"ok").await;
+    let _: (u64, u64) = eval(&mut conn, PUBLISH_BATCH, &[], &[b"acl", b"ok2"]).await.unwrap();
+    let _: u64 = eval(&mut conn, PUBLISH, &["remq:{tenant}"], &[b"acl", b"ok"]).await.unwrap();
+    assert_eq!(consume(&mut conn, "a*", 0, Some(1)).await, vec![frame("acl", id, b"ok")]);
+    let _: u64 = eval(&mut conn, FLUSH, &[], &[b"acl", b"2"]).await.unwrap();
+    // The confinement is real: the same user cannot touch keys outside remq:*.
+    let err = redis::cmd("SET").arg("other").arg("x").query_async::<()>(&mut conn).await.unwrap_err();
+    assert!(is_noperm(&err), "{err}");
+    let err = eval::<Value>(&mut conn, PUBLISH, &["other"], &[b"c", b"m"]).await.unwrap_err();
+    assert!(is_noperm(&err), "{err}");
+
+    // Redis checks a PSUBSCRIBE pattern *literally* against the ACL's channel
+    // patterns, so `&remq:*` alone does not allow PSUBSCRIBE remq:channel:events.*:
+    // each subscription pattern (or a broader one used verbatim) must be listed.
+    let subscriber = redis::Client::open(url.as_str()).unwrap();
+    let err = subscriber.get_async_pubsub().await.unwrap().psubscribe("remq:channel:*").await.unwrap_err();
+    assert!(is_noperm(&err), "{err}");
+    let _: () = setuser(&["&remq:channel:*"]).query_async(&mut admin).await.unwrap();
+    let mut pubsub = subscriber.get_async_pubsub().await.unwrap();
+    pubsub.psubscribe("remq:channel:*").await.unwrap();
+    let id = publish(&mut conn, "acl", b"live").await;
+    assert_eq!(pubsub.on_message().next().await.unwrap().get_payload_bytes(), frame("acl", id, b"live"));
+}
+
+fn is_noperm(err: &redis::RedisError) -> bool {
+    err.to_string().to_uppercase().contains("NOPERM")
+}
