@@ -56,13 +56,15 @@ impl Client {
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(2));
-        let conn = ConnectionManager::new_with_config(client, config).await.map_err(|source| {
-            if source.kind() == ErrorKind::AuthenticationFailed {
-                Error::Auth { addr: addr.clone(), source }
-            } else {
-                Error::Connect { addr: addr.clone(), source }
-            }
-        })?;
+        let connect_error = |source: redis::RedisError| {
+            let auth = source.kind() == ErrorKind::AuthenticationFailed
+                || matches!(source.code(), Some("NOAUTH" | "WRONGPASS"));
+            if auth { Error::Auth { addr: addr.clone(), source } } else { Error::Connect { addr: addr.clone(), source } }
+        };
+        let mut conn = ConnectionManager::new_with_config(client, config).await.map_err(connect_error)?;
+        // A server that needs a password accepts the connection and refuses the
+        // first command; find out now rather than at the first publish.
+        redis::cmd("PING").query_async::<()>(&mut conn).await.map_err(connect_error)?;
         Ok(Client { conn, namespace: Namespace::default(), addr })
     }
 
