@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ErrorKind, IntoConnectionInfo};
+use redis::{ErrorKind, FromRedisValue, IntoConnectionInfo, Script, ToRedisArgs};
 
 use crate::error::{RedisAddr, redact_url};
 use crate::protocol::{self, MAX_CONSUME_LIMIT, Namespace};
@@ -26,6 +26,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Client {
     /// The shared, self-healing multiplexed connection.
     conn: ConnectionManager,
+    /// Opens the dedicated connections that pub/sub needs.
+    redis: redis::Client,
     /// Which namespace calls go to.
     namespace: Namespace,
     /// Where the server is, for messages (never with the password).
@@ -50,7 +52,7 @@ impl Client {
             .into_connection_info()
             .map_err(|e| Error::InvalidUrl { url: redact_url(url), reason: e.to_string() })?;
         let addr = RedisAddr::from_info(&info);
-        let client = redis::Client::open(info)
+        let redis = redis::Client::open(info)
             .map_err(|e| Error::InvalidUrl { url: redact_url(url), reason: e.to_string() })?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
@@ -59,13 +61,18 @@ impl Client {
         let connect_error = |source: redis::RedisError| {
             let auth = source.kind() == ErrorKind::AuthenticationFailed
                 || matches!(source.code(), Some("NOAUTH" | "WRONGPASS"));
-            if auth { Error::Auth { addr: addr.clone(), source } } else { Error::Connect { addr: addr.clone(), source } }
+            if auth {
+                Error::Auth { addr: addr.clone(), source }
+            } else {
+                Error::Connect { addr: addr.clone(), source }
+            }
         };
-        let mut conn = ConnectionManager::new_with_config(client, config).await.map_err(connect_error)?;
+        let mut conn =
+            ConnectionManager::new_with_config(redis.clone(), config).await.map_err(connect_error)?;
         // A server that needs a password accepts the connection and refuses the
         // first command; find out now rather than at the first publish.
         redis::cmd("PING").query_async::<()>(&mut conn).await.map_err(connect_error)?;
-        Ok(Client { conn, namespace: Namespace::default(), addr })
+        Ok(Client { conn, redis, namespace: Namespace::default(), addr })
     }
 
     /// A view of the same connection working in another namespace, e.g.
@@ -98,15 +105,7 @@ impl Client {
     /// Dropping the future after the command was sent may still publish the message.
     pub async fn publish(&self, channel: &str, body: impl AsRef<[u8]>) -> Result<MessageId> {
         protocol::validate_channel(channel)?;
-        let id: u64 = self
-            .namespace
-            .invoke(&protocol::PUBLISH)
-            .arg(channel)
-            .arg(body.as_ref())
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(|e| Error::redis("publish", e))?;
-        Ok(MessageId::new(id))
+        self.eval("publish", &protocol::PUBLISH, (channel, body.as_ref())).await.map(MessageId::new)
     }
 
     /// Publishes many messages on one channel in one call; they get consecutive ids,
@@ -123,20 +122,13 @@ impl Client {
         I::Item: AsRef<[u8]>,
     {
         protocol::validate_channel(channel)?;
-        let mut invocation = self.namespace.invoke(&protocol::PUBLISH_BATCH);
-        invocation.arg(channel);
-        let mut count = 0usize;
-        for body in bodies {
-            invocation.arg(body.as_ref());
-            count += 1;
-        }
-        if count == 0 {
+        let bodies: Vec<I::Item> = bodies.into_iter().collect();
+        if bodies.is_empty() {
             return Err(Error::EmptyBatch);
         }
-        let (first, last): (u64, u64) = invocation
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(|e| Error::redis("publish_batch", e))?;
+        let args: Vec<&[u8]> = bodies.iter().map(AsRef::as_ref).collect();
+        let (first, last): (u64, u64) =
+            self.eval("publish_batch", &protocol::PUBLISH_BATCH, (channel, args)).await?;
         Ok(MessageId::new(first)..=MessageId::new(last))
     }
 
@@ -152,14 +144,8 @@ impl Client {
     pub async fn consume(&self, pattern: &str, after: MessageId, limit: usize) -> Result<Vec<Message>> {
         protocol::validate_pattern(pattern)?;
         let frames: Vec<Vec<u8>> = self
-            .namespace
-            .invoke(&protocol::CONSUME)
-            .arg(pattern)
-            .arg(after.get())
-            .arg(limit.clamp(1, MAX_CONSUME_LIMIT))
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(|e| Error::redis("consume", e))?;
+            .eval("consume", &protocol::CONSUME, (pattern, after.get(), limit.clamp(1, MAX_CONSUME_LIMIT)))
+            .await?;
         frames.into_iter().map(|frame| Message::from_frame(Bytes::from(frame))).collect()
     }
 
@@ -170,13 +156,7 @@ impl Client {
     /// [`Error::InvalidPattern`] for an empty pattern; [`Error::Redis`] when the call fails.
     pub async fn flush(&self, pattern: &str, before: MessageId) -> Result<u64> {
         protocol::validate_pattern(pattern)?;
-        self.namespace
-            .invoke(&protocol::FLUSH)
-            .arg(pattern)
-            .arg(before.get())
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(|e| Error::redis("flush", e))
+        self.eval("flush", &protocol::FLUSH, (pattern, before.get())).await
     }
 
     /// The last id issued in this namespace ([`MessageId::ZERO`] before the first publish).
@@ -184,11 +164,33 @@ impl Client {
     /// # Errors
     /// [`Error::Redis`] when the call fails.
     pub async fn head(&self) -> Result<MessageId> {
-        let id: Option<u64> = redis::cmd("GET")
-            .arg(self.namespace.id_key())
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(|e| Error::redis("head", e))?;
+        let id: Option<u64> = self.get("head", &self.namespace.id_key()).await?;
         Ok(MessageId::new(id.unwrap_or(0)))
+    }
+
+    /// Calls `script` in this client's namespace with `args` (a tuple is spread
+    /// into several arguments); `op` names the operation in errors.
+    pub(crate) async fn eval<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        script: &Script,
+        args: impl ToRedisArgs,
+    ) -> Result<T> {
+        self.namespace
+            .invoke(script)
+            .arg(args)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| Error::redis(op, e))
+    }
+
+    /// `GET key`; `op` names the operation in errors.
+    pub(crate) async fn get<T: FromRedisValue>(&self, op: &'static str, key: &str) -> Result<T> {
+        redis::cmd("GET").arg(key).query_async(&mut self.conn.clone()).await.map_err(|e| Error::redis(op, e))
+    }
+
+    /// The connection factory for dedicated (pub/sub) connections.
+    pub(crate) fn redis(&self) -> &redis::Client {
+        &self.redis
     }
 }

@@ -98,6 +98,78 @@ pub enum Error {
         preview: String,
     },
 
+    /// A handler failed. `permanent` errors are not worth retrying.
+    #[error("handler failed: {source}")]
+    Handler {
+        /// The handler's error.
+        source: BoxError,
+        /// Whether retrying the same message cannot help.
+        permanent: bool,
+    },
+
+    /// A handler argument could not be built from the message (a permanent failure).
+    #[error("cannot extract {extractor} from the message: {reason}")]
+    Extract {
+        /// The extractor, e.g. `String`.
+        extractor: &'static str,
+        /// Why.
+        reason: String,
+    },
+
+    /// The body did not deserialize into the handler's `Json<T>` type (a permanent failure).
+    #[error("the body is not valid JSON for {type_name}: {source}")]
+    Deserialize {
+        /// The target type.
+        type_name: &'static str,
+        /// What serde said.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A handler takes `State<T>` but no `T` was registered.
+    #[error("no state of type {type_name} was registered: call Worker::state(value) with it before run()")]
+    MissingState {
+        /// The missing type.
+        type_name: &'static str,
+    },
+
+    /// A configuration value is not valid.
+    #[error("invalid configuration {name}={value:?}: {reason}")]
+    Config {
+        /// The environment variable or setting.
+        name: &'static str,
+        /// The rejected value.
+        value: String,
+        /// What a valid value looks like.
+        reason: String,
+    },
+
+    /// Two handlers share one durable consumer name.
+    #[error(
+        "two handlers use the consumer name {name:?} (patterns {first:?} and {second:?}); give one of them another `name = \"...\"`"
+    )]
+    DuplicateConsumer {
+        /// The shared name.
+        name: String,
+        /// The first handler's pattern.
+        first: String,
+        /// The second handler's pattern.
+        second: String,
+    },
+
+    /// The worker has no handlers to run.
+    #[error(
+        "the worker has no handlers: mark functions with #[remq::handler(\"pattern\")] or add them with Worker::handler"
+    )]
+    NoHandlers,
+
+    /// Another owner took this consumer's lease; this process must stop consuming.
+    #[error("consumer {consumer:?} lost its lease to another owner; its checkpoint was refused")]
+    LeaseLost {
+        /// The consumer.
+        consumer: String,
+    },
+
     /// Redis answered with something the protocol does not allow.
     #[error("unexpected reply to {op}: {detail}")]
     UnexpectedReply {
@@ -108,27 +180,58 @@ pub enum Error {
     },
 }
 
+/// A boxed error from application code.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 impl Error {
+    /// A handler error that retrying cannot fix (e.g. a message the business
+    /// logic rejects): it skips retries and goes straight to the dead-letter path.
+    pub fn permanent(error: impl Into<BoxError>) -> Self {
+        Error::Handler { source: error.into(), permanent: true }
+    }
+
+    /// A handler error that may go away when the message is tried again.
+    pub fn retryable(error: impl Into<BoxError>) -> Self {
+        Error::Handler { source: error.into(), permanent: false }
+    }
+
     /// True when trying again later may succeed: the connection failed or dropped,
-    /// or Redis timed out. Invalid input, refused credentials and malformed data
-    /// are permanent.
+    /// Redis timed out, or a handler failed with a retryable error. Invalid input,
+    /// refused credentials, malformed data and bodies that do not deserialize are
+    /// permanent.
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Connect { .. } => true,
-            Error::Redis { source, .. } => {
-                source.is_io_error()
-                    || source.is_timeout()
-                    || source.is_connection_dropped()
-                    || source.is_connection_refusal()
-            }
+            Error::Handler { permanent, .. } => !permanent,
+            Error::Redis { source, .. } => !is_permanent_redis_error(source),
             _ => false,
         }
+    }
+
+    /// The opposite of [`is_retryable`](Self::is_retryable).
+    pub fn is_permanent(&self) -> bool {
+        !self.is_retryable()
     }
 
     /// Wraps the error of the Redis command behind operation `op`.
     pub(crate) fn redis(op: &'static str, source: redis::RedisError) -> Self {
         Error::Redis { op, source }
     }
+}
+
+/// Redis errors that the same call cannot get past by waiting: missing
+/// permissions or credentials, wrong key types, fencing, and the scripts' own
+/// validation errors (`ERR remq: …`). Everything else (I/O, timeouts, `LOADING`,
+/// `BUSY`, `READONLY` during a failover …) may pass.
+fn is_permanent_redis_error(error: &redis::RedisError) -> bool {
+    matches!(
+        error.kind(),
+        redis::ErrorKind::AuthenticationFailed
+            | redis::ErrorKind::Parse
+            | redis::ErrorKind::UnexpectedReturnType
+            | redis::ErrorKind::InvalidClientConfig
+    ) || matches!(error.code(), Some("NOPERM" | "NOAUTH" | "WRONGPASS" | "WRONGTYPE" | "FENCED"))
+        || error.detail().is_some_and(|d| d.starts_with("remq:"))
 }
 
 /// Where a Redis server is: host, port and database, never the credentials.

@@ -30,12 +30,28 @@
 //! # let _ = id; Ok(()) }
 //! ```
 
+mod backoff;
+mod checkpoint;
 mod client;
+mod config;
+mod consumer;
 mod error;
+mod extract;
+mod handler;
+mod lease;
 mod message;
 mod protocol;
+mod subscription;
+mod worker;
 
 pub use client::Client;
-pub use error::{Error, RedisAddr, Result};
+pub use config::StartFrom;
+pub use error::{BoxError, Error, RedisAddr, Result};
+pub use extract::{Body, Channel, Delivery, FromMessage, Json, State};
+#[doc(hidden)]
+pub use handler::__private;
+pub use handler::{BoxedHandler, Handler, HandlerOutput};
 pub use message::{Message, MessageId};
 pub use protocol::{MAX_CONSUME_LIMIT, Namespace, validate_channel, validate_pattern};
+pub use remq_macros::handler;
+pub use worker::Worker;

@@ -24,6 +24,13 @@ pub(crate) static CONSUME: LazyLock<Script> =
 pub(crate) static FLUSH: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../scripts/flush.lua")));
 
+/// `lease.lua`: `EVAL 0 acquire|renew|release <consumer> <ttl-ms> [<token>]`.
+pub(crate) static LEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../scripts/lease.lua")));
+/// `checkpoint.lua`: `EVAL 0 <consumer> <token> <id>` → stored cursor.
+pub(crate) static CHECKPOINT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../scripts/checkpoint.lua")));
+
 /// The most messages one `consume.lua` call returns; larger limits are capped.
 pub const MAX_CONSUME_LIMIT: usize = 10_000;
 
@@ -80,6 +87,11 @@ impl Namespace {
     /// `<base>:id`, the counter that issues message ids.
     pub(crate) fn id_key(&self) -> String {
         format!("{}:id", self.base)
+    }
+
+    /// `<base>:consumer:<name>:cursor`, where a consumer's checkpoint lives.
+    pub(crate) fn cursor_key(&self, consumer: &str) -> String {
+        format!("{}:consumer:{consumer}:cursor", self.base)
     }
 
     /// `<base>:channel:<pattern>`, what `PSUBSCRIBE` takes to follow a pattern live.

@@ -1,0 +1,91 @@
+//! The checkpointer: records how far a consumer got, after processing, in
+//! batches, fenced by the lease token.
+
+use std::sync::Arc;
+
+use crate::{Client, Error, MessageId, Result, protocol};
+
+/// Writes a consumer's cursor to Redis: after every `every` processed messages,
+/// when [`flush`](Self::flush) is called (on a timer and at shutdown), and never
+/// backwards. A write refused because another owner holds the lease is
+/// [`Error::LeaseLost`].
+#[derive(Debug)]
+pub(crate) struct Checkpointer {
+    /// Used to run `checkpoint.lua`.
+    client: Client,
+    /// The consumer whose cursor this is.
+    consumer: Arc<str>,
+    /// The lease's fencing token.
+    token: u64,
+    /// The highest id up to which everything is processed.
+    done: MessageId,
+    /// The cursor as last stored in Redis.
+    saved: MessageId,
+    /// Processed messages not yet covered by a stored checkpoint.
+    pending: u64,
+    /// Store after this many processed messages.
+    every: u64,
+}
+
+impl Checkpointer {
+    /// A checkpointer whose stored cursor is `saved`.
+    pub(crate) fn new(client: Client, consumer: Arc<str>, token: u64, saved: MessageId, every: u64) -> Self {
+        Checkpointer { client, consumer, token, done: saved, saved, pending: 0, every }
+    }
+
+    /// Loads the stored cursor of `consumer`, or `None` for a new consumer.
+    ///
+    /// # Errors
+    /// When Redis cannot be read.
+    pub(crate) async fn load(client: &Client, consumer: &str) -> Result<Option<MessageId>> {
+        let cursor: Option<u64> =
+            client.get("load checkpoint", &client.namespace().cursor_key(consumer)).await?;
+        Ok(cursor.map(MessageId::new))
+    }
+
+    /// The id up to which everything is processed.
+    pub(crate) fn done(&self) -> MessageId {
+        self.done
+    }
+
+    /// Moves the in-memory cursor to `id` (never backwards) without storing it.
+    pub(crate) fn advance_to(&mut self, id: MessageId) {
+        self.done = self.done.max(id);
+    }
+
+    /// Records that every message up to `id` is processed, storing the cursor
+    /// when `every` messages have accumulated.
+    ///
+    /// # Errors
+    /// [`Error::LeaseLost`] when fenced; Redis errors.
+    pub(crate) async fn processed(&mut self, id: MessageId) -> Result<()> {
+        self.advance_to(id);
+        self.pending += 1;
+        if self.pending >= self.every { self.flush().await } else { Ok(()) }
+    }
+
+    /// Stores the cursor now if it moved since the last store.
+    ///
+    /// # Errors
+    /// [`Error::LeaseLost`] when fenced; Redis errors (the cursor is kept and
+    /// stored by a later call).
+    pub(crate) async fn flush(&mut self) -> Result<()> {
+        if self.done <= self.saved {
+            return Ok(());
+        }
+        let stored: u64 = self
+            .client
+            .eval("checkpoint", &protocol::CHECKPOINT, (&*self.consumer, self.token, self.done.get()))
+            .await
+            .map_err(|e| match e {
+                Error::Redis { ref source, .. } if source.code() == Some("FENCED") => {
+                    Error::LeaseLost { consumer: self.consumer.to_string() }
+                }
+                other => other,
+            })?;
+        self.saved = MessageId::new(stored);
+        self.pending = 0;
+        tracing::debug!(consumer = &*self.consumer, cursor = stored, "checkpoint stored");
+        Ok(())
+    }
+}

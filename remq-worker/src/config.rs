@@ -1,0 +1,210 @@
+//! Worker settings: defaults, the builder's values, and `REMQ_*` environment variables.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::error::redact_url;
+use crate::{Error, MessageId, Result};
+
+/// Where a consumer that has no checkpoint yet starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StartFrom {
+    /// From the oldest message still in the log.
+    Earliest,
+    /// From the next message published (the id issued last is skipped). The
+    /// default, as in Kafka: a new consumer does not replay history.
+    #[default]
+    Latest,
+    /// After the given id.
+    After(MessageId),
+}
+
+impl std::str::FromStr for StartFrom {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "earliest" => Ok(StartFrom::Earliest),
+            "latest" => Ok(StartFrom::Latest),
+            id => id
+                .parse()
+                .map(StartFrom::After)
+                .map_err(|_| "expected `earliest`, `latest` or a message id".to_owned()),
+        }
+    }
+}
+
+/// Everything a worker is configured with. Built by [`Worker::new`](crate::Worker::new)
+/// or [`Worker::from_env`](crate::Worker::from_env) and changed with the builder methods.
+#[derive(Clone)]
+pub(crate) struct Settings {
+    /// The Redis URL (may hold a password: never printed as is).
+    pub(crate) redis_url: String,
+    /// The namespace base, `remq` by default.
+    pub(crate) namespace: String,
+    /// Where new consumers start.
+    pub(crate) start_from: StartFrom,
+    /// Write a checkpoint after this many processed messages…
+    pub(crate) checkpoint_every: u64,
+    /// …or after this much time, whichever comes first.
+    pub(crate) checkpoint_interval: Duration,
+    /// How long a consumer's lease lasts without renewal; a standby takes over
+    /// within this time after the owner dies.
+    pub(crate) lease_ttl: Duration,
+    /// How long in-flight handlers may run after a shutdown signal.
+    pub(crate) shutdown_deadline: Duration,
+    /// Live messages buffered per consumer; when full, the consumer falls back to
+    /// replaying from the log.
+    pub(crate) buffer_size: usize,
+    /// Messages per `consume` call while replaying.
+    pub(crate) replay_batch: usize,
+}
+
+impl Settings {
+    /// Defaults for a worker talking to `redis_url`.
+    pub(crate) fn new(redis_url: String) -> Self {
+        Settings {
+            redis_url,
+            namespace: crate::Namespace::DEFAULT.to_owned(),
+            start_from: StartFrom::Latest,
+            checkpoint_every: 1000,
+            checkpoint_interval: Duration::from_secs(1),
+            lease_ttl: Duration::from_secs(10),
+            shutdown_deadline: Duration::from_secs(25),
+            buffer_size: 10_000,
+            replay_batch: 1000,
+        }
+    }
+
+    /// Reads the settings from the environment (see the README's table).
+    pub(crate) fn from_env() -> Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// Reads the settings through `lookup`, so tests need not touch the process environment.
+    pub(crate) fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let url = lookup("REMQ_REDIS_URL").or_else(|| lookup("REDIS_URL"));
+        let mut s = Settings::new(url.unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()));
+        let var = |name: &'static str| lookup(name).map(|value| (name, value));
+        if let Some((_, ns)) = var("REMQ_NAMESPACE") {
+            s.namespace = ns;
+        }
+        if let Some((name, v)) = var("REMQ_START_FROM") {
+            s.start_from = v.parse().map_err(|reason| invalid(name, &v, reason))?;
+        }
+        if let Some((name, v)) = var("REMQ_CHECKPOINT_EVERY") {
+            s.checkpoint_every = positive(name, &v)? as u64;
+        }
+        if let Some((name, v)) = var("REMQ_CHECKPOINT_INTERVAL") {
+            s.checkpoint_interval = duration(name, &v)?;
+        }
+        if let Some((name, v)) = var("REMQ_LEASE_TTL") {
+            s.lease_ttl = duration(name, &v)?;
+        }
+        if let Some((name, v)) = var("REMQ_SHUTDOWN_DEADLINE") {
+            s.shutdown_deadline = duration(name, &v)?;
+        }
+        if let Some((name, v)) = var("REMQ_BUFFER_SIZE") {
+            s.buffer_size = positive(name, &v)?;
+        }
+        if let Some((name, v)) = var("REMQ_REPLAY_BATCH") {
+            s.replay_batch = positive(name, &v)?.min(crate::MAX_CONSUME_LIMIT);
+        }
+        Ok(s)
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("redis_url", &redact_url(&self.redis_url))
+            .field("namespace", &self.namespace)
+            .field("start_from", &self.start_from)
+            .field("checkpoint_every", &self.checkpoint_every)
+            .field("checkpoint_interval", &self.checkpoint_interval)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("shutdown_deadline", &self.shutdown_deadline)
+            .field("buffer_size", &self.buffer_size)
+            .field("replay_batch", &self.replay_batch)
+            .finish()
+    }
+}
+
+fn invalid(name: &'static str, value: &str, reason: impl Into<String>) -> Error {
+    Error::Config { name, value: value.to_owned(), reason: reason.into() }
+}
+
+fn positive(name: &'static str, value: &str) -> Result<usize> {
+    value.parse().ok().filter(|&n| n > 0).ok_or_else(|| invalid(name, value, "expected a positive integer"))
+}
+
+fn duration(name: &'static str, value: &str) -> Result<Duration> {
+    humantime::parse_duration(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| invalid(name, value, "expected a positive duration such as `500ms`, `10s` or `1m`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(vars: &[(&str, &str)]) -> Result<Settings> {
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn defaults_and_url_fallbacks() {
+        let s = from(&[]).unwrap();
+        assert_eq!(s.redis_url, "redis://127.0.0.1:6379");
+        assert_eq!((s.checkpoint_every, s.lease_ttl), (1000, Duration::from_secs(10)));
+        assert_eq!(from(&[("REDIS_URL", "redis://b")]).unwrap().redis_url, "redis://b");
+        let both = from(&[("REDIS_URL", "redis://b"), ("REMQ_REDIS_URL", "redis://a")]).unwrap();
+        assert_eq!(both.redis_url, "redis://a");
+    }
+
+    #[test]
+    fn parses_every_setting() {
+        let s = from(&[
+            ("REMQ_NAMESPACE", "remq:{x}"),
+            ("REMQ_START_FROM", "42"),
+            ("REMQ_CHECKPOINT_EVERY", "10"),
+            ("REMQ_CHECKPOINT_INTERVAL", "250ms"),
+            ("REMQ_LEASE_TTL", "3s"),
+            ("REMQ_SHUTDOWN_DEADLINE", "1m"),
+            ("REMQ_BUFFER_SIZE", "64"),
+            ("REMQ_REPLAY_BATCH", "50000"),
+        ])
+        .unwrap();
+        assert_eq!(s.namespace, "remq:{x}");
+        assert_eq!(s.start_from, StartFrom::After(MessageId::new(42)));
+        assert_eq!(s.checkpoint_every, 10);
+        assert_eq!(s.checkpoint_interval, Duration::from_millis(250));
+        assert_eq!(s.lease_ttl, Duration::from_secs(3));
+        assert_eq!(s.shutdown_deadline, Duration::from_secs(60));
+        assert_eq!(s.buffer_size, 64);
+        assert_eq!(s.replay_batch, 10_000, "capped at the protocol's limit");
+        assert_eq!(from(&[("REMQ_START_FROM", "earliest")]).unwrap().start_from, StartFrom::Earliest);
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable() {
+        for (name, value) in [
+            ("REMQ_START_FROM", "yesterday"),
+            ("REMQ_CHECKPOINT_EVERY", "0"),
+            ("REMQ_LEASE_TTL", "soon"),
+            ("REMQ_SHUTDOWN_DEADLINE", "0s"),
+            ("REMQ_BUFFER_SIZE", "-1"),
+        ] {
+            let err = from(&[(name, value)]).unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let s = from(&[("REMQ_REDIS_URL", "redis://:hunter2@h:1")]).unwrap();
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

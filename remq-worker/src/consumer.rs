@@ -1,0 +1,186 @@
+//! One durable consumer: a handler bound to a pattern under a durable name.
+//! It stands by until it owns the lease, then feeds the handler in id order and
+//! checkpoints what is done, until shutdown or until the lease is lost.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::checkpoint::Checkpointer;
+use crate::config::{Settings, StartFrom};
+use crate::extract::{Delivery, States};
+use crate::lease::LeaseGuard;
+use crate::subscription::MessageFeed;
+use crate::{BoxedHandler, Client, Error, Message, MessageId, Result};
+
+/// A handler with its pattern and durable name, ready to run.
+#[derive(Clone, Debug)]
+pub(crate) struct Consumer {
+    /// The durable name: keys its cursor and lease.
+    pub(crate) name: Arc<str>,
+    /// The channel pattern.
+    pub(crate) pattern: String,
+    /// The handler.
+    pub(crate) handler: BoxedHandler,
+}
+
+/// Why an owner stopped.
+enum Stop {
+    /// Shutdown was requested; the final checkpoint is written.
+    Shutdown,
+    /// Another process took the lease; go back to standing by.
+    LeaseLost,
+}
+
+/// What the runtime shares with every consumer.
+#[derive(Clone, Debug)]
+pub(crate) struct Runtime {
+    /// The connection.
+    pub(crate) client: Client,
+    /// Settings.
+    pub(crate) settings: Arc<Settings>,
+    /// Application state for extractors.
+    pub(crate) states: Arc<States>,
+    /// Cancelled on shutdown.
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl Consumer {
+    /// Runs until shutdown: stand by for the lease, own it, and stand by again
+    /// whenever it is lost.
+    ///
+    /// # Errors
+    /// Permanent failures (missing permissions, invalid settings).
+    pub(crate) async fn run(self, rt: Runtime) -> Result<()> {
+        loop {
+            let lease = tokio::select! {
+                _ = rt.shutdown.cancelled() => return Ok(()),
+                lease = LeaseGuard::acquire(&rt.client, &self.name, rt.settings.lease_ttl) => lease?,
+            };
+            let outcome = self.own(&rt, &lease).await;
+            lease.release().await;
+            match outcome? {
+                Stop::Shutdown => return Ok(()),
+                Stop::LeaseLost => {
+                    tracing::warn!(consumer = &*self.name, "lost ownership; standing by again");
+                }
+            }
+        }
+    }
+
+    /// Consumes as the owner of the lease.
+    async fn own(&self, rt: &Runtime, lease: &LeaseGuard) -> Result<Stop> {
+        let stored = Checkpointer::load(&rt.client, &self.name).await?;
+        let cursor = match stored {
+            Some(cursor) => cursor,
+            None => self.start_position(rt).await?,
+        };
+        let mut checkpointer = Checkpointer::new(
+            rt.client.clone(),
+            self.name.clone(),
+            lease.token(),
+            stored.unwrap_or(MessageId::ZERO),
+            rt.settings.checkpoint_every,
+        );
+        // A new consumer stores where it starts at once, so a crash before its
+        // first checkpoint cannot move its start to a later `latest`.
+        checkpointer.advance_to(cursor);
+        if let Err(Error::LeaseLost { .. }) = checkpointer.flush().await {
+            return Ok(Stop::LeaseLost);
+        }
+        let s = &rt.settings;
+        let mut feed = MessageFeed::new(
+            rt.client.clone(),
+            self.name.clone(),
+            self.pattern.clone(),
+            cursor,
+            s.buffer_size,
+            s.replay_batch,
+        );
+        let mut tick = tokio::time::interval(s.checkpoint_interval);
+        tracing::info!(consumer = &*self.name, pattern = %self.pattern, after = %cursor, "consuming");
+        let stop = loop {
+            let message = tokio::select! {
+                biased;
+                _ = rt.shutdown.cancelled() => break Stop::Shutdown,
+                _ = lease.lost().cancelled() => return Ok(Stop::LeaseLost),
+                _ = tick.tick() => match checkpointer.flush().await {
+                    Err(Error::LeaseLost { .. }) => return Ok(Stop::LeaseLost),
+                    other => { log_checkpoint_error(&self.name, other); continue }
+                },
+                message = feed.next() => message?,
+            };
+            let id = message.id;
+            if !self.handle(rt, message).await {
+                break Stop::Shutdown;
+            }
+            match checkpointer.processed(id).await {
+                Err(Error::LeaseLost { .. }) => return Ok(Stop::LeaseLost),
+                other => log_checkpoint_error(&self.name, other),
+            }
+        };
+        match checkpointer.flush().await {
+            Err(Error::LeaseLost { .. }) => return Ok(Stop::LeaseLost),
+            other => log_checkpoint_error(&self.name, other),
+        }
+        tracing::info!(consumer = &*self.name, cursor = %checkpointer.done(), "stopped; final checkpoint written");
+        Ok(stop)
+    }
+
+    /// Where a consumer without a stored cursor starts.
+    async fn start_position(&self, rt: &Runtime) -> Result<MessageId> {
+        Ok(match rt.settings.start_from {
+            StartFrom::Earliest => MessageId::ZERO,
+            StartFrom::Latest => rt.client.head().await?,
+            StartFrom::After(id) => id,
+        })
+    }
+
+    /// Runs the handler on one message. Returns `false` when shutdown's deadline
+    /// passed before it finished (the message is then not checkpointed, and the
+    /// next owner sees it again).
+    async fn handle(&self, rt: &Runtime, message: Message) -> bool {
+        let (id, channel) = (message.id, message.channel.clone());
+        let delivery = Delivery::new(message, self.name.clone(), rt.states.clone());
+        let run = AssertUnwindSafe(self.handler.call(delivery)).catch_unwind();
+        tokio::pin!(run);
+        let outcome = tokio::select! {
+            outcome = &mut run => outcome,
+            _ = rt.shutdown.cancelled() => {
+                let deadline = Instant::now() + rt.settings.shutdown_deadline;
+                match tokio::time::timeout_at(deadline, run).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => {
+                        tracing::warn!(consumer = &*self.name, %id, "handler still running at the shutdown deadline; abandoned, it will be delivered again");
+                        return false;
+                    }
+                }
+            }
+        };
+        let result = outcome.unwrap_or_else(|panic| Err(Error::retryable(panic_message(panic))));
+        if let Err(error) = result {
+            // Until retries and dead-lettering are configured, a failed message is
+            // logged and passed over so one bad message cannot stall the stream.
+            tracing::error!(consumer = &*self.name, %id, channel, %error, "handler failed; message skipped");
+        }
+        true
+    }
+}
+
+fn log_checkpoint_error(consumer: &str, result: Result<()>) {
+    if let Err(error) = result {
+        tracing::warn!(consumer, %error, "could not store the checkpoint; will retry");
+    }
+}
+
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic payload".to_owned());
+    format!("handler panicked: {text}")
+}

@@ -1,0 +1,153 @@
+//! Exclusive ownership of a durable consumer: a lease in Redis with a fencing
+//! token, renewed in the background while held.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
+
+use crate::{Client, Result, protocol};
+
+/// How often a standby checks whether the lease became free, at most. Short, so
+/// a graceful hand-over (the owner releases its lease) is taken up at once.
+const STANDBY_POLL: Duration = Duration::from_millis(200);
+
+/// A held lease. It is renewed every third of its lifetime by a background task;
+/// [`lost`](Self::lost) fires when renewal shows another owner took it, or when
+/// Redis could not be reached for longer than the lease lasts.
+#[derive(Debug)]
+pub(crate) struct LeaseGuard {
+    /// The fencing token: the checkpoint script accepts only this owner's writes.
+    token: u64,
+    /// Cancelled when the lease is lost.
+    lost: CancellationToken,
+    /// The renewal task, stopped when the guard goes.
+    renewal: AbortOnDropHandle<()>,
+    /// Used to release the lease.
+    client: Client,
+    /// The consumer the lease belongs to.
+    consumer: Arc<str>,
+}
+
+/// What `lease.lua acquire` answered.
+enum Acquire {
+    /// The lease is ours, with this token.
+    Owned(u64),
+    /// Another owner holds it for about this long still.
+    HeldFor(Duration),
+}
+
+impl LeaseGuard {
+    /// Waits until this process owns `consumer`'s lease (a hot standby while
+    /// another process holds it), then returns the guard.
+    ///
+    /// # Errors
+    /// Redis errors other than the lease being held.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe while waiting; a lease acquired by a cancelled call simply
+    /// expires after `ttl`.
+    pub(crate) async fn acquire(client: &Client, consumer: &Arc<str>, ttl: Duration) -> Result<LeaseGuard> {
+        let mut announced = false;
+        loop {
+            match try_acquire(client, consumer, ttl).await? {
+                Acquire::Owned(token) => {
+                    tracing::info!(consumer = &**consumer, token, "acquired the consumer lease");
+                    return Ok(Self::start(client.clone(), consumer.clone(), token, ttl));
+                }
+                Acquire::HeldFor(remaining) => {
+                    if !announced {
+                        tracing::info!(
+                            consumer = &**consumer,
+                            "another process owns this consumer; standing by"
+                        );
+                        announced = true;
+                    }
+                    tokio::time::sleep(remaining.min(STANDBY_POLL)).await;
+                }
+            }
+        }
+    }
+
+    fn start(client: Client, consumer: Arc<str>, token: u64, ttl: Duration) -> LeaseGuard {
+        let lost = CancellationToken::new();
+        let renewal = tokio::spawn(renew(client.clone(), consumer.clone(), token, ttl, lost.clone()));
+        LeaseGuard { token, lost, renewal: AbortOnDropHandle::new(renewal), client, consumer }
+    }
+
+    /// The fencing token for checkpoints.
+    pub(crate) fn token(&self) -> u64 {
+        self.token
+    }
+
+    /// Fires when the lease is lost.
+    pub(crate) fn lost(&self) -> &CancellationToken {
+        &self.lost
+    }
+
+    /// Stops renewing and gives the lease up so a standby takes over at once.
+    /// A lease that was already lost is left alone.
+    pub(crate) async fn release(self) {
+        self.renewal.abort();
+        if self.lost.is_cancelled() {
+            return;
+        }
+        let released: Result<i64> = self
+            .client
+            .eval("release lease", &protocol::LEASE, ("release", &*self.consumer, 0, self.token))
+            .await;
+        match released {
+            Ok(1) => tracing::info!(consumer = &*self.consumer, "released the consumer lease"),
+            Ok(_) => {
+                tracing::warn!(consumer = &*self.consumer, "the lease had already passed to another owner")
+            }
+            Err(error) => {
+                tracing::warn!(consumer = &*self.consumer, %error, "could not release the lease; it expires on its own")
+            }
+        }
+    }
+}
+
+async fn try_acquire(client: &Client, consumer: &str, ttl: Duration) -> Result<Acquire> {
+    let (token, remaining): (u64, i64) =
+        client.eval("acquire lease", &protocol::LEASE, ("acquire", consumer, millis(ttl))).await?;
+    Ok(if token > 0 {
+        Acquire::Owned(token)
+    } else {
+        Acquire::HeldFor(Duration::from_millis(remaining.max(1) as u64))
+    })
+}
+
+/// Renews every `ttl / 3` until the lease is found taken, or renewals have failed
+/// for as long as the lease lasts (it must then be presumed gone).
+async fn renew(client: Client, consumer: Arc<str>, token: u64, ttl: Duration, lost: CancellationToken) {
+    let mut last_renewed = Instant::now();
+    loop {
+        tokio::time::sleep(ttl / 3).await;
+        let renewed: Result<i64> =
+            client.eval("renew lease", &protocol::LEASE, ("renew", &*consumer, millis(ttl), token)).await;
+        match renewed {
+            Ok(1) => last_renewed = Instant::now(),
+            Ok(_) => {
+                tracing::error!(
+                    consumer = &*consumer,
+                    token,
+                    "the lease was taken by another owner; stopping"
+                );
+                break;
+            }
+            Err(error) if last_renewed.elapsed() >= ttl => {
+                tracing::error!(consumer = &*consumer, %error, "could not renew the lease before it expired; stopping");
+                break;
+            }
+            Err(error) => tracing::warn!(consumer = &*consumer, %error, "lease renewal failed; retrying"),
+        }
+    }
+    lost.cancel();
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis().try_into().unwrap_or(u64::MAX).max(1)
+}

@@ -1,0 +1,245 @@
+//! The gap-free feed of one consumer: live pub/sub pushes joined with replay
+//! from the durable log, in strictly ascending id order, each id once.
+//!
+//! Subscribe first and buffer live pushes; replay from the cursor with
+//! `consume` until a page comes back short; then drain the buffer, skipping ids
+//! already handed out. A dropped pub/sub connection, a full buffer, or a Redis
+//! restart all end the live feed, and the feed starts over the same way from the
+//! last id it handed out: nothing is skipped because pub/sub lost it.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio_util::task::AbortOnDropHandle;
+
+use crate::backoff::Backoff;
+use crate::{Client, Error, Message, MessageId, Result};
+
+/// Why a consumer went back to the log instead of following pub/sub.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum GapReason {
+    /// The consumer (re)started.
+    Startup,
+    /// The pub/sub connection dropped (network, `CLIENT KILL`, Redis restart, or
+    /// Redis' output buffer limit).
+    Disconnect,
+    /// The local live buffer filled up faster than the handler drained it.
+    Overflow,
+}
+
+impl fmt::Display for GapReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            GapReason::Startup => "startup",
+            GapReason::Disconnect => "disconnect",
+            GapReason::Overflow => "overflow",
+        })
+    }
+}
+
+/// Live pushes of one `PSUBSCRIBE`, forwarded by a reader task into a bounded
+/// buffer. The reader stops at the first push that does not fit, or when the
+/// connection ends, and reports which.
+struct LiveFeed {
+    /// Buffered pushes, in publish order.
+    rx: mpsc::Receiver<Message>,
+    /// The reader; its result says why the feed ended.
+    reader: AbortOnDropHandle<GapReason>,
+}
+
+impl LiveFeed {
+    async fn open(client: &Client, pattern: &str, capacity: usize, consumer: Arc<str>) -> Result<LiveFeed> {
+        let subscribe = |e| Error::redis("subscribe", e);
+        let mut pubsub = client.redis().get_async_pubsub().await.map_err(subscribe)?;
+        pubsub.psubscribe(client.namespace().subscription_pattern(pattern)).await.map_err(subscribe)?;
+        let (tx, rx) = mpsc::channel(capacity);
+        let reader = tokio::spawn(async move {
+            let mut pushes = pubsub.into_on_message();
+            while let Some(push) = pushes.next().await {
+                let message = match Message::from_frame(Bytes::copy_from_slice(push.get_payload_bytes())) {
+                    Ok(message) => message,
+                    Err(error) => {
+                        // Not a Remq message (Remq only pushes what it stored), so
+                        // skipping it loses nothing; say so loudly all the same.
+                        tracing::error!(consumer = &*consumer, channel = push.get_channel_name(), %error, "ignored a malformed pub/sub push");
+                        continue;
+                    }
+                };
+                match tx.try_send(message) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => return GapReason::Overflow,
+                    Err(TrySendError::Closed(_)) => break,
+                }
+            }
+            GapReason::Disconnect
+        });
+        Ok(LiveFeed { rx, reader: AbortOnDropHandle::new(reader) })
+    }
+
+    /// The next buffered push, or why the feed ended once it is drained.
+    async fn next(&mut self) -> std::result::Result<Message, GapReason> {
+        match self.rx.recv().await {
+            Some(message) => Ok(message),
+            None => Err((&mut self.reader).await.unwrap_or(GapReason::Disconnect)),
+        }
+    }
+}
+
+/// Where the feed is in the subscribe → replay → live cycle.
+enum Phase {
+    /// Not subscribed; the next call subscribes and replays.
+    Resync(GapReason),
+    /// Replaying the log while live pushes are buffered.
+    Replay {
+        /// The subscription whose buffer fills meanwhile.
+        live: LiveFeed,
+        /// The rest of the last page read from the log.
+        page: VecDeque<Message>,
+        /// Whether the last page was short (the log is exhausted).
+        exhausted: bool,
+    },
+    /// Following pub/sub.
+    Live(LiveFeed),
+}
+
+/// An ordered, gap-free, duplicate-free stream of the messages of one pattern,
+/// starting after a cursor.
+pub(crate) struct MessageFeed {
+    /// Connection for `consume` and the factory for pub/sub connections.
+    client: Client,
+    /// The consumer's durable name, for logs.
+    consumer: Arc<str>,
+    /// The channel pattern.
+    pattern: String,
+    /// The last id handed out.
+    cursor: MessageId,
+    /// Live buffer capacity.
+    buffer: usize,
+    /// Page size when replaying.
+    batch: usize,
+    /// Where in the cycle we are.
+    phase: Phase,
+    /// Reconnect back-off across failures.
+    backoff: Backoff,
+    /// Messages handed out from the log (not from pub/sub) since the last resync.
+    replayed: u64,
+}
+
+impl MessageFeed {
+    /// A feed of `pattern` after `cursor`.
+    pub(crate) fn new(
+        client: Client,
+        consumer: Arc<str>,
+        pattern: String,
+        cursor: MessageId,
+        buffer: usize,
+        batch: usize,
+    ) -> Self {
+        MessageFeed {
+            client,
+            consumer,
+            pattern,
+            cursor,
+            buffer,
+            batch,
+            phase: Phase::Resync(GapReason::Startup),
+            backoff: Backoff::default(),
+            replayed: 0,
+        }
+    }
+
+    /// The next message, with an id greater than every id handed out before.
+    /// Connection problems are retried with back-off inside.
+    ///
+    /// # Errors
+    /// Only permanent failures (e.g. a missing ACL permission).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: a message is handed out only by a completed call, and a
+    /// cancelled call leaves the feed where it was (at worst it subscribes again).
+    pub(crate) async fn next(&mut self) -> Result<Message> {
+        loop {
+            match &mut self.phase {
+                Phase::Resync(reason) => {
+                    let reason = *reason;
+                    match LiveFeed::open(&self.client, &self.pattern, self.buffer, self.consumer.clone())
+                        .await
+                    {
+                        Ok(live) => {
+                            self.backoff.succeeded(&self.consumer);
+                            tracing::debug!(consumer = &*self.consumer, %reason, after = %self.cursor, "subscribed; replaying from the log");
+                            self.replayed = 0;
+                            self.phase = Phase::Replay { live, page: VecDeque::new(), exhausted: false };
+                        }
+                        Err(error) => self.failed("subscribe", error).await?,
+                    }
+                }
+                Phase::Replay { page, exhausted, .. } => {
+                    let (next, exhausted) = (page.pop_front(), *exhausted);
+                    if let Some(message) = next {
+                        if let Some(message) = self.hand_out(message) {
+                            self.replayed += 1;
+                            return Ok(message);
+                        }
+                    } else if exhausted {
+                        tracing::debug!(
+                            consumer = &*self.consumer,
+                            replayed = self.replayed,
+                            "caught up; following live pushes"
+                        );
+                        let phase = std::mem::replace(&mut self.phase, Phase::Resync(GapReason::Startup));
+                        if let Phase::Replay { live, .. } = phase {
+                            self.phase = Phase::Live(live);
+                        }
+                    } else {
+                        match self.client.consume(&self.pattern, self.cursor, self.batch).await {
+                            Ok(messages) => {
+                                self.backoff.succeeded(&self.consumer);
+                                if let Phase::Replay { page, exhausted, .. } = &mut self.phase {
+                                    *exhausted = messages.len() < self.batch;
+                                    *page = messages.into();
+                                }
+                            }
+                            Err(error) => self.failed("replay", error).await?,
+                        }
+                    }
+                }
+                Phase::Live(live) => match live.next().await {
+                    Ok(message) => {
+                        if let Some(message) = self.hand_out(message) {
+                            return Ok(message);
+                        }
+                    }
+                    Err(reason) => {
+                        tracing::info!(consumer = &*self.consumer, %reason, after = %self.cursor, "live feed ended; replaying from the log");
+                        self.phase = Phase::Resync(reason);
+                    }
+                },
+            }
+        }
+    }
+
+    /// Moves the cursor past `message`, or drops it when it was already handed out.
+    fn hand_out(&mut self, message: Message) -> Option<Message> {
+        (message.id > self.cursor).then(|| {
+            self.cursor = message.id;
+            message
+        })
+    }
+
+    /// Handles a failed Redis call: permanent errors end the feed; others
+    /// drop the subscription and retry after a back-off.
+    async fn failed(&mut self, what: &str, error: Error) -> Result<()> {
+        if error.is_permanent() {
+            return Err(error);
+        }
+        self.phase = Phase::Resync(GapReason::Disconnect);
+        self.backoff.failed(&self.consumer, what, &error).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,264 @@
+//! The worker: collects handlers, connects, runs one consumer per handler, and
+//! shuts down gracefully on SIGTERM, SIGINT or a cancellation token.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Settings, StartFrom};
+use crate::consumer::{Consumer, Runtime};
+use crate::extract::States;
+use crate::{BoxedHandler, Client, Error, Handler, Result, handler, protocol};
+
+/// A worker process: every handler registered with `#[remq::handler]` (and any
+/// added with [`handler`](Self::handler)) consumes its pattern in id order, with
+/// its cursor checkpointed in Redis and its ownership held by a lease.
+///
+/// ```no_run
+/// # async fn demo() -> remq::Result<()> {
+/// #[derive(Clone)]
+/// struct Db;
+///
+/// remq::Worker::from_env()?
+///     .state(Db)
+///     .handler("audit.*", |msg: remq::Message| async move { println!("{}", msg.id) })
+///     .run()
+///     .await
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Worker {
+    /// Connection and delivery settings.
+    settings: Settings,
+    /// Handlers added in code: (name, pattern, handler).
+    handlers: Vec<(String, String, BoxedHandler)>,
+    /// Whether `#[remq::handler]` registrations are included.
+    registered: bool,
+    /// Application state for `State<T>` extractors.
+    states: States,
+    /// Cancelled to shut down; also cancelled by SIGTERM and SIGINT.
+    shutdown: CancellationToken,
+    /// Whether to install the signal handlers.
+    signals: bool,
+}
+
+impl Worker {
+    /// A worker for the Redis at `redis_url` with default settings.
+    pub fn new(redis_url: impl Into<String>) -> Self {
+        Self::with_settings(Settings::new(redis_url.into()))
+    }
+
+    /// A worker configured from the environment: `REMQ_REDIS_URL` (else
+    /// `REDIS_URL`, else `redis://127.0.0.1:6379`), `REMQ_NAMESPACE`,
+    /// `REMQ_START_FROM`, `REMQ_CHECKPOINT_EVERY`, `REMQ_CHECKPOINT_INTERVAL`,
+    /// `REMQ_LEASE_TTL`, `REMQ_SHUTDOWN_DEADLINE`, `REMQ_BUFFER_SIZE`,
+    /// `REMQ_REPLAY_BATCH` (see the README for defaults).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the variable whose value is invalid.
+    pub fn from_env() -> Result<Self> {
+        Settings::from_env().map(Self::with_settings)
+    }
+
+    fn with_settings(settings: Settings) -> Self {
+        Worker {
+            settings,
+            handlers: Vec::new(),
+            registered: true,
+            states: States::default(),
+            shutdown: CancellationToken::new(),
+            signals: true,
+        }
+    }
+
+    /// Adds a handler for `pattern`, with the pattern as its durable name.
+    pub fn handler<H: Handler<T>, T>(self, pattern: impl Into<String>, handler: H) -> Self {
+        let pattern = pattern.into();
+        self.named_handler(pattern.clone(), pattern, handler)
+    }
+
+    /// Adds a handler for `pattern` under the durable consumer name `name`.
+    pub fn named_handler<H: Handler<T>, T>(
+        mut self,
+        name: impl Into<String>,
+        pattern: impl Into<String>,
+        handler: H,
+    ) -> Self {
+        self.handlers.push((name.into(), pattern.into(), BoxedHandler::new(handler)));
+        self
+    }
+
+    /// Runs only the handlers added with [`handler`](Self::handler), not those
+    /// registered with `#[remq::handler]` (useful in tests).
+    pub fn without_registered_handlers(mut self) -> Self {
+        self.registered = false;
+        self
+    }
+
+    /// Registers shared state for `State<T>` arguments (one value per type).
+    pub fn state<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.states.insert(value);
+        self
+    }
+
+    /// The namespace base (default `remq`).
+    pub fn namespace(mut self, base: impl Into<String>) -> Self {
+        self.settings.namespace = base.into();
+        self
+    }
+
+    /// Where consumers without a checkpoint start (default [`StartFrom::Latest`]).
+    pub fn start_from(mut self, start: StartFrom) -> Self {
+        self.settings.start_from = start;
+        self
+    }
+
+    /// Store the checkpoint after this many messages (default 1000)…
+    pub fn checkpoint_every(mut self, messages: u64) -> Self {
+        self.settings.checkpoint_every = messages.max(1);
+        self
+    }
+
+    /// …or after this long (default 1 s), whichever comes first.
+    pub fn checkpoint_interval(mut self, interval: Duration) -> Self {
+        self.settings.checkpoint_interval = interval;
+        self
+    }
+
+    /// How long a lease lasts without renewal (default 10 s); a standby takes
+    /// over within about this time after the owner dies.
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.settings.lease_ttl = ttl;
+        self
+    }
+
+    /// How long in-flight handlers may run after shutdown begins (default 25 s;
+    /// keep it below your orchestrator's termination grace period).
+    pub fn shutdown_deadline(mut self, deadline: Duration) -> Self {
+        self.settings.shutdown_deadline = deadline;
+        self
+    }
+
+    /// Live messages buffered per consumer before it falls back to replay (default 10,000).
+    pub fn buffer_size(mut self, messages: usize) -> Self {
+        self.settings.buffer_size = messages.max(1);
+        self
+    }
+
+    /// Messages per `consume` call while replaying (default 1000, at most 10,000).
+    pub fn replay_batch(mut self, messages: usize) -> Self {
+        self.settings.replay_batch = messages.clamp(1, protocol::MAX_CONSUME_LIMIT);
+        self
+    }
+
+    /// A token that shuts the worker down gracefully when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Do not listen for SIGTERM and SIGINT (the shutdown token still works).
+    pub fn without_signal_handlers(mut self) -> Self {
+        self.signals = false;
+        self
+    }
+
+    /// Connects and runs every handler until shutdown: a SIGTERM or SIGINT, or the
+    /// [`shutdown_token`](Self::shutdown_token) being cancelled. Then each consumer
+    /// stops taking messages, lets its in-flight handler finish within the
+    /// deadline, stores its final checkpoint and releases its lease.
+    ///
+    /// # Errors
+    /// At start-up: invalid handlers (bad pattern, duplicate name, missing state),
+    /// [`Error::Connect`] / [`Error::Auth`] when Redis is unreachable or refuses
+    /// the credentials. While running: a consumer's permanent failure (e.g. an
+    /// ACL permission missing), which stops the others gracefully.
+    pub async fn run(self) -> Result<()> {
+        let consumers = self.consumers()?;
+        for consumer in &consumers {
+            for &(type_id, type_name) in consumer.handler.required_states() {
+                if !self.states.contains(type_id) {
+                    return Err(Error::MissingState { type_name });
+                }
+            }
+        }
+        let client =
+            Client::connect(&self.settings.redis_url).await?.with_namespace(&self.settings.namespace)?;
+        tracing::info!(addr = %client.addr(), namespace = %client.namespace(), consumers = consumers.len(), "worker starting");
+        if self.signals {
+            tokio::spawn(cancel_on_signal(self.shutdown.clone()));
+        }
+        let rt = Runtime {
+            client,
+            settings: Arc::new(self.settings),
+            states: Arc::new(self.states),
+            shutdown: self.shutdown.clone(),
+        };
+        let tracker = TaskTracker::new();
+        let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+        for consumer in consumers {
+            let (rt, failures) = (rt.clone(), failures.clone());
+            tracker.spawn(async move {
+                let name = consumer.name.clone();
+                if let Err(error) = consumer.run(rt.clone()).await {
+                    tracing::error!(consumer = &*name, %error, "consumer failed; shutting the worker down");
+                    failures.lock().expect("no panics while held").push(error);
+                    rt.shutdown.cancel();
+                }
+            });
+        }
+        tracker.close();
+        tracker.wait().await;
+        tracing::info!("worker stopped");
+        match failures.lock().expect("no panics while held").drain(..).next() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    /// The handlers to run, checked: valid patterns, unique durable names.
+    fn consumers(&self) -> Result<Vec<Consumer>> {
+        let registered = handler::registered()
+            .filter(|_| self.registered)
+            .map(|r| (r.name.to_owned(), r.pattern.to_owned(), (r.make)()));
+        let mut by_name: HashMap<String, String> = HashMap::new();
+        let mut consumers = Vec::new();
+        for (name, pattern, handler) in registered.chain(self.handlers.iter().cloned()) {
+            protocol::validate_pattern(&pattern)?;
+            if let Some(first) = by_name.insert(name.clone(), pattern.clone()) {
+                return Err(Error::DuplicateConsumer { name, first, second: pattern });
+            }
+            consumers.push(Consumer { name: name.into(), pattern, handler });
+        }
+        if consumers.is_empty() {
+            return Err(Error::NoHandlers);
+        }
+        Ok(consumers)
+    }
+}
+
+/// Cancels `shutdown` on the first SIGTERM or SIGINT.
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = terminate => tracing::info!("SIGTERM received; shutting down gracefully"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; shutting down gracefully"),
+        _ = shutdown.cancelled() => return,
+    }
+    shutdown.cancel();
+}

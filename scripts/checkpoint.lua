@@ -1,0 +1,29 @@
+-- checkpoint.lua: move a consumer's cursor forward, fenced by its lease token.
+--
+--   EVAL <checkpoint.lua> 0 <consumer> <token> <id>
+--   (or numkeys 1 with KEYS[1] = the namespace base)
+--
+-- KEYS[1]  (optional) the namespace base; "remq" when numkeys is 0
+-- ARGV[1]  the consumer's durable name
+-- ARGV[2]  the lease token from lease.lua acquire
+-- ARGV[3]  the id up to which every message is done
+-- Reply    the stored cursor afterwards (integer); it never moves backwards
+-- Errors   "FENCED ..." when the token does not hold the lease: the caller lost
+--          ownership and must stop consuming
+--
+-- The cursor is the key <base>:consumer:<name>:cursor.
+local base = KEYS[1] or 'remq'
+local name, token, id = ARGV[1], ARGV[2], ARGV[3]
+if id == nil or not string.find(id, '^%d+$') then
+  return redis.error_reply('ERR remq: invalid checkpoint: the id must be a non-negative integer')
+end
+local prefix = base .. ':consumer:' .. name
+if redis.call('GET', prefix .. ':lease') ~= token then
+  return redis.error_reply('FENCED remq: the lease of consumer ' .. name .. ' is not held by this token')
+end
+local cursor = tonumber(redis.call('GET', prefix .. ':cursor') or '0')
+if tonumber(id) > cursor then
+  redis.call('SET', prefix .. ':cursor', id)
+  return tonumber(id)
+end
+return cursor

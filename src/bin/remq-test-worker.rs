@@ -1,0 +1,54 @@
+//! A worker process for Remq's crash, failover and shutdown tests.
+//!
+//! It runs one handler that appends each message id to a Redis list, so what
+//! it processed survives the process being killed. Configured by the usual
+//! `REMQ_*` variables plus:
+//! - `TEST_PATTERN`: the pattern to consume (default `*`);
+//! - `TEST_CONSUMER`: the durable consumer name (default `recorder`);
+//! - `TEST_RECORD_KEY`: the list ids are pushed to (default `test:processed`);
+//! - `TEST_DELAY_MS`: how long each message takes to handle (default 0).
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use remq::{MessageId, State, Worker};
+
+/// Where and how the handler records.
+#[derive(Clone)]
+struct Recorder {
+    /// Connection for the record list (outside the `remq:` keys).
+    conn: ConnectionManager,
+    /// The list key.
+    key: String,
+    /// Simulated work per message.
+    delay: Duration,
+}
+
+async fn record(State(recorder): State<Recorder>, id: MessageId) -> remq::Result<()> {
+    tokio::time::sleep(recorder.delay).await;
+    redis::cmd("RPUSH")
+        .arg(&recorder.key)
+        .arg(id.get())
+        .query_async::<()>(&mut recorder.conn.clone())
+        .await
+        .map_err(remq::Error::retryable)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    let env = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+    let url = std::env::var("REMQ_REDIS_URL")?;
+    let conn = redis::Client::open(url)?.get_connection_manager().await?;
+    let recorder = Recorder {
+        conn,
+        key: env("TEST_RECORD_KEY", "test:processed"),
+        delay: Duration::from_millis(env("TEST_DELAY_MS", "0").parse()?),
+    };
+    Worker::from_env()?
+        .state(recorder)
+        .named_handler(env("TEST_CONSUMER", "recorder"), env("TEST_PATTERN", "*"), record)
+        .run()
+        .await?;
+    Ok(())
+}

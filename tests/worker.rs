@@ -1,0 +1,434 @@
+//! The worker runtime in-process against real redis-server processes: order,
+//! completeness, the replay → live switch, disconnects, restarts, overflow,
+//! leases and fencing, shutdown, and start-up errors.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use remq::{Channel, Client, Error, Json, Message, MessageId, StartFrom, State, Worker};
+use remq_testkit::RedisServer;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep};
+
+/// Ids a handler saw, in the order it saw them.
+type Seen = Arc<Mutex<Vec<MessageId>>>;
+
+/// A worker whose one handler records ids; fast checkpoints and leases so tests are quick.
+fn recording_worker(server: &RedisServer, name: &str, pattern: &str) -> (Worker, Seen) {
+    init_tracing();
+    let seen = Seen::default();
+    let record = seen.clone();
+    let worker = Worker::new(server.url())
+        .without_registered_handlers()
+        .without_signal_handlers()
+        .start_from(StartFrom::Earliest)
+        .checkpoint_every(50)
+        .checkpoint_interval(Duration::from_millis(100))
+        .lease_ttl(Duration::from_secs(2))
+        .named_handler(name, pattern, move |id: MessageId| {
+            let record = record.clone();
+            async move { record.lock().unwrap().push(id) }
+        });
+    (worker, seen)
+}
+
+/// Logs to the test's output when `RUST_LOG` is set, e.g. `RUST_LOG=remq=debug`.
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .with_ansi(false)
+        .try_init();
+}
+
+fn spawn(worker: Worker) -> (tokio_util::sync::CancellationToken, JoinHandle<remq::Result<()>>) {
+    (worker.shutdown_token(), tokio::spawn(worker.run()))
+}
+
+/// Polls `done` until it holds, failing the test after `limit`.
+async fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Asserts `seen` is exactly `expected`: every id once, ascending.
+fn assert_exactly_in_order(seen: &Seen, expected: &[MessageId]) {
+    let seen = seen.lock().unwrap();
+    let first_gap = seen.iter().zip(expected).position(|(a, b)| a != b);
+    assert!(
+        first_gap.is_none() && seen.len() == expected.len(),
+        "seen {} ids, expected {}; first difference at index {first_gap:?}",
+        seen.len(),
+        expected.len()
+    );
+}
+
+/// Publishes `count` messages round-robin over `channels` channels `prefix.0…`,
+/// in batches, returning every id in order.
+async fn publish_spread(client: &Client, prefix: &str, channels: usize, count: usize) -> Vec<MessageId> {
+    let mut ids = Vec::with_capacity(count);
+    for (i, chunk) in (0..count).collect::<Vec<_>>().chunks(100).enumerate() {
+        let bodies: Vec<String> = chunk.iter().map(|n| format!("m{n}")).collect();
+        let range = client.publish_batch(&format!("{prefix}.{}", i % channels), bodies).await.unwrap();
+        ids.extend((range.start().get()..=range.end().get()).map(MessageId::new));
+    }
+    ids
+}
+
+async fn cursor(server: &RedisServer, consumer: &str) -> Option<u64> {
+    let mut raw =
+        redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("GET").arg(format!("remq:consumer:{consumer}:cursor")).query_async(&mut raw).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_arrives_once_in_order_while_publishing() {
+    let server = RedisServer::start();
+    let client = Client::connect(&server.url()).await.unwrap();
+    client.publish("noise", "not ours").await.unwrap();
+    let (worker, seen) = recording_worker(&server, "orders", "orders.*");
+    let (stop, run) = spawn(worker);
+    let ids = publish_spread(&client, "orders", 10, 100_000).await;
+    wait_for(Duration::from_secs(60), "100,000 messages", || seen.lock().unwrap().len() >= ids.len()).await;
+    sleep(Duration::from_millis(200)).await;
+    assert_exactly_in_order(&seen, &ids);
+    stop.cancel();
+    run.await.unwrap().unwrap();
+    assert_eq!(cursor(&server, "orders").await, Some(ids.last().unwrap().get()), "final checkpoint");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replay_to_live_switch_loses_and_repeats_nothing() {
+    let server = RedisServer::start();
+    let client = Client::connect(&server.url()).await.unwrap();
+    let mut ids = publish_spread(&client, "race", 3, 5_000).await;
+    let producer = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..3_000 {
+                ids.push(client.publish(&format!("race.{}", i % 3), "live").await.unwrap());
+            }
+            ids
+        })
+    };
+    // The worker starts while the producer is publishing.
+    sleep(Duration::from_millis(20)).await;
+    let (worker, seen) = recording_worker(&server, "race", "race.*");
+    let (stop, run) = spawn(worker.replay_batch(500));
+    ids.extend(producer.await.unwrap());
+    wait_for(Duration::from_secs(30), "all messages", || seen.lock().unwrap().len() >= ids.len()).await;
+    sleep(Duration::from_millis(200)).await;
+    assert_exactly_in_order(&seen, &ids);
+    stop.cancel();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_pubsub_connections_fall_back_to_replay() {
+    let server = RedisServer::start();
+    let client = Client::connect(&server.url()).await.unwrap();
+    let (worker, seen) = recording_worker(&server, "kill", "k.*");
+    let (stop, run) = spawn(worker);
+    let mut admin =
+        redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut ids = Vec::new();
+    for round in 0..5 {
+        for i in 0..400 {
+            ids.push(client.publish(&format!("k.{}", i % 4), "m").await.unwrap());
+            if i == 200 {
+                let killed: u64 = redis::cmd("CLIENT")
+                    .arg(&["KILL", "TYPE", "pubsub"])
+                    .query_async(&mut admin)
+                    .await
+                    .unwrap();
+                assert!(round == 0 || killed > 0, "round {round}: no pub/sub connection to kill");
+            }
+        }
+    }
+    wait_for(Duration::from_secs(30), "all messages", || seen.lock().unwrap().len() >= ids.len()).await;
+    sleep(Duration::from_millis(200)).await;
+    assert_exactly_in_order(&seen, &ids);
+    stop.cancel();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_mid_stream_loses_nothing() {
+    let mut server =
+        RedisServer::builder().arg("--appendonly").arg("yes").arg("--appendfsync").arg("always").start();
+    let client = Client::connect(&server.url()).await.unwrap();
+    let (worker, seen) = recording_worker(&server, "restart", "r.*");
+    let (stop, run) = spawn(worker);
+    let mut ids = publish_spread(&client, "r", 2, 2_000).await;
+    server.restart();
+    // Publish through the outage: calls fail until the client has reconnected.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ids.len() < 4_000 {
+        assert!(Instant::now() < deadline, "could not publish after the restart");
+        match client.publish("r.0", "after").await {
+            Ok(id) => ids.push(id),
+            Err(e) => {
+                assert!(e.is_retryable(), "{e}");
+                sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    wait_for(Duration::from_secs(30), "all messages", || seen.lock().unwrap().len() >= ids.len()).await;
+    sleep(Duration::from_millis(200)).await;
+    assert_exactly_in_order(&seen, &ids);
+    stop.cancel();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_live_buffer_falls_back_to_replay() {
+    let server = RedisServer::start();
+    let client = Client::connect(&server.url()).await.unwrap();
+    init_tracing();
+    let seen = Seen::default();
+    let record = seen.clone();
+    let worker = Worker::new(server.url())
+        .without_registered_handlers()
+        .without_signal_handlers()
+        .start_from(StartFrom::Earliest)
+        .buffer_size(4)
+        .replay_batch(7)
+        .named_handler("slow", "s.*", move |id: MessageId| {
+            let record = record.clone();
+            async move {
+                if id.get() % 50 == 0 {
+                    sleep(Duration::from_millis(5)).await;
+                }
+                record.lock().unwrap().push(id)
+            }
+        });
+    let (stop, run) = spawn(worker);
+    sleep(Duration::from_millis(200)).await;
+    let ids = publish_spread(&client, "s", 5, 3_000).await;
+    wait_for(Duration::from_secs(30), "all messages", || seen.lock().unwrap().len() >= ids.len()).await;
+    sleep(Duration::from_millis(100)).await;
+    assert_exactly_in_order(&seen, &ids);
+    stop.cancel();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_takes_over_when_the_owner_shuts_down() {
+    let server = RedisServer::start();
+    let client = Client::connect(&server.url()).await.unwrap();
+    let (first, seen_first) = recording_worker(&server, "shared", "h.*");
+    let (second, seen_second) = recording_worker(&server, "shared", "h.*");
+    let (stop_first, run_first) = spawn(first.lease_ttl(Duration::from_secs(30)));
+    sleep(Duration::from_millis(300)).await;
+    let (stop_second, run_second) = spawn(second.lease_ttl(Duration::from_secs(30)));
+    let mut ids = publish_spread(&client, "h", 2, 1_000).await;
+    wait_for(Duration::from_secs(20), "the owner to process", || {
+        seen_first.lock().unwrap().len() >= ids.len()
+    })
+    .await;
+    assert!(
+        seen_second.lock().unwrap().is_empty(),
+        "the standby must not consume while the owner holds the lease"
+    );
+    // A graceful stop releases the lease; the standby takes over long before the 30 s lease would expire.
+    stop_first.cancel();
+    run_first.await.unwrap().unwrap();
+    let handover = Instant::now();
+    ids.extend(publish_spread(&client, "h", 2, 500).await);
+    wait_for(Duration::from_secs(5), "the standby to take over", || seen_second.lock().unwrap().len() >= 500)
+        .await;
+    assert!(handover.elapsed() < Duration::from_secs(5));
+    let second: Vec<_> = seen_second.lock().unwrap().clone();
+    assert_eq!(second, ids[1_000..], "the standby continues exactly after the owner's final checkpoint");
+    stop_second.cancel();
+    run_second.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_checkpoint_with_a_stale_lease_token_is_refused() {
+    let server = RedisServer::start();
+    let mut raw =
+        redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let lease = include_str!("../scripts/lease.lua");
+    let checkpoint = include_str!("../scripts/checkpoint.lua");
+    let eval = |script: &str, args: &[&str]| redis::cmd("EVAL").arg(script).arg(0).arg(args).to_owned();
+    let (old, _): (u64, u64) = eval(lease, &["acquire", "c", "60000"]).query_async(&mut raw).await.unwrap();
+    let (held, _): (u64, u64) = eval(lease, &["acquire", "c", "60000"]).query_async(&mut raw).await.unwrap();
+    assert_eq!(held, 0, "a held lease cannot be acquired");
+    let stored: u64 = eval(checkpoint, &["c", &old.to_string(), "10"]).query_async(&mut raw).await.unwrap();
+    assert_eq!(stored, 10);
+    let stored: u64 = eval(checkpoint, &["c", &old.to_string(), "5"]).query_async(&mut raw).await.unwrap();
+    assert_eq!(stored, 10, "a checkpoint never moves backwards");
+    // The old owner pauses past its lease; a new owner acquires it.
+    let _: () = redis::cmd("DEL").arg("remq:consumer:c:lease").query_async(&mut raw).await.unwrap();
+    let (new, _): (u64, u64) = eval(lease, &["acquire", "c", "60000"]).query_async(&mut raw).await.unwrap();
+    assert!(new > old, "fencing tokens increase");
+    let err =
+        eval(checkpoint, &["c", &old.to_string(), "20"]).query_async::<u64>(&mut raw).await.unwrap_err();
+    assert_eq!(err.code(), Some("FENCED"), "{err}");
+    assert_eq!(cursor(&server, "c").await, Some(10), "the stale owner did not move the cursor");
+    let renewed: u64 =
+        eval(lease, &["renew", "c", "60000", &old.to_string()]).query_async(&mut raw).await.unwrap();
+    assert_eq!(renewed, 0, "the stale owner cannot renew either");
+    let stored: u64 = eval(checkpoint, &["c", &new.to_string(), "20"]).query_async(&mut raw).await.unwrap();
+    assert_eq!(stored, 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_whose_lease_is_taken_stops_consuming() {
+    let server = RedisServer::start();
+    let client = Client::connect(&server.url()).await.unwrap();
+    let (worker, seen) = recording_worker(&server, "fenced", "f.*");
+    let (stop, run) = spawn(worker.lease_ttl(Duration::from_millis(600)));
+    publish_spread(&client, "f", 1, 100).await;
+    wait_for(Duration::from_secs(10), "the first messages", || seen.lock().unwrap().len() >= 100).await;
+    // Another owner steals the lease (as if this process had paused past it).
+    let mut raw =
+        redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("remq:consumer:fenced:lease")
+        .arg("999999")
+        .arg("PX")
+        .arg(3_000)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    sleep(Duration::from_millis(500)).await;
+    let before = seen.lock().unwrap().len();
+    publish_spread(&client, "f", 1, 100).await;
+    sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(seen.lock().unwrap().len(), before, "a fenced owner kept consuming");
+    assert_eq!(cursor(&server, "fenced").await, Some(100));
+    // When the thief's lease lapses, the worker takes over again and catches up.
+    wait_for(Duration::from_secs(10), "the worker to own the consumer again", || {
+        seen.lock().unwrap().len() >= 200
+    })
+    .await;
+    stop.cancel();
+    run.await.unwrap().unwrap();
+}
+
+#[derive(Clone)]
+struct Greeting(&'static str);
+
+#[derive(serde::Deserialize)]
+struct Signup {
+    account_id: u64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extractors_state_and_handler_failures() {
+    let server = RedisServer::start();
+    let client = Client::connect(&server.url()).await.unwrap();
+    let log = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (l1, l2) = (log.clone(), log.clone());
+    let worker = Worker::new(server.url())
+        .without_registered_handlers()
+        .without_signal_handlers()
+        .start_from(StartFrom::Earliest)
+        .state(Greeting("welcome"))
+        .named_handler(
+            "signups",
+            "accounts.*",
+            move |Json(s): Json<Signup>, Channel(c): Channel, State(g): State<Greeting>| {
+                let log = l1.clone();
+                async move {
+                    if s.account_id == 13 {
+                        panic!("unlucky account");
+                    }
+                    log.lock().unwrap().push(format!("{} {} on {c}", g.0, s.account_id));
+                }
+            },
+        )
+        .named_handler("raw", "accounts.*", move |m: Message, body: String| {
+            let log = l2.clone();
+            async move {
+                log.lock().unwrap().push(format!("raw {} {body}", m.id));
+                if body.contains("fail") { Err(Error::permanent("business rule")) } else { Ok(()) }
+            }
+        });
+    let (stop, run) = spawn(worker);
+    for body in
+        [r#"{"account_id":1}"#, "not json", r#"{"account_id":13}"#, r#"{"fail":1}"#, r#"{"account_id":2}"#]
+    {
+        client.publish("accounts.created", body).await.unwrap();
+    }
+    wait_for(Duration::from_secs(10), "both handlers to finish", || log.lock().unwrap().len() >= 7).await;
+    let mut log = log.lock().unwrap().clone();
+    log.sort();
+    assert_eq!(
+        log,
+        [
+            "raw 1 {\"account_id\":1}",
+            "raw 2 not json",
+            "raw 3 {\"account_id\":13}",
+            "raw 4 {\"fail\":1}",
+            "raw 5 {\"account_id\":2}",
+            "welcome 1 on accounts.created",
+            "welcome 2 on accounts.created",
+        ],
+        "bad JSON, a panic and a handler error each fail one message and nothing else"
+    );
+    stop.cancel();
+    run.await.unwrap().unwrap();
+    assert_eq!(cursor(&server, "signups").await, Some(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_consumers_start_where_configured() {
+    let server = RedisServer::start();
+    let client = Client::connect(&server.url()).await.unwrap();
+    let old = publish_spread(&client, "p", 1, 10).await;
+    let (latest, seen_latest) = recording_worker(&server, "latest", "p.*");
+    let (after, seen_after) = recording_worker(&server, "after", "p.*");
+    let (s1, r1) = spawn(latest.start_from(StartFrom::Latest));
+    let (s2, r2) = spawn(after.start_from(StartFrom::After(old[4])));
+    wait_for(Duration::from_secs(10), "the latest consumer to store its start", || {
+        seen_after.lock().unwrap().len() >= 5
+    })
+    .await;
+    sleep(Duration::from_millis(300)).await;
+    let new = client.publish("p.0", "new").await.unwrap();
+    wait_for(Duration::from_secs(10), "the new message", || seen_latest.lock().unwrap().len() == 1).await;
+    assert_eq!(*seen_latest.lock().unwrap(), [new]);
+    wait_for(Duration::from_secs(10), "the new message", || seen_after.lock().unwrap().len() == 6).await;
+    assert_eq!(seen_after.lock().unwrap()[..], [&old[5..], &[new][..]].concat());
+    for (s, r) in [(s1, r1), (s2, r2)] {
+        s.cancel();
+        r.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn start_up_errors_are_clear() {
+    let server = RedisServer::start();
+    let noop = |_: MessageId| async {};
+    let base = || Worker::new(server.url()).without_registered_handlers().without_signal_handlers();
+
+    let err = base().run().await.unwrap_err();
+    assert!(matches!(err, Error::NoHandlers), "{err}");
+
+    let err =
+        base().named_handler("same", "a.*", noop).named_handler("same", "b.*", noop).run().await.unwrap_err();
+    assert!(matches!(err, Error::DuplicateConsumer { .. }) && err.to_string().contains("\"same\""), "{err}");
+
+    let err = base().handler("", noop).run().await.unwrap_err();
+    assert!(matches!(err, Error::InvalidPattern { .. }), "{err}");
+
+    let err = base().handler("a.*", |_: State<Greeting>| async {}).run().await.unwrap_err();
+    assert!(matches!(err, Error::MissingState { .. }) && err.to_string().contains("Greeting"), "{err}");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let err = Worker::new(format!("redis://:pw@127.0.0.1:{port}"))
+        .without_registered_handlers()
+        .without_signal_handlers()
+        .handler("a.*", noop)
+        .run()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }) && !err.to_string().contains("pw@"), "{err}");
+}
