@@ -27,7 +27,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let id = client.publish(channel, body).await?;
         println!("published #{id} on {channel}");
     }
-    let batch = client.publish_batch("quickstart.orders.shipped", [r#"{"order":1}"#, r#"{"order":2}"#]).await?;
+    let batch =
+        client.publish_batch("quickstart.orders.shipped", [r#"{"order":1}"#, r#"{"order":2}"#]).await?;
     println!("published #{}..=#{} on quickstart.orders.shipped in one call", batch.start(), batch.end());
 
     println!("\nreplaying quickstart.orders.* after #{cursor}:");

@@ -200,7 +200,7 @@ async fn a_full_live_buffer_falls_back_to_replay() {
         .named_handler("slow", "s.*", move |id: MessageId| {
             let record = record.clone();
             async move {
-                if id.get() % 50 == 0 {
+                if id.get().is_multiple_of(50) {
                     sleep(Duration::from_millis(5)).await;
                 }
                 record.lock().unwrap().push(id)

@@ -113,7 +113,10 @@ impl Options {
     /// Parses one `key = value` and stores it.
     fn parse_one(&mut self, input: ParseStream<'_>) -> syn::Result<()> {
         let key = Ident::parse_any(input).map_err(|e| {
-            syn::Error::new(e.span(), format!("expected an option, one of {}", known_options()))
+            syn::Error::new(
+                e.span(),
+                format!("expected an option `key = value`; known options: {}", known_options()),
+            )
         })?;
         match key.unraw().to_string().as_str() {
             "name" => {
@@ -125,7 +128,7 @@ impl Options {
             }
             _ => Err(syn::Error::new(
                 key.span(),
-                format!("unknown option `{key}`: the options are {}", known_options()),
+                format!("unknown option `{key}`; known options: {}", known_options()),
             )),
         }
     }
@@ -133,7 +136,7 @@ impl Options {
 
 /// The known options, as `` `a`, `b` ``.
 fn known_options() -> String {
-    Options::KNOWN.iter().map(|k| format!("`{k} = ...`")).collect::<Vec<_>>().join(", ")
+    Options::KNOWN.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
 }
 
 /// Parses `= value` after the option `key`, `expected` describing the value.
@@ -141,9 +144,7 @@ fn parse_value<T: Parse>(input: ParseStream<'_>, key: &Ident, expected: &str) ->
     input.parse::<Token![=]>().map_err(|e| {
         syn::Error::new(e.span(), format!("expected `=` after `{key}`: the option `{key}` takes {expected}"))
     })?;
-    input
-        .parse()
-        .map_err(|e| syn::Error::new(e.span(), format!("the option `{key}` takes {expected}")))
+    input.parse().map_err(|e| syn::Error::new(e.span(), format!("the option `{key}` takes {expected}")))
 }
 
 /// Stores an option's value, or points at `key` when the option was given before.
@@ -160,14 +161,9 @@ fn set_once<T>(slot: &mut Option<T>, key: &Ident, value: T) -> syn::Result<()> {
 fn check_signature(function: &ItemFn) -> syn::Result<()> {
     let sig = &function.sig;
     let mut errors: Vec<syn::Error> = Vec::new();
+    // In the order of the tokens, so the errors read top to bottom.
     if let Some(constness) = &sig.constness {
         errors.push(syn::Error::new(constness.span, "a remq handler cannot be a `const fn`"));
-    }
-    if sig.asyncness.is_none() {
-        errors.push(syn::Error::new(
-            sig.fn_token.span,
-            "a remq handler must be an `async fn`\nhelp: make it `async fn`",
-        ));
     }
     if let Some(unsafety) = &sig.unsafety {
         errors.push(syn::Error::new(unsafety.span, "a remq handler cannot be an `unsafe fn`"));
@@ -175,17 +171,17 @@ fn check_signature(function: &ItemFn) -> syn::Result<()> {
     if let Some(abi) = &sig.abi {
         errors.push(syn::Error::new_spanned(abi, "a remq handler cannot have an `extern` ABI"));
     }
+    if sig.asyncness.is_none() {
+        errors.push(syn::Error::new(
+            sig.fn_token.span,
+            "a remq handler must be an `async fn`\nhelp: make it `async fn`",
+        ));
+    }
     if !sig.generics.params.is_empty() {
         errors.push(syn::Error::new_spanned(
             &sig.generics,
             "a remq handler cannot be generic: the registry needs one concrete function\n\
              help: use concrete argument types, e.g. `Json<Event>` rather than `Json<T>`",
-        ));
-    }
-    if let Some(where_clause) = &sig.generics.where_clause {
-        errors.push(syn::Error::new_spanned(
-            where_clause,
-            "a remq handler cannot have a `where` clause: the registry needs one concrete function",
         ));
     }
     for input in &sig.inputs {
@@ -198,7 +194,8 @@ fn check_signature(function: &ItemFn) -> syn::Result<()> {
             FnArg::Typed(arg) if contains_impl_trait(arg.ty.to_token_stream()) => {
                 errors.push(syn::Error::new_spanned(
                     &arg.ty,
-                    "a remq handler cannot take `impl Trait` arguments: the registry needs one concrete function",
+                    "a remq handler cannot take `impl Trait` arguments: \
+                     the registry needs one concrete function",
                 ));
             }
             FnArg::Typed(_) => {}
@@ -207,10 +204,19 @@ fn check_signature(function: &ItemFn) -> syn::Result<()> {
     if let Some(variadic) = &sig.variadic {
         errors.push(syn::Error::new_spanned(variadic, "a remq handler cannot be variadic"));
     }
-    errors.into_iter().reduce(|mut all, e| {
-        all.combine(e);
-        all
-    }).map_or(Ok(()), Err)
+    if let Some(where_clause) = &sig.generics.where_clause {
+        errors.push(syn::Error::new_spanned(
+            where_clause,
+            "a remq handler cannot have a `where` clause: the registry needs one concrete function",
+        ));
+    }
+    errors
+        .into_iter()
+        .reduce(|mut all, e| {
+            all.combine(e);
+            all
+        })
+        .map_or(Ok(()), Err)
 }
 
 /// Whether a type mentions `impl Trait` anywhere (an anonymous generic).

@@ -28,7 +28,10 @@ mod handler;
 /// /// The same pattern under its own durable name: it keeps its own position
 /// /// in the log, independent of `on_event`.
 /// #[remq::handler("events.accounts.created", name = "welcome-mail")]
-/// async fn welcome(Json(event): Json<AccountCreated>, State(mailer): State<Mailer>) -> Result<(), remq::Error> {
+/// async fn welcome(
+///     Json(event): Json<AccountCreated>,
+///     State(mailer): State<Mailer>,
+/// ) -> Result<(), remq::Error> {
 ///     let _ = (event.account_id, mailer);
 ///     Ok(())
 /// }
@@ -45,7 +48,7 @@ mod handler;
 ///     function starts a new consumer: set a `name` for handlers in production.
 ///
 /// # The function
-/// An `async fn` (not a method, not generic) whose arguments all implement
+/// A free `async fn` (not in an `impl` block, not generic) whose arguments all implement
 /// `remq::FromMessage` (`Json<T>`, `Message`, `MessageId`, `Channel`, `Body`,
 /// `Bytes`, `String`, `State<T>`), at most eight of them, returning `()` or
 /// `Result<(), E>`. Every mistake is a compile error on the offending tokens: an

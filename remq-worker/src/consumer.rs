@@ -9,6 +9,7 @@ use futures_util::FutureExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::checkpoint::Checkpointer;
 use crate::config::{Settings, StartFrom};
 use crate::extract::{Delivery, States};
@@ -55,18 +56,31 @@ impl Consumer {
     /// # Errors
     /// Permanent failures (missing permissions, invalid settings).
     pub(crate) async fn run(self, rt: Runtime) -> Result<()> {
+        let mut backoff = Backoff::default();
         loop {
             let lease = tokio::select! {
                 _ = rt.shutdown.cancelled() => return Ok(()),
-                lease = LeaseGuard::acquire(&rt.client, &self.name, rt.settings.lease_ttl) => lease?,
+                lease = LeaseGuard::acquire(&rt.client, &self.name, rt.settings.lease_ttl) => lease,
             };
-            let outcome = self.own(&rt, &lease).await;
-            lease.release().await;
-            match outcome? {
-                Stop::Shutdown => return Ok(()),
-                Stop::LeaseLost => {
+            let outcome = match lease {
+                Ok(lease) => {
+                    backoff.succeeded(&self.name);
+                    let outcome = self.own(&rt, &lease).await;
+                    lease.release().await;
+                    outcome
+                }
+                Err(error) => Err(error),
+            };
+            match outcome {
+                Ok(Stop::Shutdown) => return Ok(()),
+                Ok(Stop::LeaseLost) => {
                     tracing::warn!(consumer = &*self.name, "lost ownership; standing by again");
                 }
+                Err(error) if error.is_retryable() => tokio::select! {
+                    _ = rt.shutdown.cancelled() => return Ok(()),
+                    _ = backoff.failed(&self.name, "consumer start", &error) => {}
+                },
+                Err(error) => return Err(error),
             }
         }
     }
@@ -95,23 +109,38 @@ impl Consumer {
         let mut feed = MessageFeed::new(
             rt.client.clone(),
             self.name.clone(),
-            self.pattern.clone(),
+            &self.pattern,
             cursor,
             s.buffer_size,
             s.replay_batch,
         );
-        let mut tick = tokio::time::interval(s.checkpoint_interval);
+        let mut next_flush = Instant::now() + s.checkpoint_interval;
         tracing::info!(consumer = &*self.name, pattern = %self.pattern, after = %cursor, "consuming");
         let stop = loop {
-            let message = tokio::select! {
-                biased;
-                _ = rt.shutdown.cancelled() => break Stop::Shutdown,
-                _ = lease.lost().cancelled() => return Ok(Stop::LeaseLost),
-                _ = tick.tick() => match checkpointer.flush().await {
+            // Flags and the clock are checked directly, and a buffered message is
+            // taken without a `select!`: the fast path of a busy consumer.
+            if rt.shutdown.is_cancelled() {
+                break Stop::Shutdown;
+            }
+            if lease.lost().is_cancelled() {
+                return Ok(Stop::LeaseLost);
+            }
+            if Instant::now() >= next_flush {
+                next_flush = Instant::now() + s.checkpoint_interval;
+                match checkpointer.flush().await {
                     Err(Error::LeaseLost { .. }) => return Ok(Stop::LeaseLost),
-                    other => { log_checkpoint_error(&self.name, other); continue }
+                    other => log_checkpoint_error(&self.name, other),
+                }
+            }
+            let message = match feed.try_next() {
+                Some(message) => message,
+                None => tokio::select! {
+                    biased;
+                    _ = rt.shutdown.cancelled() => break Stop::Shutdown,
+                    _ = lease.lost().cancelled() => return Ok(Stop::LeaseLost),
+                    _ = tokio::time::sleep_until(next_flush) => continue,
+                    message = feed.next() => message?,
                 },
-                message = feed.next() => message?,
             };
             let id = message.id;
             if !self.handle(rt, message).await {
@@ -147,18 +176,22 @@ impl Consumer {
         let delivery = Delivery::new(message, self.name.clone(), rt.states.clone());
         let run = AssertUnwindSafe(self.handler.call(delivery)).catch_unwind();
         tokio::pin!(run);
-        let outcome = tokio::select! {
-            outcome = &mut run => outcome,
-            _ = rt.shutdown.cancelled() => {
-                let deadline = Instant::now() + rt.settings.shutdown_deadline;
-                match tokio::time::timeout_at(deadline, run).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => {
-                        tracing::warn!(consumer = &*self.name, %id, "handler still running at the shutdown deadline; abandoned, it will be delivered again");
-                        return false;
+        // Most handlers finish on their first poll; only wait on shutdown for the rest.
+        let outcome = match (&mut run).now_or_never() {
+            Some(outcome) => outcome,
+            None => tokio::select! {
+                outcome = &mut run => outcome,
+                _ = rt.shutdown.cancelled() => {
+                    let deadline = Instant::now() + rt.settings.shutdown_deadline;
+                    match tokio::time::timeout_at(deadline, run).await {
+                        Ok(outcome) => outcome,
+                        Err(_) => {
+                            tracing::warn!(consumer = &*self.name, %id, "handler still running at the shutdown deadline; abandoned, it will be delivered again");
+                            return false;
+                        }
                     }
                 }
-            }
+            },
         };
         let result = outcome.unwrap_or_else(|panic| Err(Error::retryable(panic_message(panic))));
         if let Err(error) = result {

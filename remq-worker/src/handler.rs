@@ -68,7 +68,8 @@ macro_rules! impl_handler {
             Fut::Output: HandlerOutput,
             $($arg: FromMessage,)*
         {
-            #[allow(non_snake_case, unused_variables)]
+            // The immediately-called closure lets `?` stop at the first failing extractor.
+            #[allow(non_snake_case, unused_variables, clippy::redundant_closure_call)]
             fn call(&self, delivery: Delivery) -> BoxFuture<'static, Result<()>> {
                 let extracted = (|| -> Result<_> { Ok(($($arg::from_message(&delivery)?,)*)) })();
                 let f = self.clone();

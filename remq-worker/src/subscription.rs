@@ -100,6 +100,9 @@ enum Phase {
         live: LiveFeed,
         /// The rest of the last page read from the log.
         page: VecDeque<Message>,
+        /// The next page, already being read while this one is handled, so Redis
+        /// and the handler work at the same time.
+        next_page: Option<AbortOnDropHandle<Result<Vec<Message>>>>,
         /// Whether the last page was short (the log is exhausted).
         exhausted: bool,
     },
@@ -115,7 +118,7 @@ pub(crate) struct MessageFeed {
     /// The consumer's durable name, for logs.
     consumer: Arc<str>,
     /// The channel pattern.
-    pattern: String,
+    pattern: Arc<str>,
     /// The last id handed out.
     cursor: MessageId,
     /// Live buffer capacity.
@@ -126,8 +129,6 @@ pub(crate) struct MessageFeed {
     phase: Phase,
     /// Reconnect back-off across failures.
     backoff: Backoff,
-    /// Messages handed out from the log (not from pub/sub) since the last resync.
-    replayed: u64,
 }
 
 impl MessageFeed {
@@ -135,7 +136,7 @@ impl MessageFeed {
     pub(crate) fn new(
         client: Client,
         consumer: Arc<str>,
-        pattern: String,
+        pattern: &str,
         cursor: MessageId,
         buffer: usize,
         batch: usize,
@@ -143,13 +144,27 @@ impl MessageFeed {
         MessageFeed {
             client,
             consumer,
-            pattern,
+            pattern: pattern.into(),
             cursor,
             buffer,
             batch,
             phase: Phase::Resync(GapReason::Startup),
             backoff: Backoff::default(),
-            replayed: 0,
+        }
+    }
+
+    /// The next message if one is already buffered (a replayed page or a live
+    /// push), without waiting or touching Redis.
+    pub(crate) fn try_next(&mut self) -> Option<Message> {
+        loop {
+            let message = match &mut self.phase {
+                Phase::Replay { page, .. } => page.pop_front()?,
+                Phase::Live(live) => live.rx.try_recv().ok()?,
+                Phase::Resync(_) => return None,
+            };
+            if let Some(message) = self.hand_out(message) {
+                return Some(message);
+            }
         }
     }
 
@@ -161,9 +176,13 @@ impl MessageFeed {
     ///
     /// # Cancel safety
     /// Cancel-safe: a message is handed out only by a completed call, and a
-    /// cancelled call leaves the feed where it was (at worst it subscribes again).
+    /// cancelled call leaves the feed where it was (at worst it subscribes or
+    /// reads a page again).
     pub(crate) async fn next(&mut self) -> Result<Message> {
         loop {
+            if let Some(message) = self.try_next() {
+                return Ok(message);
+            }
             match &mut self.phase {
                 Phase::Resync(reason) => {
                     let reason = *reason;
@@ -173,40 +192,41 @@ impl MessageFeed {
                         Ok(live) => {
                             self.backoff.succeeded(&self.consumer);
                             tracing::debug!(consumer = &*self.consumer, %reason, after = %self.cursor, "subscribed; replaying from the log");
-                            self.replayed = 0;
-                            self.phase = Phase::Replay { live, page: VecDeque::new(), exhausted: false };
+                            self.phase = Phase::Replay {
+                                live,
+                                page: VecDeque::new(),
+                                next_page: None,
+                                exhausted: false,
+                            };
                         }
                         Err(error) => self.failed("subscribe", error).await?,
                     }
                 }
-                Phase::Replay { page, exhausted, .. } => {
-                    let (next, exhausted) = (page.pop_front(), *exhausted);
-                    if let Some(message) = next {
-                        if let Some(message) = self.hand_out(message) {
-                            self.replayed += 1;
-                            return Ok(message);
-                        }
-                    } else if exhausted {
-                        tracing::debug!(
-                            consumer = &*self.consumer,
-                            replayed = self.replayed,
-                            "caught up; following live pushes"
-                        );
-                        let phase = std::mem::replace(&mut self.phase, Phase::Resync(GapReason::Startup));
-                        if let Phase::Replay { live, .. } = phase {
-                            self.phase = Phase::Live(live);
-                        }
-                    } else {
-                        match self.client.consume(&self.pattern, self.cursor, self.batch).await {
-                            Ok(messages) => {
-                                self.backoff.succeeded(&self.consumer);
-                                if let Phase::Replay { page, exhausted, .. } = &mut self.phase {
-                                    *exhausted = messages.len() < self.batch;
-                                    *page = messages.into();
-                                }
+                Phase::Replay { exhausted: true, .. } => {
+                    tracing::debug!(consumer = &*self.consumer, after = %self.cursor, "caught up; following live pushes");
+                    if let Phase::Replay { live, .. } =
+                        std::mem::replace(&mut self.phase, Phase::Resync(GapReason::Startup))
+                    {
+                        self.phase = Phase::Live(live);
+                    }
+                }
+                Phase::Replay { page, next_page, exhausted, .. } => {
+                    let fetch = next_page.get_or_insert_with(|| {
+                        read_page(&self.client, &self.pattern, self.cursor, self.batch)
+                    });
+                    let read = fetch.await.unwrap_or_else(|e| Err(Error::retryable(e)));
+                    *next_page = None;
+                    match read {
+                        Ok(messages) => {
+                            self.backoff.succeeded(&self.consumer);
+                            *exhausted = messages.len() < self.batch;
+                            if let Some(last) = messages.last().filter(|_| !*exhausted) {
+                                *next_page =
+                                    Some(read_page(&self.client, &self.pattern, last.id, self.batch));
                             }
-                            Err(error) => self.failed("replay", error).await?,
+                            *page = messages.into();
                         }
+                        Err(error) => self.failed("replay", error).await?,
                     }
                 }
                 Phase::Live(live) => match live.next().await {
@@ -242,4 +262,15 @@ impl MessageFeed {
         self.backoff.failed(&self.consumer, what, &error).await;
         Ok(())
     }
+}
+
+/// Starts reading one page of the log after `after` in the background.
+fn read_page(
+    client: &Client,
+    pattern: &Arc<str>,
+    after: MessageId,
+    batch: usize,
+) -> AbortOnDropHandle<Result<Vec<Message>>> {
+    let (client, pattern) = (client.clone(), pattern.clone());
+    AbortOnDropHandle::new(tokio::spawn(async move { client.consume(&pattern, after, batch).await }))
 }

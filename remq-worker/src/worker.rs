@@ -104,6 +104,12 @@ impl Worker {
         self
     }
 
+    /// The Redis URL, replacing the one given to [`new`](Self::new) or read from the environment.
+    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
+        self.settings.redis_url = url.into();
+        self
+    }
+
     /// The namespace base (default `remq`).
     pub fn namespace(mut self, base: impl Into<String>) -> Self {
         self.settings.namespace = base.into();

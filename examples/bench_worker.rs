@@ -1,0 +1,196 @@
+//! End-to-end throughput and latency of the worker runtime against a real Redis:
+//! one producer → one worker with a no-op handler.
+//!
+//! ```text
+//! cargo run --release --example bench_worker
+//! ```
+//!
+//! `REMQ_BENCH_ONLY=replay` (or `live`, `latency`, comma-separated) runs a subset.
+//!
+//! Starts its own throwaway `redis-server` (no persistence, a free loopback port)
+//! unless `REMQ_BENCH_URL` names a scratch server. Scenarios, 100-byte bodies:
+//! - **live**: the worker is caught up and following pub/sub; one producer
+//!   publishes [`LIVE`] messages over 100 channels with 256 publishes in flight;
+//!   the time runs from the first publish until the handler has seen the last id.
+//! - **replay**: [`STORED`] messages are in the log (10 channels) before a new
+//!   consumer starts from `earliest`; the time runs from `run()` until the
+//!   handler has seen the last id.
+//! - **latency**: the producer publishes at a steady [`RATE`] messages a second
+//!   for [`LATENCY_SECONDS`] s, each body carrying its send time; the handler
+//!   records publish → handler latency, reported as p50 / p99 / max.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt, stream};
+use remq::{Client, MessageId, StartFrom, Worker};
+use remq_testkit::RedisServer;
+
+/// Messages published while the worker follows live.
+const LIVE: u64 = 500_000;
+/// Messages stored before a consumer replays them.
+const STORED: u64 = 1_000_000;
+/// Messages per second in the latency scenario.
+const RATE: u64 = 10_000;
+/// How long the latency scenario publishes.
+const LATENCY_SECONDS: u64 = 5;
+/// Publishes in flight in the live scenario.
+const DEPTH: usize = 256;
+
+/// What a handler saw: how many messages and the highest id.
+#[derive(Default)]
+struct Progress {
+    /// Messages handled.
+    count: AtomicU64,
+    /// The highest id handled.
+    last: AtomicU64,
+}
+
+impl Progress {
+    /// Waits until the handler has seen `id`, polling every millisecond.
+    async fn wait_for(&self, id: MessageId) {
+        while self.last.load(Ordering::Acquire) < id.get() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+/// A worker for `pattern` whose handler only counts; returns its stop token.
+fn counting_worker(
+    url: &str,
+    name: &str,
+    pattern: &str,
+    start: StartFrom,
+    progress: Arc<Progress>,
+) -> Worker {
+    Worker::new(url).without_registered_handlers().without_signal_handlers().start_from(start).named_handler(
+        name,
+        pattern,
+        move |id: MessageId| {
+            let progress = progress.clone();
+            async move {
+                progress.count.fetch_add(1, Ordering::Relaxed);
+                progress.last.store(id.get(), Ordering::Release);
+            }
+        },
+    )
+}
+
+/// Runs `worker` in the background until the returned token is cancelled.
+fn start(worker: Worker) -> (tokio_util::sync::CancellationToken, tokio::task::JoinHandle<remq::Result<()>>) {
+    (worker.shutdown_token(), tokio::spawn(worker.run()))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let server = match std::env::var("REMQ_BENCH_URL") {
+        Ok(_) => None,
+        Err(_) => Some(RedisServer::start()),
+    };
+    let url = std::env::var("REMQ_BENCH_URL").unwrap_or_else(|_| server.as_ref().expect("started").url());
+    println!("worker bench against {url}\n");
+    let client = Client::connect(&url).await?;
+    let body = Bytes::from_static(&[b'x'; 100]);
+    let mut rows = Vec::new();
+
+    let only = std::env::var("REMQ_BENCH_ONLY").unwrap_or_default();
+    let wanted = |name: &str| only.is_empty() || only.split(',').any(|s| s == name);
+
+    // Live: the worker is caught up before the producer starts.
+    if wanted("live") {
+        let progress = Arc::new(Progress::default());
+        let (stop, run) =
+            start(counting_worker(&url, "bench-live", "live.*", StartFrom::Latest, progress.clone()));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let began = Instant::now();
+        let last = stream::iter(0..LIVE)
+            .map(|n| {
+                let (client, body) = (client.clone(), body.clone());
+                async move { client.publish(&format!("live.{}", n % 100), body).await }
+            })
+            .buffered(DEPTH)
+            .try_fold(MessageId::ZERO, |max, id| async move { Ok(max.max(id)) })
+            .await?;
+        let published = began.elapsed();
+        progress.wait_for(last).await;
+        rows.push(("live: producer → worker", LIVE, began.elapsed()));
+        rows.push(("  (of which publishing)", LIVE, published));
+        stop.cancel();
+        run.await??;
+    }
+
+    // Replay: a million stored messages, then a new consumer from earliest.
+    if wanted("replay") {
+        for chunk in 0..STORED / 1000 {
+            client.publish_batch(&format!("stored.{}", chunk % 10), std::iter::repeat_n(&body, 1000)).await?;
+        }
+        let last = client.head().await?;
+        let progress = Arc::new(Progress::default());
+        let began = Instant::now();
+        let (stop, run) =
+            start(counting_worker(&url, "bench-replay", "stored.*", StartFrom::Earliest, progress.clone()));
+        progress.wait_for(last).await;
+        rows.push(("replay: 1M stored → worker", progress.count.load(Ordering::Relaxed), began.elapsed()));
+        stop.cancel();
+        run.await??;
+    }
+
+    // Latency at a steady rate: the body carries the send time in µs since `epoch`.
+    if !wanted("latency") {
+        print_rows(&rows);
+        return Ok(());
+    }
+    let epoch = Instant::now();
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity((RATE * LATENCY_SECONDS) as usize)));
+    let recorded = latencies.clone();
+    let worker = Worker::new(&url).without_registered_handlers().without_signal_handlers().named_handler(
+        "bench-latency",
+        "lat.*",
+        move |body: String| {
+            let recorded = recorded.clone();
+            async move {
+                let sent: u64 = body.parse().unwrap_or(0);
+                let now = epoch.elapsed().as_micros() as u64;
+                recorded.lock().unwrap().push(now.saturating_sub(sent));
+            }
+        },
+    );
+    let (stop, run) = start(worker);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / RATE as u32);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    for n in 0..RATE * LATENCY_SECONDS {
+        tick.tick().await;
+        let sent = epoch.elapsed().as_micros().to_string();
+        client.publish(&format!("lat.{}", n % 10), sent).await?;
+    }
+    while latencies.lock().unwrap().len() < (RATE * LATENCY_SECONDS) as usize {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.cancel();
+    run.await??;
+
+    print_rows(&rows);
+    let mut latencies = latencies.lock().unwrap().clone();
+    latencies.sort_unstable();
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize] as f64 / 1000.0;
+    println!(
+        "\nlatency publish → handler at {RATE} msg/s over {LATENCY_SECONDS} s ({} messages): p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+        latencies.len(),
+        pct(0.50),
+        pct(0.99),
+        pct(1.0)
+    );
+    Ok(())
+}
+
+/// Prints the throughput table.
+fn print_rows(rows: &[(&str, u64, Duration)]) {
+    println!("{:<30} {:>10} {:>9} {:>12}", "scenario", "messages", "seconds", "msg/s");
+    for (name, count, elapsed) in rows {
+        let secs = elapsed.as_secs_f64();
+        println!("{name:<30} {count:>10} {secs:>9.3} {:>12.0}", *count as f64 / secs);
+    }
+}

@@ -1,0 +1,4 @@
+#[remq::handler("events.*", name = "")]
+async fn on_event() {}
+
+fn main() {}

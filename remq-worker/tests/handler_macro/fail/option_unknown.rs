@@ -1,0 +1,4 @@
+#[remq::handler("events.*", retry = 5)]
+async fn on_event() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[remq::handler("")]
+async fn on_event() {}
+
+fn main() {}

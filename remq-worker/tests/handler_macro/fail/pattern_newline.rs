@@ -1,0 +1,5 @@
+#[remq::handler("events.*
+")]
+async fn on_event() {}
+
+fn main() {}

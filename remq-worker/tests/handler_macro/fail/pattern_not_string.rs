@@ -1,0 +1,4 @@
+#[remq::handler(events.created)]
+async fn on_event() {}
+
+fn main() {}
