@@ -34,7 +34,8 @@ async fn publish_batch_returns_the_id_range() {
     client.publish("b", "first").await.unwrap();
     let ids = client.publish_batch("b", ["x", "y", "z"]).await.unwrap();
     assert_eq!(ids, MessageId::new(2)..=MessageId::new(4));
-    let bodies: Vec<_> = client.consume("b", MessageId::new(1), 10).await.unwrap().into_iter().map(|m| m.body).collect();
+    let bodies: Vec<_> =
+        client.consume("b", MessageId::new(1), 10).await.unwrap().into_iter().map(|m| m.body).collect();
     assert_eq!(bodies, ["x", "y", "z"]);
     assert!(matches!(client.publish_batch("b", Vec::<&str>::new()).await, Err(Error::EmptyBatch)));
 }
@@ -78,7 +79,8 @@ async fn flush_removes_messages_below_the_bound() {
     let client = client(&server).await;
     let ids = client.publish_batch("f", ["1", "2", "3", "4"]).await.unwrap();
     assert_eq!(client.flush("*", MessageId::new(ids.start().get() + 2)).await.unwrap(), 2);
-    let left: Vec<_> = client.consume("f", MessageId::ZERO, 10).await.unwrap().into_iter().map(|m| m.body).collect();
+    let left: Vec<_> =
+        client.consume("f", MessageId::ZERO, 10).await.unwrap().into_iter().map(|m| m.body).collect();
     assert_eq!(left, ["3", "4"]);
 }
 
@@ -115,7 +117,8 @@ async fn scripts_are_reloaded_after_script_flush() {
     let server = RedisServer::start();
     let client = client(&server).await;
     client.publish("s", "before").await.unwrap();
-    let mut raw = redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut raw =
+        redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
     let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut raw).await.unwrap();
     client.publish("s", "after").await.unwrap();
     assert_eq!(client.consume("s", MessageId::ZERO, 10).await.unwrap().len(), 2);
@@ -123,7 +126,8 @@ async fn scripts_are_reloaded_after_script_flush() {
 
 #[tokio::test]
 async fn the_client_reconnects_after_redis_restarts() {
-    let mut server = RedisServer::builder().arg("--appendonly").arg("yes").arg("--appendfsync").arg("always").start();
+    let mut server =
+        RedisServer::builder().arg("--appendonly").arg("yes").arg("--appendfsync").arg("always").start();
     let client = client(&server).await;
     let before = client.publish("r", "before").await.unwrap();
     server.restart();
@@ -175,7 +179,10 @@ async fn unreachable_server_and_bad_urls_are_clear_errors() {
     assert!(matches!(err, Error::Connect { .. }), "{err:?}");
     assert!(err.is_retryable());
     let text = format!("{err} {err:?}");
-    assert!(text.contains(&format!("127.0.0.1:{port}")) && text.contains("redis-server is running"), "{text}");
+    assert!(
+        text.contains(&format!("127.0.0.1:{port}")) && text.contains("redis-server is running"),
+        "{text}"
+    );
     assert!(!text.contains("topsecret"), "{text}");
 
     let err = Client::connect("http://user:topsecret@host").await.unwrap_err();
@@ -198,7 +205,8 @@ async fn storage_costs_at_most_40_bytes_per_small_message() {
 }
 
 async fn used_memory(server: &RedisServer) -> i64 {
-    let mut raw = redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut raw =
+        redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
     let info: String = redis::cmd("INFO").arg("memory").query_async(&mut raw).await.unwrap();
     info.lines().find_map(|l| l.strip_prefix("used_memory:")).unwrap().trim().parse().unwrap()
 }
