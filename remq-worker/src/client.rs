@@ -14,6 +14,11 @@ use crate::{Error, Message, MessageId, Result};
 
 /// How long one connection attempt may take before it counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a reply may take before the call fails. Generous (the `redis`
+/// crate's default of 500 ms would fail a publish that a busy server still
+/// carries out, inviting a duplicate on retry); it only guards against a
+/// connection that hangs without closing.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A handle to a Remq namespace on one Redis server.
 ///
@@ -56,6 +61,7 @@ impl Client {
             .map_err(|e| Error::InvalidUrl { url: redact_url(url), reason: e.to_string() })?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(2));
         let connect_error = |source: redis::RedisError| {
