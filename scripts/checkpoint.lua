@@ -5,9 +5,10 @@
 --
 -- KEYS[1]  (optional) the namespace base; "remq" when numkeys is 0
 -- ARGV[1]  the consumer's durable name
--- ARGV[2]  the lease token from lease.lua acquire
+-- ARGV[2]  the owner's token, as passed to lease.lua acquire
 -- ARGV[3]  the id up to which every message is done
--- Reply    the stored cursor afterwards (integer); it never moves backwards
+-- Reply    the stored cursor afterwards (integer); it never moves backwards, and
+--          the first checkpoint of a consumer is stored even when it is 0
 -- Errors   "FENCED ..." when the token does not hold the lease: the caller lost
 --          ownership and must stop consuming
 --
@@ -21,9 +22,9 @@ local prefix = base .. ':consumer:' .. name
 if redis.call('GET', prefix .. ':lease') ~= token then
   return redis.error_reply('FENCED remq: the lease of consumer ' .. name .. ' is not held by this token')
 end
-local cursor = tonumber(redis.call('GET', prefix .. ':cursor') or '0')
-if tonumber(id) > cursor then
+local stored = redis.call('GET', prefix .. ':cursor')
+if not stored or tonumber(id) > tonumber(stored) then
   redis.call('SET', prefix .. ':cursor', id)
   return tonumber(id)
 end
-return cursor
+return tonumber(stored)

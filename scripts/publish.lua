@@ -4,7 +4,7 @@
 --   EVAL <publish.lua> 1 <base> <channel> <message>
 --
 -- KEYS[1]  (optional) the namespace base; "remq" when numkeys is 0
--- ARGV[1]  channel: non-empty, no "\n", none of the glob characters * ? [ ]
+-- ARGV[1]  channel: non-empty UTF-8, no "\n", none of the glob characters * ? [ ]
 -- ARGV[2]  message: any bytes
 -- Reply    the new message id (integer), unique and increasing in the namespace
 -- Errors   "ERR remq: invalid channel ..." naming the rule that was broken
@@ -13,6 +13,29 @@
 -- SADD <base>:channels <channel>; PUBLISH <base>:channel:<channel>
 -- "<channel>@<id>\n<message>". The push happens in the same call that stores the
 -- message, so a subscriber never sees a message the log does not hold.
+-- A channel name must be UTF-8 (so every client can decode it): checked byte by
+-- byte only when it has non-ASCII bytes at all.
+local function is_utf8(s)
+  if not string.find(s, '[\128-\255]') then return true end
+  local i, n = 1, #s
+  while i <= n do
+    local c = string.byte(s, i)
+    local len = (c < 0x80 and 1) or (c >= 0xC2 and c <= 0xDF and 2) or (c >= 0xE0 and c <= 0xEF and 3)
+      or (c >= 0xF0 and c <= 0xF4 and 4)
+    if not len or i + len - 1 > n then return false end
+    local b = string.byte(s, i + 1)
+    -- no overlong forms, no UTF-16 surrogates, nothing above U+10FFFF
+    if (c == 0xE0 and b < 0xA0) or (c == 0xED and b > 0x9F) or (c == 0xF0 and b < 0x90) or (c == 0xF4 and b > 0x8F) then
+      return false
+    end
+    for j = i + 1, i + len - 1 do
+      b = string.byte(s, j)
+      if b < 0x80 or b > 0xBF then return false end
+    end
+    i = i + len
+  end
+  return true
+end
 local base = KEYS[1] or 'remq'
 local channel, message = ARGV[1], ARGV[2]
 if message == nil or ARGV[3] ~= nil then
@@ -23,6 +46,9 @@ if channel == '' then
 end
 if string.find(channel, '[\n%*%?%[%]]') then
   return redis.error_reply('ERR remq: invalid channel: a channel name must not contain "\\n" or the glob characters * ? [ ]')
+end
+if not is_utf8(channel) then
+  return redis.error_reply('ERR remq: invalid channel: a channel name must be valid UTF-8')
 end
 local key = base .. ':channel:' .. channel
 local id = string.format('%d', redis.call('INCR', base .. ':id'))

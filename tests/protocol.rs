@@ -344,3 +344,19 @@ async fn an_acl_user_confined_to_remq_keys_and_channels_runs_every_script() {
 fn is_noperm(err: &redis::RedisError) -> bool {
     err.to_string().to_uppercase().contains("NOPERM")
 }
+
+#[tokio::test]
+async fn channel_names_must_be_utf8() {
+    let server = RedisServer::start();
+    let mut conn = connect(&server).await;
+    for bad in [&b"ev.\xff"[..], b"\xc0\xaf", b"\xed\xa0\x80", b"\xe2\x82", b"\xf4\x90\x80\x80"] {
+        for script in [PUBLISH, PUBLISH_BATCH] {
+            let err = eval::<Value>(&mut conn, script, &[], &[bad, b"m"]).await.unwrap_err();
+            assert!(err.to_string().contains("UTF-8"), "{bad:?}: {err}");
+        }
+    }
+    for good in ["ev.ünï", "日本.注文", "emoji.🦀"] {
+        assert!(publish(&mut conn, good, b"ok").await > 0);
+    }
+    assert_eq!(consume(&mut conn, "*", 0, None).await.len(), 3);
+}

@@ -256,26 +256,35 @@ async fn a_checkpoint_with_a_stale_lease_token_is_refused() {
     let lease = include_str!("../scripts/lease.lua");
     let checkpoint = include_str!("../scripts/checkpoint.lua");
     let eval = |script: &str, args: &[&str]| redis::cmd("EVAL").arg(script).arg(0).arg(args).to_owned();
-    let (old, _): (u64, u64) = eval(lease, &["acquire", "c", "60000"]).query_async(&mut raw).await.unwrap();
-    let (held, _): (u64, u64) = eval(lease, &["acquire", "c", "60000"]).query_async(&mut raw).await.unwrap();
-    assert_eq!(held, 0, "a held lease cannot be acquired");
-    let stored: u64 = eval(checkpoint, &["c", &old.to_string(), "10"]).query_async(&mut raw).await.unwrap();
+    let (got, _): (u64, u64) =
+        eval(lease, &["acquire", "c", "60000", "old"]).query_async(&mut raw).await.unwrap();
+    assert_eq!(got, 1);
+    let (got, remaining): (u64, u64) =
+        eval(lease, &["acquire", "c", "60000", "other"]).query_async(&mut raw).await.unwrap();
+    assert_eq!(got, 0, "a held lease cannot be acquired");
+    assert!(remaining > 50_000 && remaining <= 60_000, "{remaining}");
+    let stored: u64 = eval(checkpoint, &["c", "old", "10"]).query_async(&mut raw).await.unwrap();
     assert_eq!(stored, 10);
-    let stored: u64 = eval(checkpoint, &["c", &old.to_string(), "5"]).query_async(&mut raw).await.unwrap();
+    let stored: u64 = eval(checkpoint, &["c", "old", "5"]).query_async(&mut raw).await.unwrap();
     assert_eq!(stored, 10, "a checkpoint never moves backwards");
     // The old owner pauses past its lease; a new owner acquires it.
     let _: () = redis::cmd("DEL").arg("remq:consumer:c:lease").query_async(&mut raw).await.unwrap();
-    let (new, _): (u64, u64) = eval(lease, &["acquire", "c", "60000"]).query_async(&mut raw).await.unwrap();
-    assert!(new > old, "fencing tokens increase");
-    let err =
-        eval(checkpoint, &["c", &old.to_string(), "20"]).query_async::<u64>(&mut raw).await.unwrap_err();
+    let (got, _): (u64, u64) =
+        eval(lease, &["acquire", "c", "60000", "new"]).query_async(&mut raw).await.unwrap();
+    assert_eq!(got, 1);
+    let err = eval(checkpoint, &["c", "old", "20"]).query_async::<u64>(&mut raw).await.unwrap_err();
     assert_eq!(err.code(), Some("FENCED"), "{err}");
     assert_eq!(cursor(&server, "c").await, Some(10), "the stale owner did not move the cursor");
-    let renewed: u64 =
-        eval(lease, &["renew", "c", "60000", &old.to_string()]).query_async(&mut raw).await.unwrap();
+    let renewed: u64 = eval(lease, &["renew", "c", "60000", "old"]).query_async(&mut raw).await.unwrap();
     assert_eq!(renewed, 0, "the stale owner cannot renew either");
-    let stored: u64 = eval(checkpoint, &["c", &new.to_string(), "20"]).query_async(&mut raw).await.unwrap();
+    let released: u64 = eval(lease, &["release", "c", "0", "old"]).query_async(&mut raw).await.unwrap();
+    assert_eq!(released, 0, "nor release the new owner's lease");
+    let stored: u64 = eval(checkpoint, &["c", "new", "20"]).query_async(&mut raw).await.unwrap();
     assert_eq!(stored, 20);
+    // The first checkpoint of a consumer is stored even when it is 0.
+    let _: (u64, u64) = eval(lease, &["acquire", "fresh", "60000", "t"]).query_async(&mut raw).await.unwrap();
+    let stored: u64 = eval(checkpoint, &["fresh", "t", "0"]).query_async(&mut raw).await.unwrap();
+    assert_eq!((stored, cursor(&server, "fresh").await), (0, Some(0)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -326,6 +335,7 @@ async fn extractors_state_and_handler_failures() {
     let client = Client::connect(&server.url()).await.unwrap();
     let log = Arc::new(Mutex::new(Vec::<String>::new()));
     let (l1, l2) = (log.clone(), log.clone());
+    let panicked = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let worker = Worker::new(server.url())
         .without_registered_handlers()
         .without_signal_handlers()
@@ -335,9 +345,9 @@ async fn extractors_state_and_handler_failures() {
             "signups",
             "accounts.*",
             move |Json(s): Json<Signup>, Channel(c): Channel, State(g): State<Greeting>| {
-                let log = l1.clone();
+                let (log, panicked) = (l1.clone(), panicked.clone());
                 async move {
-                    if s.account_id == 13 {
+                    if s.account_id == 13 && !panicked.swap(true, std::sync::atomic::Ordering::SeqCst) {
                         panic!("unlucky account");
                     }
                     log.lock().unwrap().push(format!("{} {} on {c}", g.0, s.account_id));
@@ -357,8 +367,14 @@ async fn extractors_state_and_handler_failures() {
     {
         client.publish("accounts.created", body).await.unwrap();
     }
-    wait_for(Duration::from_secs(10), "both handlers to finish", || log.lock().unwrap().len() >= 7).await;
+    wait_for(Duration::from_secs(10), "both handlers to finish", || log.lock().unwrap().len() >= 8).await;
     let mut log = log.lock().unwrap().clone();
+    let welcomes: Vec<_> = log.iter().filter(|l| l.starts_with("welcome")).cloned().collect();
+    assert_eq!(
+        welcomes,
+        ["welcome 1 on accounts.created", "welcome 13 on accounts.created", "welcome 2 on accounts.created"],
+        "the retried message holds back the next one"
+    );
     log.sort();
     assert_eq!(
         log,
@@ -369,9 +385,10 @@ async fn extractors_state_and_handler_failures() {
             "raw 4 {\"fail\":1}",
             "raw 5 {\"account_id\":2}",
             "welcome 1 on accounts.created",
+            "welcome 13 on accounts.created",
             "welcome 2 on accounts.created",
         ],
-        "bad JSON, a panic and a handler error each fail one message and nothing else"
+        "bad JSON and a permanent error skip one message each; a panic is retried until it succeeds"
     );
     stop.cancel();
     run.await.unwrap().unwrap();
@@ -431,4 +448,50 @@ async fn start_up_errors_are_clear() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Connect { .. }) && !err.to_string().contains("pw@"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_consumer_stores_its_start_at_once_even_on_an_empty_namespace() {
+    let server = RedisServer::start();
+    let (worker, _) = recording_worker(&server, "fresh", "*");
+    let (stop, run) =
+        spawn(worker.start_from(StartFrom::Latest).checkpoint_interval(Duration::from_secs(60)));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cursor(&server, "fresh").await.is_none() {
+        assert!(Instant::now() < deadline, "the start position was never stored");
+        sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(cursor(&server, "fresh").await, Some(0));
+    stop.cancel();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_entry_with_a_non_utf8_channel_is_skipped_not_fatal() {
+    let server = RedisServer::start();
+    let client = Client::connect(&server.url()).await.unwrap();
+    let before = client.publish("x.ok", "1").await.unwrap();
+    // Something other than Remq registers a channel whose name is not UTF-8 and
+    // stores an entry on it (the scripts refuse such names).
+    let mut raw =
+        redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let bad: &[u8] = b"x.\xff";
+    let _: () = redis::cmd("SADD").arg("remq:channels").arg(bad).query_async(&mut raw).await.unwrap();
+    let _: () = redis::cmd("INCR").arg("remq:id").query_async(&mut raw).await.unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(b"remq:channel:x.\xff")
+        .arg("2-0")
+        .arg("m")
+        .arg("?")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let after = client.publish("x.ok", "3").await.unwrap();
+    let (worker, seen) = recording_worker(&server, "tolerant", "x.*");
+    let (stop, run) = spawn(worker);
+    wait_for(Duration::from_secs(10), "the valid messages", || seen.lock().unwrap().len() >= 2).await;
+    assert_eq!(*seen.lock().unwrap(), [before, after]);
+    assert!(!run.is_finished(), "the worker must keep running");
+    stop.cancel();
+    run.await.unwrap().unwrap();
 }

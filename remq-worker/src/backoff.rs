@@ -24,6 +24,12 @@ impl Backoff {
     /// Records a failure of `what` for `consumer` and sleeps before the next
     /// attempt. Only the first failure of an outage is logged as a warning.
     pub(crate) async fn failed(&mut self, consumer: &str, what: &str, error: &Error) {
+        tokio::time::sleep(self.failure(consumer, what, error)).await;
+    }
+
+    /// Records a failure as [`failed`](Self::failed) does, returning how long to
+    /// wait instead of sleeping (for callers that must stay cancel-safe).
+    pub(crate) fn failure(&mut self, consumer: &str, what: &str, error: &Error) -> Duration {
         if self.attempts == 0 {
             self.since = Some(Instant::now());
             tracing::warn!(consumer, %error, "{what} failed; retrying with back-off until Redis is back (logged once per outage)");
@@ -32,7 +38,7 @@ impl Backoff {
         }
         let delay = self.next_delay();
         self.attempts = self.attempts.saturating_add(1);
-        tokio::time::sleep(delay).await;
+        delay
     }
 
     /// Records a success; ends (and logs the end of) an outage, if one was on.

@@ -19,8 +19,9 @@ pub(crate) struct Checkpointer {
     token: u64,
     /// The highest id up to which everything is processed.
     done: MessageId,
-    /// The cursor as last stored in Redis.
-    saved: MessageId,
+    /// The cursor as last stored in Redis; `None` for a new consumer, whose
+    /// starting position is stored by the first flush even when it is 0.
+    saved: Option<MessageId>,
     /// Processed messages not yet covered by a stored checkpoint.
     pending: u64,
     /// Store after this many processed messages.
@@ -28,9 +29,17 @@ pub(crate) struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// A checkpointer whose stored cursor is `saved`.
-    pub(crate) fn new(client: Client, consumer: Arc<str>, token: u64, saved: MessageId, every: u64) -> Self {
-        Checkpointer { client, consumer, token, done: saved, saved, pending: 0, every }
+    /// A checkpointer whose stored cursor is `saved` (`None`: nothing stored yet),
+    /// with everything up to `done` already processed.
+    pub(crate) fn new(
+        client: Client,
+        consumer: Arc<str>,
+        token: u64,
+        saved: Option<MessageId>,
+        done: MessageId,
+        every: u64,
+    ) -> Self {
+        Checkpointer { client, consumer, token, done, saved, pending: 0, every }
     }
 
     /// Loads the stored cursor of `consumer`, or `None` for a new consumer.
@@ -48,18 +57,13 @@ impl Checkpointer {
         self.done
     }
 
-    /// Moves the in-memory cursor to `id` (never backwards) without storing it.
-    pub(crate) fn advance_to(&mut self, id: MessageId) {
-        self.done = self.done.max(id);
-    }
-
     /// Records that every message up to `id` is processed, storing the cursor
     /// when `every` messages have accumulated.
     ///
     /// # Errors
     /// [`Error::LeaseLost`] when fenced; Redis errors.
     pub(crate) async fn processed(&mut self, id: MessageId) -> Result<()> {
-        self.advance_to(id);
+        self.done = self.done.max(id);
         self.pending += 1;
         if self.pending >= self.every { self.flush().await } else { Ok(()) }
     }
@@ -70,7 +74,7 @@ impl Checkpointer {
     /// [`Error::LeaseLost`] when fenced; Redis errors (the cursor is kept and
     /// stored by a later call).
     pub(crate) async fn flush(&mut self) -> Result<()> {
-        if self.done <= self.saved {
+        if self.saved.is_some_and(|saved| self.done <= saved) {
             return Ok(());
         }
         let stored: u64 = self
@@ -83,7 +87,7 @@ impl Checkpointer {
                 }
                 other => other,
             })?;
-        self.saved = MessageId::new(stored);
+        self.saved = Some(MessageId::new(stored));
         self.pending = 0;
         tracing::debug!(consumer = &*self.consumer, cursor = stored, "checkpoint stored");
         Ok(())

@@ -148,11 +148,23 @@ impl Client {
     /// fails; [`Error::MalformedFrame`] when something other than Remq wrote to a
     /// channel's stream.
     pub async fn consume(&self, pattern: &str, after: MessageId, limit: usize) -> Result<Vec<Message>> {
+        let frames = self.consume_frames(pattern, after, limit).await?;
+        frames.into_iter().map(Message::from_frame).collect()
+    }
+
+    /// [`consume`](Self::consume) without parsing: the raw frames, so a caller can
+    /// skip a malformed one without losing the rest of the page.
+    pub(crate) async fn consume_frames(
+        &self,
+        pattern: &str,
+        after: MessageId,
+        limit: usize,
+    ) -> Result<Vec<Bytes>> {
         protocol::validate_pattern(pattern)?;
         let frames: Vec<Vec<u8>> = self
             .eval("consume", &protocol::CONSUME, (pattern, after.get(), limit.clamp(1, MAX_CONSUME_LIMIT)))
             .await?;
-        frames.into_iter().map(|frame| Message::from_frame(Bytes::from(frame))).collect()
+        Ok(frames.into_iter().map(Bytes::from).collect())
     }
 
     /// Removes the messages with ids strictly below `before` from every channel

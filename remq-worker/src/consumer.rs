@@ -4,6 +4,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use tokio::time::Instant;
@@ -16,6 +17,14 @@ use crate::extract::{Delivery, States};
 use crate::lease::LeaseGuard;
 use crate::subscription::MessageFeed;
 use crate::{BoxedHandler, Client, Error, Message, MessageId, Result};
+
+/// The first delay before a failed message is tried again; it doubles per attempt.
+const RETRY_INITIAL: Duration = Duration::from_millis(50);
+/// The longest delay between two attempts at one message.
+const RETRY_MAX: Duration = Duration::from_secs(30);
+/// How long the final checkpoint and the lease release may take at shutdown, so
+/// a slow Redis cannot push the exit past the orchestrator's grace period.
+const SHUTDOWN_IO: Duration = Duration::from_secs(3);
 
 /// A handler with its pattern and durable name, ready to run.
 #[derive(Clone, Debug)]
@@ -66,7 +75,12 @@ impl Consumer {
                 Ok(lease) => {
                     backoff.succeeded(&self.name);
                     let outcome = self.own(&rt, &lease).await;
-                    lease.release().await;
+                    if tokio::time::timeout(SHUTDOWN_IO, lease.release()).await.is_err() {
+                        tracing::warn!(
+                            consumer = &*self.name,
+                            "releasing the lease timed out; it expires on its own"
+                        );
+                    }
                     outcome
                 }
                 Err(error) => Err(error),
@@ -96,14 +110,15 @@ impl Consumer {
             rt.client.clone(),
             self.name.clone(),
             lease.token(),
-            stored.unwrap_or(MessageId::ZERO),
+            stored,
+            cursor,
             rt.settings.checkpoint_every,
         );
-        // A new consumer stores where it starts at once, so a crash before its
-        // first checkpoint cannot move its start to a later `latest`.
-        checkpointer.advance_to(cursor);
-        if let Err(Error::LeaseLost { .. }) = checkpointer.flush().await {
-            return Ok(Stop::LeaseLost);
+        // A new consumer stores where it starts at once (even 0), so a crash
+        // before its first checkpoint cannot move its start to a later `latest`.
+        match checkpointer.flush().await {
+            Err(Error::LeaseLost { .. }) => return Ok(Stop::LeaseLost),
+            other => other?,
         }
         let s = &rt.settings;
         let mut feed = MessageFeed::new(
@@ -143,7 +158,10 @@ impl Consumer {
                 },
             };
             let id = message.id;
-            if !self.handle(rt, message).await {
+            if !self.handle(rt, lease.lost(), message).await {
+                if lease.lost().is_cancelled() {
+                    return Ok(Stop::LeaseLost);
+                }
                 break Stop::Shutdown;
             }
             match checkpointer.processed(id).await {
@@ -151,7 +169,8 @@ impl Consumer {
                 other => log_checkpoint_error(&self.name, other),
             }
         };
-        match checkpointer.flush().await {
+        let final_flush = tokio::time::timeout(SHUTDOWN_IO, checkpointer.flush()).await;
+        match final_flush.unwrap_or(Err(Error::Timeout { op: "final checkpoint", after: SHUTDOWN_IO })) {
             Err(Error::LeaseLost { .. }) => return Ok(Stop::LeaseLost),
             other => log_checkpoint_error(&self.name, other),
         }
@@ -168,13 +187,50 @@ impl Consumer {
         })
     }
 
-    /// Runs the handler on one message. Returns `false` when shutdown's deadline
-    /// passed before it finished (the message is then not checkpointed, and the
-    /// next owner sees it again).
-    async fn handle(&self, rt: &Runtime, message: Message) -> bool {
+    /// Runs the handler on one message until it succeeds or fails for good.
+    /// Retryable failures (errors not marked permanent, and panics) are retried
+    /// in place with back-off, so later messages wait and order holds; a permanent
+    /// failure is logged and the message passed over. Returns `false` when
+    /// shutdown or the loss of the lease stopped it first: the message is then not
+    /// checkpointed, and the next owner sees it again.
+    async fn handle(&self, rt: &Runtime, lost: &CancellationToken, message: Message) -> bool {
         let (id, channel) = (message.id, message.channel.clone());
         let delivery = Delivery::new(message, self.name.clone(), rt.states.clone());
-        let run = AssertUnwindSafe(self.handler.call(delivery)).catch_unwind();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let Some(result) = self.attempt(rt, delivery.clone()).await else {
+                return false;
+            };
+            let error = match result {
+                Ok(()) => return true,
+                Err(error) if error.is_permanent() => {
+                    tracing::error!(consumer = &*self.name, %id, channel, %error, "handler failed permanently; message skipped");
+                    return true;
+                }
+                Err(error) => error,
+            };
+            let delay = RETRY_INITIAL.saturating_mul(1 << (attempt - 1).min(16)).min(RETRY_MAX);
+            tracing::warn!(consumer = &*self.name, %id, channel, attempt, %error, ?delay, "handler failed; retrying");
+            tokio::select! {
+                _ = rt.shutdown.cancelled() => return false,
+                _ = lost.cancelled() => return false,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            if lost.is_cancelled() {
+                return false;
+            }
+        }
+    }
+
+    /// One run of the handler, panics caught. `None` when shutdown's deadline
+    /// passed before it finished.
+    async fn attempt(&self, rt: &Runtime, delivery: Delivery) -> Option<Result<()>> {
+        let id = delivery.message.id;
+        // The async block makes extraction part of the caught future, so a
+        // panicking extractor is caught too.
+        let handler = &self.handler;
+        let run = AssertUnwindSafe(async move { handler.call(delivery).await }).catch_unwind();
         tokio::pin!(run);
         // Most handlers finish on their first poll; only wait on shutdown for the rest.
         let outcome = match (&mut run).now_or_never() {
@@ -187,19 +243,13 @@ impl Consumer {
                         Ok(outcome) => outcome,
                         Err(_) => {
                             tracing::warn!(consumer = &*self.name, %id, "handler still running at the shutdown deadline; abandoned, it will be delivered again");
-                            return false;
+                            return None;
                         }
                     }
                 }
             },
         };
-        let result = outcome.unwrap_or_else(|panic| Err(Error::retryable(panic_message(panic))));
-        if let Err(error) = result {
-            // Until retries and dead-lettering are configured, a failed message is
-            // logged and passed over so one bad message cannot stall the stream.
-            tracing::error!(consumer = &*self.name, %id, channel, %error, "handler failed; message skipped");
-        }
-        true
+        Some(outcome.unwrap_or_else(|panic| Err(Error::retryable(panic_message(panic)))))
     }
 }
 

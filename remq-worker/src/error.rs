@@ -170,6 +170,15 @@ pub enum Error {
         consumer: String,
     },
 
+    /// An operation did not finish in time.
+    #[error("{op} timed out after {after:?}")]
+    Timeout {
+        /// The operation.
+        op: &'static str,
+        /// How long it was given.
+        after: std::time::Duration,
+    },
+
     /// Redis answered with something the protocol does not allow.
     #[error("unexpected reply to {op}: {detail}")]
     UnexpectedReply {
@@ -201,7 +210,7 @@ impl Error {
     /// permanent.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Connect { .. } => true,
+            Error::Connect { .. } | Error::Timeout { .. } => true,
             Error::Handler { permanent, .. } => !permanent,
             Error::Redis { source, .. } => !is_permanent_redis_error(source),
             _ => false,
@@ -270,8 +279,9 @@ pub(crate) fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return if url.contains('@') { "***".to_owned() } else { url.to_owned() };
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
+    // Everything up to the last `@` is credentials, even when a password holds
+    // `/` or `@` characters that a URL should have escaped.
+    match rest.rfind('@') {
         Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
         None => url.to_owned(),
     }
@@ -285,6 +295,8 @@ mod tests {
     fn redacts_credentials() {
         assert_eq!(redact_url("redis://user:s3cret@host:6379/0"), "redis://***@host:6379/0");
         assert_eq!(redact_url("redis://:s3cret@host"), "redis://***@host");
+        assert_eq!(redact_url("redis://:pa/ss@host:6379"), "redis://***@host:6379");
+        assert_eq!(redact_url("redis://user:p@ss/w0rd@host/1"), "redis://***@host/1");
         assert_eq!(redact_url("redis://host:6379"), "redis://host:6379");
         assert_eq!(redact_url("user:s3cret@host"), "***");
         assert_eq!(redact_url("host:6379"), "host:6379");

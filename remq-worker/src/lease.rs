@@ -16,10 +16,12 @@ const STANDBY_POLL: Duration = Duration::from_millis(200);
 
 /// A held lease. It is renewed every third of its lifetime by a background task;
 /// [`lost`](Self::lost) fires when renewal shows another owner took it, or when
-/// Redis could not be reached for longer than the lease lasts.
+/// no renewal got through within the lease time (each renewal is bounded by the
+/// time the lease is known to last, so a hung connection cannot delay this).
 #[derive(Debug)]
 pub(crate) struct LeaseGuard {
-    /// The fencing token: the checkpoint script accepts only this owner's writes.
+    /// The fencing token: random per acquisition (unique even if Redis loses its
+    /// data); the checkpoint script accepts only this owner's writes.
     token: u64,
     /// Cancelled when the lease is lost.
     lost: CancellationToken,
@@ -33,8 +35,8 @@ pub(crate) struct LeaseGuard {
 
 /// What `lease.lua acquire` answered.
 enum Acquire {
-    /// The lease is ours, with this token.
-    Owned(u64),
+    /// The lease is ours, with the token we offered.
+    Owned,
     /// Another owner holds it for about this long still.
     HeldFor(Duration),
 }
@@ -52,8 +54,9 @@ impl LeaseGuard {
     pub(crate) async fn acquire(client: &Client, consumer: &Arc<str>, ttl: Duration) -> Result<LeaseGuard> {
         let mut announced = false;
         loop {
-            match try_acquire(client, consumer, ttl).await? {
-                Acquire::Owned(token) => {
+            let token = fastrand::u64(1..);
+            match try_acquire(client, consumer, ttl, token).await? {
+                Acquire::Owned => {
                     tracing::info!(consumer = &**consumer, token, "acquired the consumer lease");
                     return Ok(Self::start(client.clone(), consumer.clone(), token, ttl));
                 }
@@ -110,39 +113,40 @@ impl LeaseGuard {
     }
 }
 
-async fn try_acquire(client: &Client, consumer: &str, ttl: Duration) -> Result<Acquire> {
-    let (token, remaining): (u64, i64) =
-        client.eval("acquire lease", &protocol::LEASE, ("acquire", consumer, millis(ttl))).await?;
-    Ok(if token > 0 {
-        Acquire::Owned(token)
-    } else {
-        Acquire::HeldFor(Duration::from_millis(remaining.max(1) as u64))
-    })
+async fn try_acquire(client: &Client, consumer: &str, ttl: Duration, token: u64) -> Result<Acquire> {
+    let (acquired, remaining): (u8, u64) =
+        client.eval("acquire lease", &protocol::LEASE, ("acquire", consumer, millis(ttl), token)).await?;
+    Ok(if acquired == 1 { Acquire::Owned } else { Acquire::HeldFor(Duration::from_millis(remaining.max(1))) })
 }
 
-/// Renews every `ttl / 3` until the lease is found taken, or renewals have failed
-/// for as long as the lease lasts (it must then be presumed gone).
+/// Renews every `ttl / 3` until the lease is found taken, or no renewal got
+/// through within `ttl` of the last one sent that succeeded: the lease must then
+/// be presumed gone, since a standby may already hold it.
 async fn renew(client: Client, consumer: Arc<str>, token: u64, ttl: Duration, lost: CancellationToken) {
-    let mut last_renewed = Instant::now();
+    // A successful renewal extends the lease to at least `sent + ttl`, so that is
+    // how long ownership is certain.
+    let mut owned_until = Instant::now() + ttl;
     loop {
         tokio::time::sleep(ttl / 3).await;
-        let renewed: Result<i64> =
-            client.eval("renew lease", &protocol::LEASE, ("renew", &*consumer, millis(ttl), token)).await;
-        match renewed {
-            Ok(1) => last_renewed = Instant::now(),
-            Ok(_) => {
+        let sent = Instant::now();
+        let renewal =
+            client.eval::<i64>("renew lease", &protocol::LEASE, ("renew", &*consumer, millis(ttl), token));
+        match tokio::time::timeout_at(owned_until, renewal).await {
+            Ok(Ok(1)) => owned_until = sent + ttl,
+            Ok(Ok(_)) => {
+                tracing::error!(consumer = &*consumer, "the lease was taken by another owner; stopping");
+                break;
+            }
+            Ok(Err(error)) if Instant::now() < owned_until => {
+                tracing::warn!(consumer = &*consumer, %error, "lease renewal failed; retrying");
+            }
+            Ok(Err(_)) | Err(_) => {
                 tracing::error!(
                     consumer = &*consumer,
-                    token,
-                    "the lease was taken by another owner; stopping"
+                    "could not renew the lease before it expired; stopping"
                 );
                 break;
             }
-            Err(error) if last_renewed.elapsed() >= ttl => {
-                tracing::error!(consumer = &*consumer, %error, "could not renew the lease before it expired; stopping");
-                break;
-            }
-            Err(error) => tracing::warn!(consumer = &*consumer, %error, "lease renewal failed; retrying"),
         }
     }
     lost.cancel();

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
+use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::backoff::Backoff;
@@ -61,14 +62,10 @@ impl LiveFeed {
         let reader = tokio::spawn(async move {
             let mut pushes = pubsub.into_on_message();
             while let Some(push) = pushes.next().await {
-                let message = match Message::from_frame(Bytes::copy_from_slice(push.get_payload_bytes())) {
-                    Ok(message) => message,
-                    Err(error) => {
-                        // Not a Remq message (Remq only pushes what it stored), so
-                        // skipping it loses nothing; say so loudly all the same.
-                        tracing::error!(consumer = &*consumer, channel = push.get_channel_name(), %error, "ignored a malformed pub/sub push");
-                        continue;
-                    }
+                let Some(message) =
+                    parse(&consumer, "pub/sub", Bytes::copy_from_slice(push.get_payload_bytes()))
+                else {
+                    continue;
                 };
                 match tx.try_send(message) {
                     Ok(()) => {}
@@ -90,10 +87,28 @@ impl LiveFeed {
     }
 }
 
+/// A subscription being opened in the background, so a `select!` that drops
+/// [`MessageFeed::next`] (e.g. for a checkpoint timer) does not start it over.
+type Opening = AbortOnDropHandle<Result<LiveFeed>>;
+
+/// One page read from the log.
+struct Page {
+    /// The messages that parsed, in id order.
+    messages: Vec<Message>,
+    /// How many frames the page held, malformed ones included: a full page
+    /// means the log may hold more.
+    frames: usize,
+}
+
 /// Where the feed is in the subscribe → replay → live cycle.
 enum Phase {
     /// Not subscribed; the next call subscribes and replays.
-    Resync(GapReason),
+    Resync {
+        /// Why, for the logs.
+        reason: GapReason,
+        /// The subscription under way, if one was started.
+        opening: Option<Opening>,
+    },
     /// Replaying the log while live pushes are buffered.
     Replay {
         /// The subscription whose buffer fills meanwhile.
@@ -102,12 +117,18 @@ enum Phase {
         page: VecDeque<Message>,
         /// The next page, already being read while this one is handled, so Redis
         /// and the handler work at the same time.
-        next_page: Option<AbortOnDropHandle<Result<Vec<Message>>>>,
+        next_page: Option<AbortOnDropHandle<Result<Page>>>,
         /// Whether the last page was short (the log is exhausted).
         exhausted: bool,
     },
     /// Following pub/sub.
     Live(LiveFeed),
+}
+
+impl Phase {
+    fn resync(reason: GapReason) -> Phase {
+        Phase::Resync { reason, opening: None }
+    }
 }
 
 /// An ordered, gap-free, duplicate-free stream of the messages of one pattern,
@@ -129,6 +150,9 @@ pub(crate) struct MessageFeed {
     phase: Phase,
     /// Reconnect back-off across failures.
     backoff: Backoff,
+    /// After a failure, when the next attempt may start (kept in the feed so a
+    /// cancelled `next` does not cut the back-off short).
+    retry_at: Option<Instant>,
 }
 
 impl MessageFeed {
@@ -148,8 +172,9 @@ impl MessageFeed {
             cursor,
             buffer,
             batch,
-            phase: Phase::Resync(GapReason::Startup),
+            phase: Phase::resync(GapReason::Startup),
             backoff: Backoff::default(),
+            retry_at: None,
         }
     }
 
@@ -160,7 +185,7 @@ impl MessageFeed {
             let message = match &mut self.phase {
                 Phase::Replay { page, .. } => page.pop_front()?,
                 Phase::Live(live) => live.rx.try_recv().ok()?,
-                Phase::Resync(_) => return None,
+                Phase::Resync { .. } => return None,
             };
             if let Some(message) = self.hand_out(message) {
                 return Some(message);
@@ -175,20 +200,32 @@ impl MessageFeed {
     /// Only permanent failures (e.g. a missing ACL permission).
     ///
     /// # Cancel safety
-    /// Cancel-safe: a message is handed out only by a completed call, and a
-    /// cancelled call leaves the feed where it was (at worst it subscribes or
-    /// reads a page again).
+    /// Cancel-safe: a message is handed out only by a completed call; the
+    /// subscription and page reads under way, and the back-off, carry over to the
+    /// next call.
     pub(crate) async fn next(&mut self) -> Result<Message> {
         loop {
             if let Some(message) = self.try_next() {
                 return Ok(message);
             }
+            if let Some(retry_at) = self.retry_at {
+                tokio::time::sleep_until(retry_at).await;
+                self.retry_at = None;
+            }
             match &mut self.phase {
-                Phase::Resync(reason) => {
+                Phase::Resync { reason, opening } => {
                     let reason = *reason;
-                    match LiveFeed::open(&self.client, &self.pattern, self.buffer, self.consumer.clone())
-                        .await
-                    {
+                    let open = opening.get_or_insert_with(|| {
+                        let (client, pattern, consumer) =
+                            (self.client.clone(), self.pattern.clone(), self.consumer.clone());
+                        let buffer = self.buffer;
+                        AbortOnDropHandle::new(tokio::spawn(async move {
+                            LiveFeed::open(&client, &pattern, buffer, consumer).await
+                        }))
+                    });
+                    let opened = open.await.unwrap_or_else(|e| Err(Error::retryable(e)));
+                    *opening = None;
+                    match opened {
                         Ok(live) => {
                             self.backoff.succeeded(&self.consumer);
                             tracing::debug!(consumer = &*self.consumer, %reason, after = %self.cursor, "subscribed; replaying from the log");
@@ -199,34 +236,40 @@ impl MessageFeed {
                                 exhausted: false,
                             };
                         }
-                        Err(error) => self.failed("subscribe", error).await?,
+                        Err(error) => self.failed("subscribe", error)?,
                     }
                 }
                 Phase::Replay { exhausted: true, .. } => {
                     tracing::debug!(consumer = &*self.consumer, after = %self.cursor, "caught up; following live pushes");
                     if let Phase::Replay { live, .. } =
-                        std::mem::replace(&mut self.phase, Phase::Resync(GapReason::Startup))
+                        std::mem::replace(&mut self.phase, Phase::resync(GapReason::Startup))
                     {
                         self.phase = Phase::Live(live);
                     }
                 }
                 Phase::Replay { page, next_page, exhausted, .. } => {
                     let fetch = next_page.get_or_insert_with(|| {
-                        read_page(&self.client, &self.pattern, self.cursor, self.batch)
+                        read_page(&self.client, &self.consumer, &self.pattern, self.cursor, self.batch)
                     });
                     let read = fetch.await.unwrap_or_else(|e| Err(Error::retryable(e)));
                     *next_page = None;
                     match read {
-                        Ok(messages) => {
+                        Ok(read) => {
                             self.backoff.succeeded(&self.consumer);
-                            *exhausted = messages.len() < self.batch;
-                            if let Some(last) = messages.last().filter(|_| !*exhausted) {
-                                *next_page =
-                                    Some(read_page(&self.client, &self.pattern, last.id, self.batch));
+                            *exhausted = read.frames < self.batch;
+                            if let Some(last) = read.messages.last().filter(|_| !*exhausted) {
+                                let after = last.id;
+                                *next_page = Some(read_page(
+                                    &self.client,
+                                    &self.consumer,
+                                    &self.pattern,
+                                    after,
+                                    self.batch,
+                                ));
                             }
-                            *page = messages.into();
+                            *page = read.messages.into();
                         }
-                        Err(error) => self.failed("replay", error).await?,
+                        Err(error) => self.failed("replay", error)?,
                     }
                 }
                 Phase::Live(live) => match live.next().await {
@@ -237,7 +280,7 @@ impl MessageFeed {
                     }
                     Err(reason) => {
                         tracing::info!(consumer = &*self.consumer, %reason, after = %self.cursor, "live feed ended; replaying from the log");
-                        self.phase = Phase::Resync(reason);
+                        self.phase = Phase::resync(reason);
                     }
                 },
             }
@@ -252,14 +295,14 @@ impl MessageFeed {
         })
     }
 
-    /// Handles a failed Redis call: permanent errors end the feed; others
-    /// drop the subscription and retry after a back-off.
-    async fn failed(&mut self, what: &str, error: Error) -> Result<()> {
+    /// Handles a failed Redis call: permanent errors end the feed; others drop
+    /// the subscription and schedule a retry after a back-off.
+    fn failed(&mut self, what: &str, error: Error) -> Result<()> {
         if error.is_permanent() {
             return Err(error);
         }
-        self.phase = Phase::Resync(GapReason::Disconnect);
-        self.backoff.failed(&self.consumer, what, &error).await;
+        self.phase = Phase::resync(GapReason::Disconnect);
+        self.retry_at = Some(Instant::now() + self.backoff.failure(&self.consumer, what, &error));
         Ok(())
     }
 }
@@ -267,10 +310,30 @@ impl MessageFeed {
 /// Starts reading one page of the log after `after` in the background.
 fn read_page(
     client: &Client,
+    consumer: &Arc<str>,
     pattern: &Arc<str>,
     after: MessageId,
     batch: usize,
-) -> AbortOnDropHandle<Result<Vec<Message>>> {
-    let (client, pattern) = (client.clone(), pattern.clone());
-    AbortOnDropHandle::new(tokio::spawn(async move { client.consume(&pattern, after, batch).await }))
+) -> AbortOnDropHandle<Result<Page>> {
+    let (client, consumer, pattern) = (client.clone(), consumer.clone(), pattern.clone());
+    AbortOnDropHandle::new(tokio::spawn(async move {
+        let frames = client.consume_frames(&pattern, after, batch).await?;
+        let count = frames.len();
+        let messages = frames.into_iter().filter_map(|frame| parse(&consumer, "the log", frame)).collect();
+        Ok(Page { messages, frames: count })
+    }))
+}
+
+/// Parses a frame, or logs why it cannot be a Remq message and drops it.
+fn parse(consumer: &str, source: &str, frame: Bytes) -> Option<Message> {
+    match Message::from_frame(frame) {
+        Ok(message) => Some(message),
+        Err(error) => {
+            // Remq's scripts only store and push well-formed frames with UTF-8
+            // channel names, so this was written by something else; skipping it
+            // keeps the stream going, and the error says what was skipped.
+            tracing::error!(consumer, source, %error, "skipped a malformed frame");
+            None
+        }
+    }
 }
