@@ -5,11 +5,16 @@
 //! start one each, so they run in parallel, can kill and restart their server, and
 //! never depend on a Redis someone else left running.
 //!
+//! [`TlsFiles`] makes a throwaway CA and certificates, and
+//! [`RedisServerBuilder::tls`] serves TLS with them next to the plain port.
+//!
 //! [`redis_url_or_local`] is what the examples use: the URL from the environment, or
 //! the Redis on 127.0.0.1:6379 when one answers, or else a throwaway server.
 
 mod local;
 mod redis_server;
+mod tls;
 
 pub use local::{RedisTarget, redis_url_or_local};
 pub use redis_server::{RedisServer, RedisServerBuilder};
+pub use tls::TlsFiles;

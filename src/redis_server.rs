@@ -24,6 +24,8 @@ pub struct RedisServer {
     dir: TempDir,
     /// Extra command-line arguments, replayed on every restart.
     args: Vec<String>,
+    /// The TLS port, when the server was started with [`RedisServerBuilder::tls`].
+    tls_port: Option<u16>,
 }
 
 /// Configures a [`RedisServer`] before it starts: extra `redis-server` arguments
@@ -32,6 +34,8 @@ pub struct RedisServer {
 pub struct RedisServerBuilder {
     /// Arguments appended after the defaults, so they override them.
     args: Vec<String>,
+    /// The TLS port, when TLS is on.
+    tls_port: Option<u16>,
 }
 
 impl RedisServerBuilder {
@@ -39,6 +43,33 @@ impl RedisServerBuilder {
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
         self
+    }
+
+    /// Also serves TLS, on a second free port, with the server certificate of
+    /// `files`; clients may present a certificate signed by its CA but need not
+    /// (add `--tls-auth-clients yes` with [`arg`](Self::arg) to require one).
+    ///
+    /// # Errors
+    /// When no free port can be found.
+    pub fn tls(mut self, files: &crate::TlsFiles) -> io::Result<Self> {
+        let port = free_port()?;
+        self.tls_port = Some(port);
+        let path = |name: &str| files.path(name).display().to_string();
+        for arg in [
+            "--tls-port".to_owned(),
+            port.to_string(),
+            "--tls-cert-file".to_owned(),
+            path("server.crt"),
+            "--tls-key-file".to_owned(),
+            path("server.key"),
+            "--tls-ca-cert-file".to_owned(),
+            path("ca.crt"),
+            "--tls-auth-clients".to_owned(),
+            "optional".to_owned(),
+        ] {
+            self = self.arg(arg);
+        }
+        Ok(self)
     }
 
     /// Starts the server and waits until it answers.
@@ -54,6 +85,7 @@ impl RedisServerBuilder {
                 port: free_port()?,
                 dir: tempfile::Builder::new().prefix("remq-redis-").tempdir()?,
                 args: self.args.clone(),
+                tls_port: self.tls_port,
             };
             match server.spawn() {
                 Ok(()) => return Ok(server),
@@ -99,6 +131,14 @@ impl RedisServer {
     /// `redis://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// `rediss://localhost:<tls-port>`, when started with [`RedisServerBuilder::tls`].
+    ///
+    /// # Panics
+    /// When the server has no TLS port.
+    pub fn tls_url(&self) -> String {
+        format!("rediss://localhost:{}", self.tls_port.expect("the server was started without .tls(..)"))
     }
 
     /// The server's working directory (where AOF and RDB files go).

@@ -2,23 +2,15 @@
 
 use std::fmt;
 use std::ops::RangeInclusive;
-use std::time::Duration;
 
 use bytes::Bytes;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ErrorKind, FromRedisValue, IntoConnectionInfo, Script, ToRedisArgs};
+use redis::aio::ConnectionManager;
+use redis::{FromRedisValue, Script, ToRedisArgs};
 
-use crate::error::{RedisAddr, redact_url};
+use crate::connect::ClientBuilder;
+use crate::error::RedisAddr;
 use crate::protocol::{self, MAX_CONSUME_LIMIT, Namespace};
 use crate::{Error, Message, MessageId, Result};
-
-/// How long one connection attempt may take before it counts as failed.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a reply may take before the call fails. Generous (the `redis`
-/// crate's default of 500 ms would fail a publish that a busy server still
-/// carries out, inviting a duplicate on retry); it only guards against a
-/// connection that hangs without closing.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A handle to a Remq namespace on one Redis server.
 ///
@@ -46,39 +38,32 @@ impl fmt::Debug for Client {
 }
 
 impl Client {
-    /// Connects to the Redis at `url`: `redis://[user:password@]host[:port][/db]`.
-    /// The client uses the default namespace `remq`.
+    /// Connects to the Redis at `url`: `redis://[user:password@]host[:port][/db]`,
+    /// or `rediss://…` for TLS against the system's root certificates. The client
+    /// uses the default namespace `remq`; [`Client::builder`] sets a namespace, a
+    /// CA certificate or a client certificate.
     ///
     /// # Errors
     /// [`Error::InvalidUrl`] when the URL does not parse, [`Error::Auth`] when Redis
-    /// refuses the credentials, [`Error::Connect`] when it cannot be reached.
+    /// refuses the credentials, [`Error::Tls`] when the TLS handshake fails,
+    /// [`Error::Connect`] when Redis cannot be reached.
     pub async fn connect(url: &str) -> Result<Client> {
-        let info = url
-            .into_connection_info()
-            .map_err(|e| Error::InvalidUrl { url: redact_url(url), reason: e.to_string() })?;
-        let addr = RedisAddr::from_info(&info);
-        let redis = redis::Client::open(info)
-            .map_err(|e| Error::InvalidUrl { url: redact_url(url), reason: e.to_string() })?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(2));
-        let connect_error = |source: redis::RedisError| {
-            let auth = source.kind() == ErrorKind::AuthenticationFailed
-                || matches!(source.code(), Some("NOAUTH" | "WRONGPASS"));
-            if auth {
-                Error::Auth { addr: addr.clone(), source }
-            } else {
-                Error::Connect { addr: addr.clone(), source }
-            }
-        };
-        let mut conn =
-            ConnectionManager::new_with_config(redis.clone(), config).await.map_err(connect_error)?;
-        // A server that needs a password accepts the connection and refuses the
-        // first command; find out now rather than at the first publish.
-        redis::cmd("PING").query_async::<()>(&mut conn).await.map_err(connect_error)?;
-        Ok(Client { conn, redis, namespace: Namespace::default(), addr })
+        ClientBuilder::new(url).connect().await
+    }
+
+    /// A builder for a client with more options than [`connect`](Self::connect).
+    pub fn builder(url: impl Into<String>) -> ClientBuilder {
+        ClientBuilder::new(url)
+    }
+
+    /// Assembles a client from a connection that [`ClientBuilder`] set up.
+    pub(crate) fn from_parts(
+        conn: ConnectionManager,
+        redis: redis::Client,
+        namespace: Namespace,
+        addr: RedisAddr,
+    ) -> Self {
+        Client { conn, redis, namespace, addr }
     }
 
     /// A view of the same connection working in another namespace, e.g.

@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::error::redact_url;
-use crate::{Error, MessageId, Result};
+use crate::{ClientBuilder, Error, MessageId, Result};
 
 /// Where a consumer that has no checkpoint yet starts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -58,6 +58,10 @@ pub(crate) struct Settings {
     pub(crate) buffer_size: usize,
     /// Messages per `consume` call while replaying.
     pub(crate) replay_batch: usize,
+    /// PEM root certificate(s) for `rediss://`, instead of the system's.
+    pub(crate) tls_root_cert: Option<Vec<u8>>,
+    /// PEM client certificate and key for servers that verify clients.
+    pub(crate) tls_client_cert: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Settings {
@@ -73,7 +77,21 @@ impl Settings {
             shutdown_deadline: Duration::from_secs(25),
             buffer_size: 10_000,
             replay_batch: 1000,
+            tls_root_cert: None,
+            tls_client_cert: None,
         }
+    }
+
+    /// A client builder for these settings.
+    pub(crate) fn client_builder(&self) -> ClientBuilder {
+        let mut builder = ClientBuilder::new(&self.redis_url).namespace(&self.namespace);
+        if let Some(pem) = &self.tls_root_cert {
+            builder = builder.tls_root_cert(pem.clone());
+        }
+        if let Some((cert, key)) = &self.tls_client_cert {
+            builder = builder.tls_client_cert(cert.clone(), key.clone());
+        }
+        builder
     }
 
     /// Reads the settings from the environment (see the README's table).
@@ -110,6 +128,18 @@ impl Settings {
         if let Some((name, v)) = var("REMQ_REPLAY_BATCH") {
             s.replay_batch = positive(name, &v)?.min(crate::MAX_CONSUME_LIMIT);
         }
+        if let Some((name, path)) = var("REMQ_TLS_CA_CERT") {
+            s.tls_root_cert = Some(read_pem(name, &path)?);
+        }
+        match (var("REMQ_TLS_CLIENT_CERT"), var("REMQ_TLS_CLIENT_KEY")) {
+            (Some((cert_var, cert)), Some((key_var, key))) => {
+                s.tls_client_cert = Some((read_pem(cert_var, &cert)?, read_pem(key_var, &key)?));
+            }
+            (None, None) => {}
+            (Some((name, value)), None) | (None, Some((name, value))) => {
+                return Err(invalid(name, &value, "set both REMQ_TLS_CLIENT_CERT and REMQ_TLS_CLIENT_KEY"));
+            }
+        }
         Ok(s)
     }
 }
@@ -126,12 +156,18 @@ impl fmt::Debug for Settings {
             .field("shutdown_deadline", &self.shutdown_deadline)
             .field("buffer_size", &self.buffer_size)
             .field("replay_batch", &self.replay_batch)
+            .field("tls_root_cert", &self.tls_root_cert.is_some())
+            .field("tls_client_cert", &self.tls_client_cert.is_some())
             .finish()
     }
 }
 
 fn invalid(name: &'static str, value: &str, reason: impl Into<String>) -> Error {
     Error::Config { name, value: value.to_owned(), reason: reason.into() }
+}
+
+fn read_pem(name: &'static str, path: &str) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| invalid(name, path, format!("cannot read the PEM file: {e}")))
 }
 
 fn positive(name: &'static str, value: &str) -> Result<usize> {
@@ -196,6 +232,8 @@ mod tests {
             ("REMQ_LEASE_TTL", "soon"),
             ("REMQ_SHUTDOWN_DEADLINE", "0s"),
             ("REMQ_BUFFER_SIZE", "-1"),
+            ("REMQ_TLS_CA_CERT", "/nonexistent/ca.crt"),
+            ("REMQ_TLS_CLIENT_CERT", "/nonexistent/client.crt"),
         ] {
             let err = from(&[(name, value)]).unwrap_err();
             assert!(err.to_string().contains(name), "{err}");

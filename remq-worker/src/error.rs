@@ -44,6 +44,18 @@ pub enum Error {
         source: redis::RedisError,
     },
 
+    /// The TLS handshake failed (e.g. the server's certificate is not trusted).
+    #[error(
+        "TLS handshake with Redis at {addr} failed: {source}; the server's certificate was not trusted or does not match the host name: check the CA certificate (REMQ_TLS_CA_CERT / ClientBuilder::tls_root_cert) and the host in the URL"
+    )]
+    Tls {
+        /// Where we tried to connect.
+        addr: RedisAddr,
+        /// The underlying error.
+        #[source]
+        source: redis::RedisError,
+    },
+
     /// A Redis command failed (the connection dropped, a timeout, a permission
     /// missing from an ACL, or an error reply from a script).
     #[error("{op} failed: {source}")]

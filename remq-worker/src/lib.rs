@@ -13,6 +13,7 @@
 //! # Layout
 //! - `client`: [`Client`], publish, batch publish, consume, flush and head over one
 //!   multiplexed, self-reconnecting connection.
+//! - `connect`: [`ClientBuilder`]: URLs, credentials, namespaces, TLS, timeouts.
 //! - `message`: [`Message`], [`MessageId`] and the wire frame `<channel>@<id>\n<body>`.
 //! - `protocol`: the scripts, the key layout of a [`Namespace`], and the rules for
 //!   channel names and patterns.
@@ -34,6 +35,7 @@ mod backoff;
 mod checkpoint;
 mod client;
 mod config;
+mod connect;
 mod consumer;
 mod error;
 mod extract;
@@ -46,6 +48,7 @@ mod worker;
 
 pub use client::Client;
 pub use config::StartFrom;
+pub use connect::ClientBuilder;
 pub use error::{BoxError, Error, RedisAddr, Result};
 pub use extract::{Body, Channel, Delivery, FromMessage, Json, State};
 #[doc(hidden)]

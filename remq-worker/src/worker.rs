@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Settings, StartFrom};
 use crate::consumer::{Consumer, Runtime};
 use crate::extract::States;
-use crate::{BoxedHandler, Client, Error, Handler, Result, handler, protocol};
+use crate::{BoxedHandler, Error, Handler, Result, handler, protocol};
 
 /// A worker process: every handler registered with `#[remq::handler]` (and any
 /// added with [`handler`](Self::handler)) consumes its pattern in id order, with
@@ -110,6 +110,20 @@ impl Worker {
         self
     }
 
+    /// Trust these PEM root certificates for `rediss://` (also `REMQ_TLS_CA_CERT`,
+    /// a file path).
+    pub fn tls_root_cert(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.settings.tls_root_cert = Some(pem.into());
+        self
+    }
+
+    /// Present this PEM client certificate and key (also `REMQ_TLS_CLIENT_CERT`
+    /// and `REMQ_TLS_CLIENT_KEY`, file paths).
+    pub fn tls_client_cert(mut self, cert_pem: impl Into<Vec<u8>>, key_pem: impl Into<Vec<u8>>) -> Self {
+        self.settings.tls_client_cert = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
     /// The namespace base (default `remq`).
     pub fn namespace(mut self, base: impl Into<String>) -> Self {
         self.settings.namespace = base.into();
@@ -190,8 +204,7 @@ impl Worker {
                 }
             }
         }
-        let client =
-            Client::connect(&self.settings.redis_url).await?.with_namespace(&self.settings.namespace)?;
+        let client = self.settings.client_builder().connect().await?;
         tracing::info!(addr = %client.addr(), namespace = %client.namespace(), consumers = consumers.len(), "worker starting");
         if self.signals {
             tokio::spawn(cancel_on_signal(self.shutdown.clone()));

@@ -1,0 +1,83 @@
+//! `rediss://` against a local redis-server serving TLS with throwaway certificates.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use remq::{Client, Error, MessageId, StartFrom, Worker};
+use remq_testkit::{RedisServer, TlsFiles};
+
+#[tokio::test]
+async fn the_client_publishes_and_consumes_over_tls_with_a_private_ca() {
+    let files = TlsFiles::generate().unwrap();
+    let server = RedisServer::builder().tls(&files).unwrap().start();
+    let client =
+        Client::builder(server.tls_url()).tls_root_cert(files.pem("ca.crt")).connect().await.unwrap();
+    assert!(client.addr().to_string().starts_with("rediss://localhost:"), "{}", client.addr());
+    let id = client.publish("secure.a", "over tls").await.unwrap();
+    let page = client.consume("secure.*", MessageId::ZERO, 10).await.unwrap();
+    assert_eq!((page[0].id, &page[0].body[..]), (id, &b"over tls"[..]));
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_is_a_clear_tls_error() {
+    let files = TlsFiles::generate().unwrap();
+    let other_ca = TlsFiles::generate().unwrap();
+    let server = RedisServer::builder().tls(&files).unwrap().start();
+    for builder in [
+        Client::builder(server.tls_url()).tls_root_cert(other_ca.pem("ca.crt")),
+        // The system's roots do not know the test CA either.
+        Client::builder(server.tls_url()),
+    ] {
+        let err = builder.connect().await.unwrap_err();
+        assert!(matches!(err, Error::Tls { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("was not trusted") && text.contains("CA certificate"), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn mutual_tls_needs_the_client_certificate() {
+    let files = TlsFiles::generate().unwrap();
+    let server = RedisServer::builder().tls(&files).unwrap().arg("--tls-auth-clients").arg("yes").start();
+    let without = Client::builder(server.tls_url()).tls_root_cert(files.pem("ca.crt")).connect().await;
+    assert!(without.is_err(), "a client without a certificate was let in");
+    let client = Client::builder(server.tls_url())
+        .tls_root_cert(files.pem("ca.crt"))
+        .tls_client_cert(files.pem("client.crt"), files.pem("client.key"))
+        .connect()
+        .await
+        .unwrap();
+    client.publish("mtls", "ok").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_consumes_over_tls() {
+    let files = TlsFiles::generate().unwrap();
+    let server = RedisServer::builder().tls(&files).unwrap().start();
+    let client =
+        Client::builder(server.tls_url()).tls_root_cert(files.pem("ca.crt")).connect().await.unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let worker = Worker::new(server.tls_url())
+        .tls_root_cert(files.pem("ca.crt"))
+        .without_registered_handlers()
+        .without_signal_handlers()
+        .start_from(StartFrom::Earliest)
+        .named_handler("tls", "t.*", move |id: MessageId| {
+            let record = record.clone();
+            async move { record.lock().unwrap().push(id) }
+        });
+    let stop = worker.shutdown_token();
+    let run = tokio::spawn(worker.run());
+    let first = client.publish("t.1", "replayed").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = client.publish("t.2", "live").await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.lock().unwrap().len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the worker did not consume over TLS");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(*seen.lock().unwrap(), [first, second]);
+    stop.cancel();
+    run.await.unwrap().unwrap();
+}
