@@ -190,15 +190,6 @@ pub enum Error {
         /// How long it was given.
         after: std::time::Duration,
     },
-
-    /// Redis answered with something the protocol does not allow.
-    #[error("unexpected reply to {op}: {detail}")]
-    UnexpectedReply {
-        /// The operation.
-        op: &'static str,
-        /// What was wrong.
-        detail: String,
-    },
 }
 
 /// A boxed error from application code.
@@ -206,7 +197,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Error {
     /// A handler error that retrying cannot fix (e.g. a message the business
-    /// logic rejects): it skips retries and goes straight to the dead-letter path.
+    /// logic rejects): the worker does not retry it, logs it and moves on.
     pub fn permanent(error: impl Into<BoxError>) -> Self {
         Error::Handler { source: error.into(), permanent: true }
     }

@@ -20,15 +20,39 @@
 //! - `error`: the one [`Error`] type, with [`RedisAddr`] so no password leaks into
 //!   messages.
 //!
+//! The worker runtime, which runs handlers marked `#[remq::handler("pattern")]`:
+//! - `handler` and `extract`: the [`Handler`] trait for async functions of
+//!   extractors ([`Json`], [`Message`], [`MessageId`], [`Channel`], [`Body`],
+//!   [`State`] …), and the registry the macro submits to.
+//! - `worker`: [`Worker`], the builder, `run` and graceful shutdown; `config`: its
+//!   settings and the `REMQ_*` environment variables.
+//! - `consumer`: one durable consumer: lease, feed, handler, checkpoints.
+//! - `subscription`: the gap-free feed (subscribe, replay, then live; back to
+//!   replay after a disconnect or a full buffer).
+//! - `checkpoint`, `lease`, `backoff`: fenced cursors, exclusive ownership with a
+//!   hot standby, reconnect back-off.
+//!
 //! # Example
 //! ```no_run
-//! # async fn demo() -> remq::Result<()> {
-//! let client = remq::Client::connect("redis://127.0.0.1:6379").await?;
-//! let id = client.publish("events.accounts.created", r#"{"account_id":1}"#).await?;
-//! for message in client.consume("events.*", remq::MessageId::ZERO, 100).await? {
-//!     println!("{} #{}: {:?}", message.channel, message.id, message.body);
+//! use remq::{Json, Message};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Signup {
+//!     account_id: u64,
 //! }
-//! # let _ = id; Ok(()) }
+//!
+//! #[remq::handler("events.accounts.*")]
+//! async fn on_signup(Json(signup): Json<Signup>, message: Message) -> remq::Result<()> {
+//!     println!("account {} signed up (message #{})", signup.account_id, message.id);
+//!     Ok(())
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> remq::Result<()> {
+//!     let client = remq::Client::connect("redis://127.0.0.1:6379").await?;
+//!     client.publish("events.accounts.created", r#"{"account_id":1}"#).await?;
+//!     remq::Worker::from_env()?.run().await // until SIGTERM or Ctrl-C
+//! }
 //! ```
 
 mod backoff;
