@@ -41,7 +41,10 @@ fn init_tracing() {
         .try_init();
 }
 
-fn spawn(worker: Worker) -> (tokio_util::sync::CancellationToken, JoinHandle<remq::Result<()>>) {
+/// A worker running in the background: its shutdown token and its task.
+type Running = (tokio_util::sync::CancellationToken, JoinHandle<remq::Result<()>>);
+
+fn spawn(worker: Worker) -> Running {
     (worker.shutdown_token(), tokio::spawn(worker.run()))
 }
 
@@ -64,6 +67,22 @@ fn assert_exactly_in_order(seen: &Seen, expected: &[MessageId]) {
         seen.len(),
         expected.len()
     );
+}
+
+/// Waits (up to `limit`) until the handler saw as many ids as `expected`, lets a
+/// little more time pass so a duplicate would show, checks the ids are exactly
+/// `expected` in order, and stops the worker.
+async fn expect_exactly_then_stop(seen: &Seen, expected: &[MessageId], limit: Duration, worker: Running) {
+    wait_for(limit, "all messages", || seen.lock().unwrap().len() >= expected.len()).await;
+    sleep(Duration::from_millis(200)).await;
+    assert_exactly_in_order(seen, expected);
+    stop(worker).await;
+}
+
+/// Stops a worker and checks it shut down cleanly.
+async fn stop((token, run): Running) {
+    token.cancel();
+    run.await.unwrap().unwrap();
 }
 
 /// Publishes `count` messages round-robin over `channels` channels `prefix.0…`,
@@ -90,13 +109,12 @@ async fn every_message_arrives_once_in_order_while_publishing() {
     let client = Client::connect(&server.url()).await.unwrap();
     client.publish("noise", "not ours").await.unwrap();
     let (worker, seen) = recording_worker(&server, "orders", "orders.*");
-    let (stop, run) = spawn(worker);
+    let running = spawn(worker);
     let ids = publish_spread(&client, "orders", 10, 100_000).await;
     wait_for(Duration::from_secs(60), "100,000 messages", || seen.lock().unwrap().len() >= ids.len()).await;
     sleep(Duration::from_millis(200)).await;
     assert_exactly_in_order(&seen, &ids);
-    stop.cancel();
-    run.await.unwrap().unwrap();
+    stop(running).await;
     assert_eq!(cursor(&server, "orders").await, Some(ids.last().unwrap().get()), "final checkpoint");
 }
 
@@ -118,13 +136,9 @@ async fn the_replay_to_live_switch_loses_and_repeats_nothing() {
     // The worker starts while the producer is publishing.
     sleep(Duration::from_millis(20)).await;
     let (worker, seen) = recording_worker(&server, "race", "race.*");
-    let (stop, run) = spawn(worker.replay_batch(500));
+    let running = spawn(worker.replay_batch(500));
     ids.extend(producer.await.unwrap());
-    wait_for(Duration::from_secs(30), "all messages", || seen.lock().unwrap().len() >= ids.len()).await;
-    sleep(Duration::from_millis(200)).await;
-    assert_exactly_in_order(&seen, &ids);
-    stop.cancel();
-    run.await.unwrap().unwrap();
+    expect_exactly_then_stop(&seen, &ids, Duration::from_secs(30), running).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,7 +146,7 @@ async fn killed_pubsub_connections_fall_back_to_replay() {
     let server = RedisServer::start();
     let client = Client::connect(&server.url()).await.unwrap();
     let (worker, seen) = recording_worker(&server, "kill", "k.*");
-    let (stop, run) = spawn(worker);
+    let running = spawn(worker);
     let mut admin =
         redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
     let mut ids = Vec::new();
@@ -149,11 +163,7 @@ async fn killed_pubsub_connections_fall_back_to_replay() {
             }
         }
     }
-    wait_for(Duration::from_secs(30), "all messages", || seen.lock().unwrap().len() >= ids.len()).await;
-    sleep(Duration::from_millis(200)).await;
-    assert_exactly_in_order(&seen, &ids);
-    stop.cancel();
-    run.await.unwrap().unwrap();
+    expect_exactly_then_stop(&seen, &ids, Duration::from_secs(30), running).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,7 +172,7 @@ async fn a_redis_restart_mid_stream_loses_nothing() {
         RedisServer::builder().arg("--appendonly").arg("yes").arg("--appendfsync").arg("always").start();
     let client = Client::connect(&server.url()).await.unwrap();
     let (worker, seen) = recording_worker(&server, "restart", "r.*");
-    let (stop, run) = spawn(worker);
+    let running = spawn(worker);
     let mut ids = publish_spread(&client, "r", 2, 2_000).await;
     server.restart();
     // Publish through the outage: calls fail until the client has reconnected.
@@ -177,11 +187,7 @@ async fn a_redis_restart_mid_stream_loses_nothing() {
             }
         }
     }
-    wait_for(Duration::from_secs(30), "all messages", || seen.lock().unwrap().len() >= ids.len()).await;
-    sleep(Duration::from_millis(200)).await;
-    assert_exactly_in_order(&seen, &ids);
-    stop.cancel();
-    run.await.unwrap().unwrap();
+    expect_exactly_then_stop(&seen, &ids, Duration::from_secs(30), running).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,14 +212,10 @@ async fn a_full_live_buffer_falls_back_to_replay() {
                 record.lock().unwrap().push(id)
             }
         });
-    let (stop, run) = spawn(worker);
+    let running = spawn(worker);
     sleep(Duration::from_millis(200)).await;
     let ids = publish_spread(&client, "s", 5, 3_000).await;
-    wait_for(Duration::from_secs(30), "all messages", || seen.lock().unwrap().len() >= ids.len()).await;
-    sleep(Duration::from_millis(100)).await;
-    assert_exactly_in_order(&seen, &ids);
-    stop.cancel();
-    run.await.unwrap().unwrap();
+    expect_exactly_then_stop(&seen, &ids, Duration::from_secs(30), running).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,9 +224,9 @@ async fn a_standby_takes_over_when_the_owner_shuts_down() {
     let client = Client::connect(&server.url()).await.unwrap();
     let (first, seen_first) = recording_worker(&server, "shared", "h.*");
     let (second, seen_second) = recording_worker(&server, "shared", "h.*");
-    let (stop_first, run_first) = spawn(first.lease_ttl(Duration::from_secs(30)));
+    let first_running = spawn(first.lease_ttl(Duration::from_secs(30)));
     sleep(Duration::from_millis(300)).await;
-    let (stop_second, run_second) = spawn(second.lease_ttl(Duration::from_secs(30)));
+    let second_running = spawn(second.lease_ttl(Duration::from_secs(30)));
     let mut ids = publish_spread(&client, "h", 2, 1_000).await;
     wait_for(Duration::from_secs(20), "the owner to process", || {
         seen_first.lock().unwrap().len() >= ids.len()
@@ -235,8 +237,7 @@ async fn a_standby_takes_over_when_the_owner_shuts_down() {
         "the standby must not consume while the owner holds the lease"
     );
     // A graceful stop releases the lease; the standby takes over long before the 30 s lease would expire.
-    stop_first.cancel();
-    run_first.await.unwrap().unwrap();
+    stop(first_running).await;
     let handover = Instant::now();
     ids.extend(publish_spread(&client, "h", 2, 500).await);
     wait_for(Duration::from_secs(5), "the standby to take over", || seen_second.lock().unwrap().len() >= 500)
@@ -244,8 +245,7 @@ async fn a_standby_takes_over_when_the_owner_shuts_down() {
     assert!(handover.elapsed() < Duration::from_secs(5));
     let second: Vec<_> = seen_second.lock().unwrap().clone();
     assert_eq!(second, ids[1_000..], "the standby continues exactly after the owner's final checkpoint");
-    stop_second.cancel();
-    run_second.await.unwrap().unwrap();
+    stop(second_running).await;
 }
 
 #[tokio::test]
@@ -292,7 +292,7 @@ async fn an_owner_whose_lease_is_taken_stops_consuming() {
     let server = RedisServer::start();
     let client = Client::connect(&server.url()).await.unwrap();
     let (worker, seen) = recording_worker(&server, "fenced", "f.*");
-    let (stop, run) = spawn(worker.lease_ttl(Duration::from_millis(600)));
+    let running = spawn(worker.lease_ttl(Duration::from_millis(600)));
     publish_spread(&client, "f", 1, 100).await;
     wait_for(Duration::from_secs(10), "the first messages", || seen.lock().unwrap().len() >= 100).await;
     // Another owner steals the lease (as if this process had paused past it).
@@ -317,8 +317,7 @@ async fn an_owner_whose_lease_is_taken_stops_consuming() {
         seen.lock().unwrap().len() >= 200
     })
     .await;
-    stop.cancel();
-    run.await.unwrap().unwrap();
+    stop(running).await;
 }
 
 #[derive(Clone)]
@@ -361,7 +360,7 @@ async fn extractors_state_and_handler_failures() {
                 if body.contains("fail") { Err(Error::permanent("business rule")) } else { Ok(()) }
             }
         });
-    let (stop, run) = spawn(worker);
+    let running = spawn(worker);
     for body in
         [r#"{"account_id":1}"#, "not json", r#"{"account_id":13}"#, r#"{"fail":1}"#, r#"{"account_id":2}"#]
     {
@@ -390,8 +389,7 @@ async fn extractors_state_and_handler_failures() {
         ],
         "bad JSON and a permanent error skip one message each; a panic is retried until it succeeds"
     );
-    stop.cancel();
-    run.await.unwrap().unwrap();
+    stop(running).await;
     assert_eq!(cursor(&server, "signups").await, Some(5));
 }
 
@@ -402,8 +400,8 @@ async fn new_consumers_start_where_configured() {
     let old = publish_spread(&client, "p", 1, 10).await;
     let (latest, seen_latest) = recording_worker(&server, "latest", "p.*");
     let (after, seen_after) = recording_worker(&server, "after", "p.*");
-    let (s1, r1) = spawn(latest.start_from(StartFrom::Latest));
-    let (s2, r2) = spawn(after.start_from(StartFrom::After(old[4])));
+    let latest_running = spawn(latest.start_from(StartFrom::Latest));
+    let after_running = spawn(after.start_from(StartFrom::After(old[4])));
     wait_for(Duration::from_secs(10), "the latest consumer to store its start", || {
         seen_after.lock().unwrap().len() >= 5
     })
@@ -414,10 +412,8 @@ async fn new_consumers_start_where_configured() {
     assert_eq!(*seen_latest.lock().unwrap(), [new]);
     wait_for(Duration::from_secs(10), "the new message", || seen_after.lock().unwrap().len() == 6).await;
     assert_eq!(seen_after.lock().unwrap()[..], [&old[5..], &[new][..]].concat());
-    for (s, r) in [(s1, r1), (s2, r2)] {
-        s.cancel();
-        r.await.unwrap().unwrap();
-    }
+    stop(latest_running).await;
+    stop(after_running).await;
 }
 
 #[tokio::test]
@@ -454,16 +450,14 @@ async fn start_up_errors_are_clear() {
 async fn a_new_consumer_stores_its_start_at_once_even_on_an_empty_namespace() {
     let server = RedisServer::start();
     let (worker, _) = recording_worker(&server, "fresh", "*");
-    let (stop, run) =
-        spawn(worker.start_from(StartFrom::Latest).checkpoint_interval(Duration::from_secs(60)));
+    let running = spawn(worker.start_from(StartFrom::Latest).checkpoint_interval(Duration::from_secs(60)));
     let deadline = Instant::now() + Duration::from_secs(10);
     while cursor(&server, "fresh").await.is_none() {
         assert!(Instant::now() < deadline, "the start position was never stored");
         sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(cursor(&server, "fresh").await, Some(0));
-    stop.cancel();
-    run.await.unwrap().unwrap();
+    stop(running).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -488,10 +482,9 @@ async fn a_foreign_entry_with_a_non_utf8_channel_is_skipped_not_fatal() {
         .unwrap();
     let after = client.publish("x.ok", "3").await.unwrap();
     let (worker, seen) = recording_worker(&server, "tolerant", "x.*");
-    let (stop, run) = spawn(worker);
+    let running = spawn(worker);
     wait_for(Duration::from_secs(10), "the valid messages", || seen.lock().unwrap().len() >= 2).await;
     assert_eq!(*seen.lock().unwrap(), [before, after]);
-    assert!(!run.is_finished(), "the worker must keep running");
-    stop.cancel();
-    run.await.unwrap().unwrap();
+    assert!(!running.1.is_finished(), "the worker must keep running");
+    stop(running).await;
 }
