@@ -325,6 +325,48 @@ async fn terminate_mid_handler(
     (signalled, before + 1..=after + 1)
 }
 
+/// Two worker processes on one consumer of `jobs.*`, each recording to its own list.
+struct Pair {
+    /// The processes.
+    workers: [WorkerProcess; 2],
+    /// Their record lists.
+    keys: [&'static str; 2],
+    /// The producer: 3,000 messages on each of three channels; yields every id.
+    stream: tokio::task::JoinHandle<Vec<u64>>,
+    /// Index of the process that owns the consumer.
+    owner: usize,
+    /// Index of the one standing by.
+    standby: usize,
+}
+
+/// Starts a [`Pair`] on `consumer` (checkpoint every [`CHECKPOINT_EVERY`] or
+/// 500 ms, lease [`SHORT_LEASE`]) and the producer, and returns once one process
+/// owns the consumer and the other stands by.
+async fn start_pair(
+    consumer: &str,
+    dir: &std::path::Path,
+    server: &RedisServer,
+    client: &Client,
+    seed: u64,
+) -> Pair {
+    let every = CHECKPOINT_EVERY.to_string();
+    let keys = ["rec:0", "rec:1"];
+    let workers = [0, 1].map(|n| {
+        let vars = [
+            ("TEST_CONSUMER", consumer),
+            ("TEST_PATTERN", "jobs.*"),
+            ("TEST_RECORD_KEY", keys[n]),
+            ("REMQ_CHECKPOINT_EVERY", &*every),
+            ("REMQ_CHECKPOINT_INTERVAL", "500ms"),
+            ("REMQ_LEASE_TTL", "1s"),
+        ];
+        WorkerProcess::start(&format!("worker-{n}"), dir, &server.url(), &vars)
+    });
+    let stream = publish_stream(client, &["jobs.a", "jobs.b", "jobs.c"], 3_000, 10..40, seed);
+    let (owner, standby) = roles(&workers).await;
+    Pair { workers, keys, stream, owner, standby }
+}
+
 /// Waits until one of two workers owns the consumer and the other stands by;
 /// returns `(owner, standby)` as indices into `workers`.
 async fn roles(workers: &[WorkerProcess; 2]) -> (usize, usize) {
@@ -455,22 +497,8 @@ async fn standby_takes_over_from_a_killed_owner() {
     let dir = TempDir::new().unwrap();
     let (client, db) = (Client::connect(&server.url()).await.unwrap(), Db::connect(&server).await);
     let mut rng = rng();
-    let every = CHECKPOINT_EVERY.to_string();
-    let vars = |key| {
-        [
-            ("TEST_CONSUMER", "failover"),
-            ("TEST_PATTERN", "jobs.*"),
-            ("TEST_RECORD_KEY", key),
-            ("REMQ_CHECKPOINT_EVERY", &*every),
-            ("REMQ_CHECKPOINT_INTERVAL", "500ms"),
-            ("REMQ_LEASE_TTL", "1s"),
-        ]
-    };
-    let keys = ["rec:0", "rec:1"];
-    let mut workers = [0, 1]
-        .map(|n| WorkerProcess::start(&format!("worker-{n}"), dir.path(), &server.url(), &vars(keys[n])));
-    let stream = publish_stream(&client, &["jobs.a", "jobs.b", "jobs.c"], 3_000, 10..40, rng.u64(..));
-    let (owner, standby) = roles(&workers).await;
+    let Pair { mut workers, keys, stream, owner, standby } =
+        start_pair("failover", dir.path(), &server, &client, rng.u64(..)).await;
 
     let target = rng.usize(500..4_000);
     wait_for("the owner to make progress", Duration::from_secs(20), async || {
@@ -526,22 +554,8 @@ async fn a_frozen_owner_is_fenced_out_by_the_standby() {
     let dir = TempDir::new().unwrap();
     let (client, db) = (Client::connect(&server.url()).await.unwrap(), Db::connect(&server).await);
     let mut rng = rng();
-    let every = CHECKPOINT_EVERY.to_string();
-    let vars = |key| {
-        [
-            ("TEST_CONSUMER", "fenced"),
-            ("TEST_PATTERN", "jobs.*"),
-            ("TEST_RECORD_KEY", key),
-            ("REMQ_CHECKPOINT_EVERY", &*every),
-            ("REMQ_CHECKPOINT_INTERVAL", "500ms"),
-            ("REMQ_LEASE_TTL", "1s"),
-        ]
-    };
-    let keys = ["rec:0", "rec:1"];
-    let mut workers = [0, 1]
-        .map(|n| WorkerProcess::start(&format!("worker-{n}"), dir.path(), &server.url(), &vars(keys[n])));
-    let stream = publish_stream(&client, &["jobs.a", "jobs.b", "jobs.c"], 3_000, 10..40, rng.u64(..));
-    let (owner, standby) = roles(&workers).await;
+    let Pair { mut workers, keys, stream, owner, standby } =
+        start_pair("fenced", dir.path(), &server, &client, rng.u64(..)).await;
 
     let target = rng.usize(500..3_000);
     wait_for("the owner to make progress", Duration::from_secs(20), async || {
