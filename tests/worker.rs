@@ -13,15 +13,21 @@ use tokio::time::{Instant, sleep};
 /// Ids a handler saw, in the order it saw them.
 type Seen = Arc<Mutex<Vec<MessageId>>>;
 
-/// A worker whose one handler records ids; fast checkpoints and leases so tests are quick.
-fn recording_worker(server: &RedisServer, name: &str, pattern: &str) -> (Worker, Seen) {
+/// A worker for `server` that runs only the handlers a test adds, ignores
+/// signals, and starts new consumers from the earliest message.
+fn test_worker(server: &RedisServer) -> Worker {
     init_tracing();
-    let seen = Seen::default();
-    let record = seen.clone();
-    let worker = Worker::new(server.url())
+    Worker::new(server.url())
         .without_registered_handlers()
         .without_signal_handlers()
         .start_from(StartFrom::Earliest)
+}
+
+/// A worker whose one handler records ids; fast checkpoints and leases so tests are quick.
+fn recording_worker(server: &RedisServer, name: &str, pattern: &str) -> (Worker, Seen) {
+    let seen = Seen::default();
+    let record = seen.clone();
+    let worker = test_worker(server)
         .checkpoint_every(50)
         .checkpoint_interval(Duration::from_millis(100))
         .lease_ttl(Duration::from_secs(2))
@@ -194,16 +200,12 @@ async fn a_redis_restart_mid_stream_loses_nothing() {
 async fn a_full_live_buffer_falls_back_to_replay() {
     let server = RedisServer::start();
     let client = Client::connect(&server.url()).await.unwrap();
-    init_tracing();
     let seen = Seen::default();
     let record = seen.clone();
-    let worker = Worker::new(server.url())
-        .without_registered_handlers()
-        .without_signal_handlers()
-        .start_from(StartFrom::Earliest)
-        .buffer_size(4)
-        .replay_batch(7)
-        .named_handler("slow", "s.*", move |id: MessageId| {
+    let worker = test_worker(&server).buffer_size(4).replay_batch(7).named_handler(
+        "slow",
+        "s.*",
+        move |id: MessageId| {
             let record = record.clone();
             async move {
                 if id.get().is_multiple_of(50) {
@@ -211,7 +213,8 @@ async fn a_full_live_buffer_falls_back_to_replay() {
                 }
                 record.lock().unwrap().push(id)
             }
-        });
+        },
+    );
     let running = spawn(worker);
     sleep(Duration::from_millis(200)).await;
     let ids = publish_spread(&client, "s", 5, 3_000).await;
@@ -335,10 +338,7 @@ async fn extractors_state_and_handler_failures() {
     let log = Arc::new(Mutex::new(Vec::<String>::new()));
     let (l1, l2) = (log.clone(), log.clone());
     let panicked = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let worker = Worker::new(server.url())
-        .without_registered_handlers()
-        .without_signal_handlers()
-        .start_from(StartFrom::Earliest)
+    let worker = test_worker(&server)
         .state(Greeting("welcome"))
         .named_handler(
             "signups",
