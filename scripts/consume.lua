@@ -12,8 +12,9 @@
 -- Errors   "ERR remq: invalid cursor ..." / "ERR remq: invalid limit ..."
 --
 -- Channels are found through the registry set <base>:channels (SSCAN MATCH), never
--- KEYS, and their streams are merged lazily: each channel is read in pages that
--- grow as it is drained, so a call reads about `limit` entries, not all of them.
+-- KEYS. When one channel matches, its stream is the answer: one XRANGE. Several
+-- streams are merged lazily: each channel is read in pages sized by its share of
+-- the output, so a call reads about `limit` entries, not all of them.
 local base = KEYS[1] or 'remq'
 local pattern, cursor, limit = ARGV[1], ARGV[2], ARGV[3]
 if pattern == nil or pattern == '' then
@@ -44,59 +45,89 @@ elseif redis.call('SISMEMBER', registry, pattern) == 1 then
 end
 if #channels == 0 then return {} end
 
--- One source per channel: its buffered page of entries and where to read next.
-local first_page = math.max(1, math.ceil(limit / #channels))
-local sources, heap = {}, {}
+local after = cursor .. '-0'
 
-local function refill(s)
-  local page = redis.call('XRANGE', s.key, '(' .. s.after, '+', 'COUNT', s.page)
-  s.entries, s.pos, s.done = page, 1, #page < s.page
-  s.page = math.min(s.page * 2, limit)
+-- A stream entry is {"<id>-0", {"m", <message>}}; its frame is
+-- "<channel>@<id>\n<message>", the id being the entry id up to its "-".
+local sub, find = string.sub, string.find
+
+if #channels == 1 then
+  -- One channel: its stream is already in id order, so one XRANGE is the answer.
+  -- Its reply becomes the result in place, entry i replaced by its frame.
+  local header = channels[1] .. '@'
+  local page = redis.call('XRANGE', base .. ':channel:' .. channels[1], '(' .. after, '+', 'COUNT', limit)
+  for i = 1, #page do
+    local entry = page[i]
+    local entry_id = entry[1]
+    page[i] = header .. sub(entry_id, 1, find(entry_id, '-', 1, true) - 1) .. '\n' .. entry[2][2]
+  end
+  return page
+end
+
+-- Several channels: one source per channel, with its buffered page of entries and
+-- where to read next, merged through a binary min-heap on the head entry's id.
+local heap, size, n = {}, 0, 0
+
+-- Reads the next `count` entries of a source, noting how many messages the call
+-- had returned by then.
+local function refill(s, count)
+  local page = redis.call('XRANGE', s.key, '(' .. s.after, '+', 'COUNT', count)
+  s.entries, s.pos, s.done, s.read_at = page, 1, #page < count, n
   if #page > 0 then s.after = page[#page][1] end
   return #page > 0
 end
 
-local function head_id(s)
+-- Caches the head entry's id: as digits for the frame, as a number for the heap.
+local function read_head(s)
   local entry_id = s.entries[s.pos][1]
-  return tonumber(string.sub(entry_id, 1, string.find(entry_id, '-', 1, true) - 1))
+  local digits = sub(entry_id, 1, find(entry_id, '-', 1, true) - 1)
+  s.digits, s.id = digits, tonumber(digits)
 end
 
-local function less(a, b) return a.id < b.id end
-
 local function sift_down(i)
-  local n = #heap
   while true do
     local l, r, m = 2 * i, 2 * i + 1, i
-    if l <= n and less(heap[l], heap[m]) then m = l end
-    if r <= n and less(heap[r], heap[m]) then m = r end
+    if l <= size and heap[l].id < heap[m].id then m = l end
+    if r <= size and heap[r].id < heap[m].id then m = r end
     if m == i then return end
     heap[i], heap[m] = heap[m], heap[i]
     i = m
   end
 end
 
+-- Every source starts with an equal share of the limit.
+local first_page = math.max(1, math.ceil(limit / #channels))
 for _, name in ipairs(channels) do
-  local s = { name = name, key = base .. ':channel:' .. name, after = cursor .. '-0', page = first_page }
-  if refill(s) then
-    s.id = head_id(s)
-    heap[#heap + 1] = s
+  local s = { header = name .. '@', key = base .. ':channel:' .. name, after = after }
+  if refill(s, first_page) then
+    read_head(s)
+    size = size + 1
+    heap[size] = s
   end
 end
-for i = math.floor(#heap / 2), 1, -1 do sift_down(i) end
+for i = math.floor(size / 2), 1, -1 do sift_down(i) end
 
 local out = {}
-while #out < limit and #heap > 0 do
+while size > 0 do
   local s = heap[1]
-  local entry = s.entries[s.pos]
-  -- entry = {"<id>-0", {"m", <message>}}
-  out[#out + 1] = s.name .. '@' .. string.format('%d', s.id) .. '\n' .. entry[2][2]
+  n = n + 1
+  out[n] = s.header .. s.digits .. '\n' .. s.entries[s.pos][2][2]
+  -- Stop as soon as the page is full: refilling a source now would read entries
+  -- this call cannot return.
+  if n == limit then break end
   s.pos = s.pos + 1
-  if s.pos > #s.entries and (s.done or not refill(s)) then
-    heap[1] = heap[#heap]
-    heap[#heap] = nil
+  -- A drained source is read again for as many entries as its share of the output
+  -- since its last read predicts for the rest of the call: about one entry of
+  -- look-ahead when many channels take turns, nearly everything that is left
+  -- when one channel supplies most messages.
+  if s.pos > #s.entries
+    and (s.done or not refill(s, math.ceil((limit - n) * #s.entries / (n - s.read_at)))) then
+    heap[1] = heap[size]
+    heap[size] = nil
+    size = size - 1
   else
-    s.id = head_id(s)
+    read_head(s)
   end
-  if #heap > 0 then sift_down(1) end
+  if size > 0 then sift_down(1) end
 end
 return out
