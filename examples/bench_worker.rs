@@ -12,9 +12,12 @@
 //! - **live**: the worker is caught up and following pub/sub; one producer
 //!   publishes [`LIVE`] messages over 100 channels with 256 publishes in flight;
 //!   the time runs from the first publish until the handler has seen the last id.
-//! - **replay**: [`STORED`] messages are in the log (10 channels) before a new
+//!   Baseline, same run: the same producer into a bare `PSUBSCRIBE` that only
+//!   parses ids (the transport's ceiling without a worker).
+//! - **replay**: [`STORED`] messages are in the log (on 1 channel, then on 10) before a new
 //!   consumer starts from `earliest`; the time runs from `run()` until the
-//!   handler has seen the last id.
+//!   handler has seen the last id. Baseline, same run: a bare loop of
+//!   `consume` calls over the same messages.
 //! - **latency**: the producer publishes at a steady [`RATE`] messages a second
 //!   for [`LATENCY_SECONDS`] s, each body carrying its send time; the handler
 //!   records publish → handler latency, reported as p50 / p99 / max.
@@ -78,6 +81,49 @@ fn counting_worker(
     )
 }
 
+/// Publishes [`LIVE`] messages over 100 channels `<prefix>.N` with [`DEPTH`] calls
+/// in flight, then waits until `progress` has seen the last id. Returns that id,
+/// how long publishing took, and how long until the last message was seen.
+async fn publish_live(
+    client: &Client,
+    prefix: &str,
+    body: &Bytes,
+    progress: &Progress,
+) -> remq::Result<(MessageId, Duration, Duration)> {
+    let began = Instant::now();
+    let last = stream::iter(0..LIVE)
+        .map(|n| {
+            let (client, body) = (client.clone(), body.clone());
+            let channel = format!("{prefix}.{}", n % 100);
+            async move { client.publish(&channel, body).await }
+        })
+        .buffered(DEPTH)
+        .try_fold(MessageId::ZERO, |max, id| async move { Ok(max.max(id)) })
+        .await?;
+    let published = began.elapsed();
+    progress.wait_for(last).await;
+    Ok((last, published, began.elapsed()))
+}
+
+/// A bare `PSUBSCRIBE` that only parses each push's id into `progress`.
+async fn raw_subscriber(
+    url: &str,
+    pattern: &str,
+    progress: Arc<Progress>,
+) -> redis::RedisResult<tokio::task::JoinHandle<()>> {
+    let mut pubsub = redis::Client::open(url)?.get_async_pubsub().await?;
+    pubsub.psubscribe(pattern).await?;
+    Ok(tokio::spawn(async move {
+        let mut pushes = pubsub.into_on_message();
+        while let Some(push) = pushes.next().await {
+            if let Ok(message) = remq::Message::from_frame(Bytes::copy_from_slice(push.get_payload_bytes())) {
+                progress.count.fetch_add(1, Ordering::Relaxed);
+                progress.last.store(message.id.get(), Ordering::Release);
+            }
+        }
+    }))
+}
+
 /// Runs `worker` in the background until the returned token is cancelled.
 fn start(worker: Worker) -> (tokio_util::sync::CancellationToken, tokio::task::JoinHandle<remq::Result<()>>) {
     (worker.shutdown_token(), tokio::spawn(worker.run()))
@@ -98,43 +144,58 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let only = std::env::var("REMQ_BENCH_ONLY").unwrap_or_default();
     let wanted = |name: &str| only.is_empty() || only.split(',').any(|s| s == name);
 
-    // Live: the worker is caught up before the producer starts.
+    // Live: the consumer is caught up before the producer starts. The baseline
+    // is a bare PSUBSCRIBE on the same pushes, with no worker behind it.
     if wanted("live") {
+        let progress = Arc::new(Progress::default());
+        let pubsub = raw_subscriber(&url, "remq:channel:raw.*", progress.clone()).await?;
+        let (_, published, total) = publish_live(&client, "raw", &body, &progress).await?;
+        rows.push(("baseline: producer → PSUBSCRIBE", LIVE, total));
+        rows.push(("  (of which publishing)", LIVE, published));
+        pubsub.abort();
+
         let progress = Arc::new(Progress::default());
         let (stop, run) =
             start(counting_worker(&url, "bench-live", "live.*", StartFrom::Latest, progress.clone()));
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let began = Instant::now();
-        let last = stream::iter(0..LIVE)
-            .map(|n| {
-                let (client, body) = (client.clone(), body.clone());
-                async move { client.publish(&format!("live.{}", n % 100), body).await }
-            })
-            .buffered(DEPTH)
-            .try_fold(MessageId::ZERO, |max, id| async move { Ok(max.max(id)) })
-            .await?;
-        let published = began.elapsed();
-        progress.wait_for(last).await;
-        rows.push(("live: producer → worker", LIVE, began.elapsed()));
+        let (_, published, total) = publish_live(&client, "live", &body, &progress).await?;
+        rows.push(("live: producer → worker", LIVE, total));
         rows.push(("  (of which publishing)", LIVE, published));
         stop.cancel();
         run.await??;
     }
 
-    // Replay: a million stored messages, then a new consumer from earliest.
+    // Replay: a million stored messages on 10 channels, read by a bare consume
+    // loop (the baseline), then by a new consumer starting from earliest.
     if wanted("replay") {
-        for chunk in 0..STORED / 1000 {
-            client.publish_batch(&format!("stored.{}", chunk % 10), std::iter::repeat_n(&body, 1000)).await?;
+        for (channels, baseline_row, worker_row) in [
+            (1, "baseline: consume loop, 1 ch", "replay: worker, 1 ch"),
+            (10, "baseline: consume loop, 10 ch", "replay: worker, 10 ch"),
+        ] {
+            let pattern = format!("stored{channels}.*");
+            for chunk in 0..STORED / 1000 {
+                let channel = format!("stored{channels}.{}", chunk % channels);
+                client.publish_batch(&channel, std::iter::repeat_n(&body, 1000)).await?;
+            }
+            let last = client.head().await?;
+            let (began, mut cursor, mut count) = (Instant::now(), MessageId::ZERO, 0);
+            while cursor < last {
+                let page = client.consume(&pattern, cursor, 1000).await?;
+                cursor = page.last().map_or(last, |m| m.id);
+                count += page.len() as u64;
+            }
+            rows.push((baseline_row, count, began.elapsed()));
+
+            let progress = Arc::new(Progress::default());
+            let began = Instant::now();
+            let name = format!("bench-replay-{channels}");
+            let worker = counting_worker(&url, &name, &pattern, StartFrom::Earliest, progress.clone());
+            let (stop, run) = start(worker);
+            progress.wait_for(last).await;
+            rows.push((worker_row, progress.count.load(Ordering::Relaxed), began.elapsed()));
+            stop.cancel();
+            run.await??;
         }
-        let last = client.head().await?;
-        let progress = Arc::new(Progress::default());
-        let began = Instant::now();
-        let (stop, run) =
-            start(counting_worker(&url, "bench-replay", "stored.*", StartFrom::Earliest, progress.clone()));
-        progress.wait_for(last).await;
-        rows.push(("replay: 1M stored → worker", progress.count.load(Ordering::Relaxed), began.elapsed()));
-        stop.cancel();
-        run.await??;
     }
 
     // Latency at a steady rate: the body carries the send time in µs since `epoch`.
