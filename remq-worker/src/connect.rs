@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::io::tcp::{TcpSettings, socket2};
 use redis::{ErrorKind, IntoConnectionInfo};
 
 use crate::error::{RedisAddr, redact_url};
@@ -16,6 +17,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// carries out, inviting a duplicate on retry); it only guards against a
 /// connection that hangs without closing.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+/// TCP keepalive: a connection whose peer vanished without a reset (a NAT or load
+/// balancer dropping idle flows, a host lost in a failover) is detected within
+/// about `KEEPALIVE_IDLE + 3 × KEEPALIVE_INTERVAL`, which matters most for
+/// pub/sub connections that otherwise only ever wait.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
+/// Time between keepalive probes once the connection is idle.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Options for a [`Client`] beyond its URL: the namespace and, for `rediss://`
 /// URLs, the certificates.
@@ -91,7 +99,13 @@ impl ClientBuilder {
             Some(base) => Namespace::new(base.clone())?,
             None => Namespace::default(),
         };
-        let info = self.url.as_str().into_connection_info().map_err(invalid_url)?;
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(KEEPALIVE_IDLE)
+            .with_interval(KEEPALIVE_INTERVAL)
+            .with_retries(3);
+        // No Nagle delay: requests are small and latency matters.
+        let tcp = TcpSettings::default().set_nodelay(true).set_keepalive(keepalive);
+        let info = self.url.as_str().into_connection_info().map_err(invalid_url)?.set_tcp_settings(tcp);
         let addr = RedisAddr::from_info(&info);
         let redis = self.open(info).map_err(invalid_url)?;
         let config = ConnectionManagerConfig::new()
