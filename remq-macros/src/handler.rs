@@ -6,7 +6,7 @@ use quote::{ToTokens, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream, Parser};
 use syn::spanned::Spanned;
-use syn::{Expr, FnArg, Ident, ItemFn, LitStr, Token};
+use syn::{Expr, FnArg, Ident, ItemFn, LitInt, LitStr, Token};
 
 /// What `#[remq::handler(...)]` expands to, or every error found in it.
 pub(crate) fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
@@ -104,11 +104,17 @@ fn parse_pattern(input: ParseStream<'_>) -> syn::Result<LitStr> {
 struct Options {
     /// `name = "..."`: the durable consumer name.
     name: Option<LitStr>,
+    /// `retries = 5`: retries after the first attempt.
+    retries: Option<u32>,
+    /// `timeout = "30s"`: the deadline of one attempt, in milliseconds.
+    timeout: Option<u64>,
+    /// `dead_letter = "..."`: the channel failed messages go to.
+    dead_letter: Option<LitStr>,
 }
 
 impl Options {
     /// Every option's key, for the error about an unknown one.
-    const KNOWN: &'static [&'static str] = &["name"];
+    const KNOWN: &'static [&'static str] = &["name", "retries", "timeout", "dead_letter"];
 
     /// Parses one `key = value` and stores it.
     fn parse_one(&mut self, input: ParseStream<'_>) -> syn::Result<()> {
@@ -125,6 +131,41 @@ impl Options {
                     return Err(syn::Error::new(value.span(), "the consumer `name` must not be empty"));
                 }
                 set_once(&mut self.name, &key, value)
+            }
+            "retries" => {
+                let value: LitInt = parse_value(input, &key, "a whole number, as in `retries = 5`")?;
+                let retries = value.base10_parse::<u32>().map_err(|_| {
+                    syn::Error::new(
+                        value.span(),
+                        "`retries` takes a whole number from 0 up (retries after the first attempt)",
+                    )
+                })?;
+                set_once(&mut self.retries, &key, retries)
+            }
+            "timeout" => {
+                let value: LitStr = parse_value(input, &key, "a duration string, as in `timeout = \"30s\"`")?;
+                let timeout = humantime::parse_duration(&value.value())
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| {
+                        syn::Error::new(
+                            value.span(),
+                            "expected a positive duration such as \"500ms\", \"30s\" or \"2m\"",
+                        )
+                    })?;
+                set_once(&mut self.timeout, &key, timeout.as_millis().try_into().unwrap_or(u64::MAX))
+            }
+            "dead_letter" => {
+                let value: LitStr =
+                    parse_value(input, &key, "a channel name, as in `dead_letter = \"dead.billing\"`")?;
+                let channel = value.value();
+                if channel.is_empty() || channel.contains(['\n', '*', '?', '[', ']']) {
+                    return Err(syn::Error::new(
+                        value.span(),
+                        "a dead-letter channel must be a non-empty channel name without newlines or the glob characters * ? [ ]",
+                    ));
+                }
+                set_once(&mut self.dead_letter, &key, value)
             }
             _ => Err(syn::Error::new(
                 key.span(),
@@ -228,6 +269,14 @@ fn contains_impl_trait(tokens: TokenStream2) -> bool {
     })
 }
 
+/// `Some(value)` or `None`, as tokens.
+fn some_or_none(value: Option<TokenStream2>) -> TokenStream2 {
+    match value {
+        Some(value) => quote! { ::core::option::Option::Some(#value) },
+        None => quote! { ::core::option::Option::None },
+    }
+}
+
 /// The function unchanged, the extractor checks of its arguments, and its
 /// registration with the inventory.
 fn registration(args: &HandlerArgs, function: &ItemFn) -> TokenStream2 {
@@ -252,6 +301,10 @@ fn registration(args: &HandlerArgs, function: &ItemFn) -> TokenStream2 {
         FnArg::Receiver(_) => None,
     });
     let erase = quote_spanned! {ident.span()=> ::remq::__private::erase(#ident) };
+    let retries = some_or_none(args.options.retries.map(|r| quote! { #r }));
+    let timeout =
+        some_or_none(args.options.timeout.map(|ms| quote! { ::core::time::Duration::from_millis(#ms) }));
+    let dead_letter = some_or_none(args.options.dead_letter.as_ref().map(|c| quote! { #c }));
     quote! {
         #function
 
@@ -266,6 +319,11 @@ fn registration(args: &HandlerArgs, function: &ItemFn) -> TokenStream2 {
                     pattern: #pattern,
                     name: #name,
                     make: || #erase,
+                    options: ::remq::__private::HandlerOptions {
+                        retries: #retries,
+                        timeout: #timeout,
+                        dead_letter: #dead_letter,
+                    },
                 }
             }
         };

@@ -46,6 +46,12 @@ mod handler;
 ///     log is kept; not empty. Defaults to the function's path,
 ///     `concat!(module_path!(), "::", "<fn name>")`, so renaming or moving the
 ///     function starts a new consumer: set a `name` for handlers in production.
+///   - `retries = 5`: retries after the first attempt (0: none), instead of the
+///     worker's retry policy's count.
+///   - `timeout = "30s"`: the deadline of one attempt (`ms`, `s`, `m`, `h`); one that
+///     runs longer is cancelled and counts as a failed attempt.
+///   - `dead_letter = "dead.billing"`: the channel this handler's failed messages
+///     go to, instead of `dead.<channel>`.
 ///
 /// # The function
 /// A free `async fn` (not in an `impl` block, not generic) whose arguments all implement

@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::error::redact_url;
-use crate::{ClientBuilder, Error, MessageId, Result};
+use crate::{ClientBuilder, Error, MessageId, Result, RetryPolicy};
 
 /// Where a consumer that has no checkpoint yet starts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -58,6 +58,13 @@ pub(crate) struct Settings {
     pub(crate) buffer_size: usize,
     /// Messages per `consume` call while replaying.
     pub(crate) replay_batch: usize,
+    /// When and how often failed deliveries are retried.
+    pub(crate) retry: RetryPolicy,
+    /// Deadline of one handler attempt, if any.
+    pub(crate) handler_timeout: Option<Duration>,
+    /// Dead letters of channel `c` go to `<prefix><c>`; `None` turns them off
+    /// (failed messages are then only logged).
+    pub(crate) dead_letter_prefix: Option<String>,
     /// PEM root certificate(s) for `rediss://`, instead of the system's.
     pub(crate) tls_root_cert: Option<Vec<u8>>,
     /// PEM client certificate and key for servers that verify clients.
@@ -77,6 +84,9 @@ impl Settings {
             shutdown_deadline: Duration::from_secs(25),
             buffer_size: 10_000,
             replay_batch: 1000,
+            retry: RetryPolicy::default(),
+            handler_timeout: None,
+            dead_letter_prefix: Some("dead.".to_owned()),
             tls_root_cert: None,
             tls_client_cert: None,
         }
@@ -128,6 +138,28 @@ impl Settings {
         if let Some((name, v)) = var("REMQ_REPLAY_BATCH") {
             s.replay_batch = positive(name, &v)?.min(crate::MAX_CONSUME_LIMIT);
         }
+        if let Some((name, v)) = var("REMQ_RETRY_ATTEMPTS") {
+            s.retry = s.retry.max_attempts(u32::try_from(positive(name, &v)?).unwrap_or(u32::MAX));
+        }
+        if let Some((name, v)) = var("REMQ_RETRY_BACKOFF") {
+            s.retry = s.retry.initial_backoff(duration(name, &v)?);
+        }
+        if let Some((name, v)) = var("REMQ_RETRY_MAX_BACKOFF") {
+            s.retry = s.retry.max_backoff(duration(name, &v)?);
+        }
+        if let Some((name, v)) = var("REMQ_HANDLER_TIMEOUT") {
+            s.handler_timeout = Some(duration(name, &v)?);
+        }
+        if let Some((_, prefix)) = var("REMQ_DEAD_LETTER_PREFIX") {
+            s.dead_letter_prefix = Some(prefix);
+        }
+        if let Some((name, v)) = var("REMQ_DEAD_LETTERS") {
+            match v.as_str() {
+                "on" => {}
+                "off" => s.dead_letter_prefix = None,
+                _ => return Err(invalid(name, &v, "expected `on` or `off`")),
+            }
+        }
         if let Some((name, path)) = var("REMQ_TLS_CA_CERT") {
             s.tls_root_cert = Some(read_pem(name, &path)?);
         }
@@ -156,6 +188,9 @@ impl fmt::Debug for Settings {
             .field("shutdown_deadline", &self.shutdown_deadline)
             .field("buffer_size", &self.buffer_size)
             .field("replay_batch", &self.replay_batch)
+            .field("retry", &self.retry)
+            .field("handler_timeout", &self.handler_timeout)
+            .field("dead_letter_prefix", &self.dead_letter_prefix)
             .field("tls_root_cert", &self.tls_root_cert.is_some())
             .field("tls_client_cert", &self.tls_client_cert.is_some())
             .finish()
@@ -211,6 +246,9 @@ mod tests {
             ("REMQ_SHUTDOWN_DEADLINE", "1m"),
             ("REMQ_BUFFER_SIZE", "64"),
             ("REMQ_REPLAY_BATCH", "50000"),
+            ("REMQ_RETRY_ATTEMPTS", "3"),
+            ("REMQ_HANDLER_TIMEOUT", "2s"),
+            ("REMQ_DEAD_LETTER_PREFIX", "dlq."),
         ])
         .unwrap();
         assert_eq!(s.namespace, "remq:{x}");
@@ -221,6 +259,10 @@ mod tests {
         assert_eq!(s.shutdown_deadline, Duration::from_secs(60));
         assert_eq!(s.buffer_size, 64);
         assert_eq!(s.replay_batch, 10_000, "capped at the protocol's limit");
+        assert_eq!(s.retry.attempts(), 3);
+        assert_eq!(s.handler_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(s.dead_letter_prefix.as_deref(), Some("dlq."));
+        assert_eq!(from(&[("REMQ_DEAD_LETTERS", "off")]).unwrap().dead_letter_prefix, None);
         assert_eq!(from(&[("REMQ_START_FROM", "earliest")]).unwrap().start_from, StartFrom::Earliest);
     }
 
@@ -233,6 +275,8 @@ mod tests {
             ("REMQ_SHUTDOWN_DEADLINE", "0s"),
             ("REMQ_BUFFER_SIZE", "-1"),
             ("REMQ_TLS_CA_CERT", "/nonexistent/ca.crt"),
+            ("REMQ_DEAD_LETTERS", "maybe"),
+            ("REMQ_RETRY_ATTEMPTS", "0"),
             ("REMQ_TLS_CLIENT_CERT", "/nonexistent/client.crt"),
         ] {
             let err = from(&[(name, value)]).unwrap_err();

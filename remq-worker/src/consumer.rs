@@ -2,26 +2,23 @@
 //! It stands by until it owns the lease, then feeds the handler in id order and
 //! checkpoints what is done, until shutdown or until the lease is lost.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::backoff::Backoff;
 use crate::checkpoint::Checkpointer;
 use crate::config::{Settings, StartFrom};
 use crate::extract::{Delivery, States};
 use crate::lease::LeaseGuard;
+use crate::middleware::{self, BoxedLayer, DeadLetterLayer, HandlerService, StackConfig};
 use crate::subscription::MessageFeed;
-use crate::{BoxedHandler, Client, Error, Message, MessageId, Result};
+use crate::{BoxedHandler, Client, Error, HandlerOptions, Message, MessageId, Result};
 
-/// The first delay before a failed message is tried again; it doubles per attempt.
-const RETRY_INITIAL: Duration = Duration::from_millis(50);
-/// The longest delay between two attempts at one message.
-const RETRY_MAX: Duration = Duration::from_secs(30);
 /// How long the final checkpoint and the lease release may take at shutdown, so
 /// a slow Redis cannot push the exit past the orchestrator's grace period.
 const SHUTDOWN_IO: Duration = Duration::from_secs(3);
@@ -35,6 +32,8 @@ pub(crate) struct Consumer {
     pub(crate) pattern: String,
     /// The handler.
     pub(crate) handler: BoxedHandler,
+    /// Its overrides of the worker's retry, timeout and dead-letter settings.
+    pub(crate) options: HandlerOptions,
 }
 
 /// Why an owner stopped.
@@ -56,6 +55,8 @@ pub(crate) struct Runtime {
     pub(crate) states: Arc<States>,
     /// Cancelled on shutdown.
     pub(crate) shutdown: CancellationToken,
+    /// The application's middleware layers, outermost first.
+    pub(crate) layers: Arc<[BoxedLayer]>,
 }
 
 impl Consumer {
@@ -130,6 +131,15 @@ impl Consumer {
             s.replay_batch,
         );
         let mut next_flush = Instant::now() + s.checkpoint_interval;
+        // Retries and dead-letter attempts stop at shutdown or when the lease is lost.
+        let halt = rt.shutdown.child_token();
+        let _halt_on_loss = {
+            let (lost, halt) = (lease.lost().clone(), halt.clone());
+            AbortOnDropHandle::new(tokio::spawn(async move {
+                halt.run_until_cancelled(lost.cancelled()).await.map(|()| halt.cancel())
+            }))
+        };
+        let mut service = self.service(rt, &halt);
         tracing::info!(consumer = &*self.name, pattern = %self.pattern, after = %cursor, "consuming");
         let stop = loop {
             // Flags and the clock are checked directly, and a buffered message is
@@ -158,7 +168,15 @@ impl Consumer {
                 },
             };
             let id = message.id;
-            if !self.handle(rt, lease.lost(), message).await {
+            let handled = match self.handle(rt, &mut service, message).await {
+                Ok(handled) => handled,
+                Err(error) => {
+                    // Keep what is done before stopping on this message.
+                    let _ = tokio::time::timeout(SHUTDOWN_IO, checkpointer.flush()).await;
+                    return Err(error);
+                }
+            };
+            if !handled {
                 if lease.lost().is_cancelled() {
                     return Ok(Stop::LeaseLost);
                 }
@@ -187,69 +205,73 @@ impl Consumer {
         })
     }
 
-    /// Runs the handler on one message until it succeeds or fails for good.
-    /// Retryable failures (errors not marked permanent, and panics) are retried
-    /// in place with back-off, so later messages wait and order holds; a permanent
-    /// failure is logged and the message passed over. Returns `false` when
-    /// shutdown or the loss of the lease stopped it first: the message is then not
-    /// checkpointed, and the next owner sees it again.
-    async fn handle(&self, rt: &Runtime, lost: &CancellationToken, message: Message) -> bool {
+    /// Sends one message through the handler's stack (retries, timeout,
+    /// dead-lettering: see [`middleware`](crate::middleware)). `Ok(true)`: done,
+    /// checkpoint it. `Ok(false)`: shutdown or the loss of the lease stopped it
+    /// first; it is not checkpointed and the next owner sees it again. `Err`: its
+    /// dead letter could not be stored, so the consumer must stop without moving
+    /// past it.
+    async fn handle(&self, rt: &Runtime, service: &mut HandlerService, message: Message) -> Result<bool> {
         let (id, channel) = (message.id, message.channel.clone());
         let delivery = Delivery::new(message, self.name.clone(), rt.states.clone());
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let Some(result) = self.attempt(rt, delivery.clone()).await else {
-                return false;
-            };
-            let error = match result {
-                Ok(()) => return true,
-                Err(error) if error.is_permanent() => {
-                    tracing::error!(consumer = &*self.name, %id, channel, %error, "handler failed permanently; message skipped");
-                    return true;
-                }
-                Err(error) => error,
-            };
-            let delay = RETRY_INITIAL.saturating_mul(1 << (attempt - 1).min(16)).min(RETRY_MAX);
-            tracing::warn!(consumer = &*self.name, %id, channel, attempt, %error, ?delay, "handler failed; retrying");
-            tokio::select! {
-                _ = rt.shutdown.cancelled() => return false,
-                _ = lost.cancelled() => return false,
-                _ = tokio::time::sleep(delay) => {}
-            }
-            if lost.is_cancelled() {
-                return false;
-            }
-        }
-    }
-
-    /// One run of the handler, panics caught. `None` when shutdown's deadline
-    /// passed before it finished.
-    async fn attempt(&self, rt: &Runtime, delivery: Delivery) -> Option<Result<()>> {
-        let id = delivery.message.id;
-        // The async block makes extraction part of the caught future, so a
-        // panicking extractor is caught too.
-        let handler = &self.handler;
-        let run = AssertUnwindSafe(async move { handler.call(delivery).await }).catch_unwind();
-        tokio::pin!(run);
+        let call = middleware::dispatch(service, delivery);
+        tokio::pin!(call);
         // Most handlers finish on their first poll; only wait on shutdown for the rest.
-        let outcome = match (&mut run).now_or_never() {
-            Some(outcome) => outcome,
+        let result = match (&mut call).now_or_never() {
+            Some(result) => result,
             None => tokio::select! {
-                outcome = &mut run => outcome,
+                result = &mut call => result,
                 _ = rt.shutdown.cancelled() => {
                     let deadline = Instant::now() + rt.settings.shutdown_deadline;
-                    match tokio::time::timeout_at(deadline, run).await {
-                        Ok(outcome) => outcome,
+                    match tokio::time::timeout_at(deadline, call).await {
+                        Ok(result) => result,
                         Err(_) => {
                             tracing::warn!(consumer = &*self.name, %id, "handler still running at the shutdown deadline; abandoned, it will be delivered again");
-                            return None;
+                            return Ok(false);
                         }
                     }
                 }
             },
         };
-        Some(outcome.unwrap_or_else(|panic| Err(Error::retryable(panic_message(panic)))))
+        match result {
+            Ok(()) => Ok(true),
+            Err(Error::ShuttingDown) => Ok(false),
+            Err(error) if rt.settings.dead_letter_prefix.is_none() => {
+                tracing::error!(consumer = &*self.name, %id, channel, %error, "handler failed for good; dead letters are off, message skipped");
+                Ok(true)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The handler wrapped in its middleware, for one period of ownership:
+    /// `halt` stops retries and dead-letter attempts.
+    fn service(&self, rt: &Runtime, halt: &CancellationToken) -> HandlerService {
+        let s = &rt.settings;
+        let retry = match self.options.retries {
+            Some(retries) => s.retry.clone().max_attempts(retries.saturating_add(1)),
+            None => s.retry.clone(),
+        };
+        let dead_letter = s.dead_letter_prefix.as_deref().map(|prefix| {
+            DeadLetterLayer::new(
+                rt.client.clone(),
+                self.name.clone(),
+                prefix,
+                self.options.dead_letter,
+                halt.clone(),
+            )
+        });
+        middleware::stack(
+            self.handler.clone(),
+            StackConfig {
+                consumer: self.name.clone(),
+                retry,
+                timeout: self.options.timeout.or(s.handler_timeout),
+                dead_letter,
+                layers: &rt.layers,
+                shutdown: halt.clone(),
+            },
+        )
     }
 }
 
@@ -257,13 +279,4 @@ fn log_checkpoint_error(consumer: &str, result: Result<()>) {
     if let Err(error) = result {
         tracing::warn!(consumer, %error, "could not store the checkpoint; will retry");
     }
-}
-
-fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
-    let text = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a non-string panic payload".to_owned());
-    format!("handler panicked: {text}")
 }

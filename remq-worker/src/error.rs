@@ -182,6 +182,25 @@ pub enum Error {
         consumer: String,
     },
 
+    /// A handler attempt ran past its deadline (the attempt was cancelled).
+    #[error("the handler did not finish within its timeout")]
+    HandlerTimeout,
+
+    /// The worker is shutting down: the message was interrupted, not given up
+    /// on, and is not checkpointed.
+    #[error("the worker is shutting down")]
+    ShuttingDown,
+
+    /// A handler failed for good: permanently, or on its last attempt.
+    #[error("failed after {attempts} attempt(s): {source}")]
+    GaveUp {
+        /// Attempts made, the first included.
+        attempts: u32,
+        /// The last attempt's error.
+        #[source]
+        source: Box<Error>,
+    },
+
     /// An operation did not finish in time.
     #[error("{op} timed out after {after:?}")]
     Timeout {
@@ -213,10 +232,18 @@ impl Error {
     /// permanent.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Connect { .. } | Error::Timeout { .. } => true,
+            Error::Connect { .. } | Error::Timeout { .. } | Error::HandlerTimeout => true,
             Error::Handler { permanent, .. } => !permanent,
             Error::Redis { source, .. } => !is_permanent_redis_error(source),
             _ => false,
+        }
+    }
+
+    /// For [`Error::GaveUp`], how many attempts were made.
+    pub fn attempts(&self) -> Option<u32> {
+        match self {
+            Error::GaveUp { attempts, .. } => Some(*attempts),
+            _ => None,
         }
     }
 

@@ -2,7 +2,7 @@
 //!
 //! A handler is an async function whose arguments each implement [`FromMessage`]:
 //! [`Message`], [`MessageId`], [`Channel`], [`Body`], [`Bytes`], [`String`],
-//! [`Json<T>`] and [`State<T>`]. Extraction failures are permanent errors (the same
+//! [`Json<T>`], [`State<T>`] and the whole [`Delivery`] (with its attempt number). Extraction failures are permanent errors (the same
 //! message would fail the same way again), never panics.
 
 use std::any::{Any, TypeId, type_name};
@@ -23,6 +23,8 @@ pub struct Delivery {
     pub message: Message,
     /// The durable name of the consumer handling it.
     pub consumer: Arc<str>,
+    /// Which attempt this is: 1 for the first, more when retried.
+    pub attempt: u32,
     /// Shared application state registered with `Worker::state`.
     pub(crate) states: Arc<States>,
 }
@@ -30,7 +32,7 @@ pub struct Delivery {
 impl Delivery {
     /// A delivery of `message` to `consumer` with the given shared state.
     pub(crate) fn new(message: Message, consumer: Arc<str>, states: Arc<States>) -> Self {
-        Delivery { message, consumer, states }
+        Delivery { message, consumer, attempt: 1, states }
     }
 }
 
@@ -68,7 +70,7 @@ impl fmt::Debug for States {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a remq handler argument",
     label = "not an extractor",
-    note = "handler arguments must implement `remq::FromMessage`: use `Json<T>`, `Message`, `MessageId`, `Channel`, `Body`, `Bytes`, `String` or `State<T>`"
+    note = "handler arguments must implement `remq::FromMessage`: use `Json<T>`, `Message`, `MessageId`, `Channel`, `Body`, `Bytes`, `String`, `State<T>` or `Delivery`"
 )]
 pub trait FromMessage: Sized + Send + 'static {
     /// Builds the value for one delivery.
@@ -82,6 +84,12 @@ pub trait FromMessage: Sized + Send + 'static {
     #[doc(hidden)]
     fn required_state() -> Option<(TypeId, &'static str)> {
         None
+    }
+}
+
+impl FromMessage for Delivery {
+    fn from_message(delivery: &Delivery) -> Result<Self> {
+        Ok(delivery.clone())
     }
 }
 

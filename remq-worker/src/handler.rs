@@ -5,6 +5,7 @@ use std::any::TypeId;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
@@ -130,6 +131,24 @@ impl fmt::Debug for BoxedHandler {
     }
 }
 
+/// Per-handler settings that override the worker's: from the options of
+/// `#[remq::handler("…", retries = 5, timeout = "30s", dead_letter = "…")]`, or
+/// passed to [`Worker::configured_handler`](crate::Worker::configured_handler).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HandlerOptions {
+    /// Retries after the first attempt (0: none); the worker's policy otherwise.
+    pub retries: Option<u32>,
+    /// Deadline of one attempt; the worker's handler timeout otherwise.
+    pub timeout: Option<Duration>,
+    /// The channel this handler's dead letters go to; `<prefix><channel>` otherwise.
+    pub dead_letter: Option<&'static str>,
+}
+
+impl HandlerOptions {
+    /// No overrides (usable in `const` context, unlike `Default`).
+    pub const DEFAULT: HandlerOptions = HandlerOptions { retries: None, timeout: None, dead_letter: None };
+}
+
 /// A handler registered by `#[remq::handler]`, collected with `inventory`.
 #[doc(hidden)]
 #[derive(Debug)]
@@ -140,6 +159,8 @@ pub struct Registration {
     pub name: &'static str,
     /// Builds the erased handler.
     pub make: fn() -> BoxedHandler,
+    /// Its options.
+    pub options: HandlerOptions,
 }
 
 inventory::collect!(Registration);
@@ -152,7 +173,7 @@ pub(crate) fn registered() -> impl Iterator<Item = &'static Registration> {
 /// What the `#[remq::handler]` macro expands to. Not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use super::Registration;
+    pub use super::{HandlerOptions, Registration};
     pub use inventory;
 
     use super::{BoxedHandler, Handler};

@@ -31,6 +31,8 @@
 //!   replay after a disconnect or a full buffer).
 //! - `checkpoint`, `lease`, `backoff`: fenced cursors, exclusive ownership with a
 //!   hot standby, reconnect back-off.
+//! - [`middleware`]: the tower stack around every handler: dead letters, retries
+//!   ([`RetryPolicy`]), tracing spans, the application's layers, timeouts, panics.
 //!
 //! # Example
 //! ```no_run
@@ -66,6 +68,7 @@ mod extract;
 mod handler;
 mod lease;
 mod message;
+pub mod middleware;
 mod protocol;
 mod subscription;
 mod worker;
@@ -77,8 +80,9 @@ pub use error::{BoxError, Error, RedisAddr, Result};
 pub use extract::{Body, Channel, Delivery, FromMessage, Json, State};
 #[doc(hidden)]
 pub use handler::__private;
-pub use handler::{BoxedHandler, Handler, HandlerOutput};
+pub use handler::{BoxedHandler, Handler, HandlerOptions, HandlerOutput};
 pub use message::{Message, MessageId};
+pub use middleware::{RetryPolicy, redrive};
 pub use protocol::{MAX_CONSUME_LIMIT, Namespace, validate_channel, validate_pattern};
 pub use remq_macros::handler;
 pub use worker::Worker;

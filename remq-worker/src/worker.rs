@@ -11,7 +11,8 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Settings, StartFrom};
 use crate::consumer::{Consumer, Runtime};
 use crate::extract::States;
-use crate::{BoxedHandler, Error, Handler, Result, handler, protocol};
+use crate::middleware::{self, BoxedLayer, HandlerService};
+use crate::{BoxedHandler, Delivery, Error, Handler, HandlerOptions, Result, RetryPolicy, handler, protocol};
 
 /// A worker process: every handler registered with `#[remq::handler]` (and any
 /// added with [`handler`](Self::handler)) consumes its pattern in id order, with
@@ -33,8 +34,10 @@ use crate::{BoxedHandler, Error, Handler, Result, handler, protocol};
 pub struct Worker {
     /// Connection and delivery settings.
     settings: Settings,
-    /// Handlers added in code: (name, pattern, handler).
-    handlers: Vec<(String, String, BoxedHandler)>,
+    /// Handlers added in code: (name, pattern, handler, options).
+    handlers: Vec<(String, String, BoxedHandler, HandlerOptions)>,
+    /// Application middleware for every handler, outermost first.
+    layers: Vec<BoxedLayer>,
     /// Whether `#[remq::handler]` registrations are included.
     registered: bool,
     /// Application state for `State<T>` extractors.
@@ -67,6 +70,7 @@ impl Worker {
         Worker {
             settings,
             handlers: Vec::new(),
+            layers: Vec::new(),
             registered: true,
             states: States::default(),
             shutdown: CancellationToken::new(),
@@ -82,12 +86,64 @@ impl Worker {
 
     /// Adds a handler for `pattern` under the durable consumer name `name`.
     pub fn named_handler<H: Handler<T>, T>(
-        mut self,
+        self,
         name: impl Into<String>,
         pattern: impl Into<String>,
         handler: H,
     ) -> Self {
-        self.handlers.push((name.into(), pattern.into(), BoxedHandler::new(handler)));
+        self.configured_handler(name, pattern, HandlerOptions::DEFAULT, handler)
+    }
+
+    /// Adds a handler with its own retry, timeout and dead-letter settings (what
+    /// the macro's options set).
+    pub fn configured_handler<H: Handler<T>, T>(
+        mut self,
+        name: impl Into<String>,
+        pattern: impl Into<String>,
+        options: HandlerOptions,
+        handler: H,
+    ) -> Self {
+        self.handlers.push((name.into(), pattern.into(), BoxedHandler::new(handler), options));
+        self
+    }
+
+    /// Wraps every handler in `layer`, any `tower::Layer` over
+    /// [`HandlerService`](crate::middleware::HandlerService). Layers run inside the
+    /// retry loop (once per attempt) and the tracing span, outside the timeout;
+    /// the first one added is the outermost.
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: tower::Layer<HandlerService> + Send + Sync + 'static,
+        L::Service: tower::Service<Delivery, Response = (), Error = Error> + Clone + Send + 'static,
+        <L::Service as tower::Service<Delivery>>::Future: Send + 'static,
+    {
+        self.layers.push(middleware::boxed_layer(layer));
+        self
+    }
+
+    /// The retry schedule of every handler (default: 5 attempts, back-off from
+    /// 100 ms doubling to 10 s); a handler's `retries` option overrides the count.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.settings.retry = policy;
+        self
+    }
+
+    /// A deadline for each handler attempt; one that runs longer is cancelled and
+    /// counts as a failed (retryable) attempt. Default: none.
+    pub fn handler_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.handler_timeout = Some(timeout);
+        self
+    }
+
+    /// Dead letters of channel `c` go to `<prefix><c>` (default prefix `dead.`).
+    pub fn dead_letter_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.settings.dead_letter_prefix = Some(prefix.into());
+        self
+    }
+
+    /// No dead letters: a message that failed for good is logged and passed over.
+    pub fn without_dead_letters(mut self) -> Self {
+        self.settings.dead_letter_prefix = None;
         self
     }
 
@@ -214,6 +270,7 @@ impl Worker {
             settings: Arc::new(self.settings),
             states: Arc::new(self.states),
             shutdown: self.shutdown.clone(),
+            layers: self.layers.into(),
         };
         let tracker = TaskTracker::new();
         let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -241,15 +298,15 @@ impl Worker {
     fn consumers(&self) -> Result<Vec<Consumer>> {
         let registered = handler::registered()
             .filter(|_| self.registered)
-            .map(|r| (r.name.to_owned(), r.pattern.to_owned(), (r.make)()));
+            .map(|r| (r.name.to_owned(), r.pattern.to_owned(), (r.make)(), r.options));
         let mut by_name: HashMap<String, String> = HashMap::new();
         let mut consumers = Vec::new();
-        for (name, pattern, handler) in registered.chain(self.handlers.iter().cloned()) {
+        for (name, pattern, handler, options) in registered.chain(self.handlers.iter().cloned()) {
             protocol::validate_pattern(&pattern)?;
             if let Some(first) = by_name.insert(name.clone(), pattern.clone()) {
                 return Err(Error::DuplicateConsumer { name, first, second: pattern });
             }
-            consumers.push(Consumer { name: name.into(), pattern, handler });
+            consumers.push(Consumer { name: name.into(), pattern, handler, options });
         }
         if consumers.is_empty() {
             return Err(Error::NoHandlers);

@@ -1,0 +1,67 @@
+//! Catches a panicking handler and turns the panic into a retryable error.
+
+use std::panic::AssertUnwindSafe;
+use std::task::{Context, Poll};
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use tower::{Layer, Service};
+
+use crate::{Delivery, Error, Result};
+
+/// Wraps services in [`CatchPanic`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CatchPanicLayer;
+
+impl<S> Layer<S> for CatchPanicLayer {
+    type Service = CatchPanic<S>;
+
+    fn layer(&self, inner: S) -> CatchPanic<S> {
+        CatchPanic { inner }
+    }
+}
+
+/// A service whose panics (while building or polling its future) become
+/// [`Error::Handler`] errors with the panic message, counted as failed attempts.
+#[derive(Clone, Debug)]
+pub struct CatchPanic<S> {
+    /// The wrapped service.
+    inner: S,
+}
+
+impl<S> Service<Delivery> for CatchPanic<S>
+where
+    S: Service<Delivery, Response = (), Error = Error> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = ();
+    type Error = Error;
+    type Future = BoxFuture<'static, Result<()>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, delivery: Delivery) -> Self::Future {
+        // The call itself runs extractors, which may panic too: do it inside the
+        // caught future.
+        let mut inner = self.inner.clone();
+        std::mem::swap(&mut inner, &mut self.inner);
+        Box::pin(async move {
+            AssertUnwindSafe(async move { inner.call(delivery).await })
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| Err(Error::retryable(panic_message(panic.as_ref()))))
+        })
+    }
+}
+
+/// The text of a panic payload.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic payload".to_owned());
+    format!("handler panicked: {text}")
+}

@@ -1,0 +1,227 @@
+//! Dead letters: a message that failed for good is published, with why, to a
+//! dead-letter channel; only then does it count as done.
+//!
+//! The envelope is text headers, a blank line, then the original body byte for
+//! byte, so any Redis client can read it:
+//!
+//! ```text
+//! remq-dead-letter: 1
+//! channel: orders.created
+//! id: 42
+//! handler: billing
+//! attempts: 5
+//! error: handler failed: card declined
+//!
+//! {"order":42}
+//! ```
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+use tower::{Layer, Service};
+
+use crate::backoff::Backoff;
+use crate::{Client, Delivery, Error, Message, MessageId, Result};
+
+/// The first line of every envelope.
+const MAGIC: &str = "remq-dead-letter: 1";
+
+/// Wraps services in [`DeadLetter`].
+#[derive(Clone, Debug)]
+pub struct DeadLetterLayer {
+    /// Publishes the dead letters.
+    client: Client,
+    /// The consumer, named in envelopes.
+    consumer: Arc<str>,
+    /// Dead letters of channel `c` go to `<prefix><c>`, unless `channel` is set.
+    prefix: Arc<str>,
+    /// One dead-letter channel for all of this handler's failures.
+    channel: Option<Arc<str>>,
+    /// Cancelled at shutdown: a dead letter that cannot be published by then
+    /// leaves its message unprocessed.
+    shutdown: CancellationToken,
+}
+
+impl DeadLetterLayer {
+    /// Dead letters of `consumer` go to `<prefix><channel>`, or to `channel` when given.
+    pub(crate) fn new(
+        client: Client,
+        consumer: Arc<str>,
+        prefix: &str,
+        channel: Option<&str>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        DeadLetterLayer {
+            client,
+            consumer,
+            prefix: prefix.into(),
+            channel: channel.map(Into::into),
+            shutdown,
+        }
+    }
+}
+
+impl<S> Layer<S> for DeadLetterLayer {
+    type Service = DeadLetter<S>;
+
+    fn layer(&self, inner: S) -> DeadLetter<S> {
+        DeadLetter { inner, config: self.clone() }
+    }
+}
+
+/// Turns a final failure into a published dead letter and success, so the
+/// cursor moves on. If publishing the dead letter fails it is retried with
+/// back-off until it succeeds or the worker shuts down; the message never
+/// counts as done before its dead letter is stored. [`Error::ShuttingDown`]
+/// passes through: that message was not given up on, only interrupted.
+#[derive(Clone, Debug)]
+pub struct DeadLetter<S> {
+    /// The wrapped service.
+    inner: S,
+    /// Where and how to publish.
+    config: DeadLetterLayer,
+}
+
+impl<S> Service<Delivery> for DeadLetter<S>
+where
+    S: Service<Delivery, Response = (), Error = Error>,
+    S::Future: Send + 'static,
+{
+    type Response = ();
+    type Error = Error;
+    type Future = BoxFuture<'static, Result<()>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, delivery: Delivery) -> Self::Future {
+        let message = delivery.message.clone();
+        let future = self.inner.call(delivery);
+        let config = self.config.clone();
+        Box::pin(async move {
+            let error = match future.await {
+                Err(error) if !matches!(error, Error::ShuttingDown) => error,
+                done => return done,
+            };
+            let attempts = error.attempts().unwrap_or(1);
+            let channel = match &config.channel {
+                Some(channel) => channel.to_string(),
+                None => format!("{}{}", config.prefix, message.channel),
+            };
+            let envelope = envelope(&message, &config.consumer, attempts, &error);
+            let mut backoff = Backoff::default();
+            loop {
+                let published = tokio::select! {
+                    published = config.client.publish(&channel, &envelope) => published,
+                    _ = config.shutdown.cancelled() => return Err(Error::ShuttingDown),
+                };
+                match published {
+                    Ok(dead) => {
+                        tracing::error!(consumer = &*config.consumer, id = %message.id, channel = message.channel, %error, dead_letter = %channel, dead_letter_id = %dead, "message dead-lettered");
+                        return Ok(());
+                    }
+                    Err(publish_error) if publish_error.is_permanent() => return Err(publish_error),
+                    Err(publish_error) => {
+                        let wait = backoff.failure(&config.consumer, "dead-letter publish", &publish_error);
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = config.shutdown.cancelled() => return Err(Error::ShuttingDown),
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// Builds the envelope of a failed message.
+fn envelope(message: &Message, consumer: &str, attempts: u32, error: &Error) -> Vec<u8> {
+    let one_line = |s: &str| s.replace(['\r', '\n'], " ");
+    let mut out = format!(
+        "{MAGIC}\nchannel: {}\nid: {}\nhandler: {}\nattempts: {attempts}\nerror: {}\n\n",
+        message.channel,
+        message.id,
+        one_line(consumer),
+        one_line(&error.to_string())
+    )
+    .into_bytes();
+    out.extend_from_slice(&message.body);
+    out
+}
+
+/// A dead letter, parsed back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetterEnvelope {
+    /// The original message (channel, id, body).
+    pub message: Message,
+    /// The handler that gave up on it.
+    pub handler: String,
+    /// How many attempts were made.
+    pub attempts: u32,
+    /// The last error, as text.
+    pub error: String,
+}
+
+impl DeadLetterEnvelope {
+    /// Parses an envelope.
+    ///
+    /// # Errors
+    /// [`Error::MalformedFrame`] when `body` is not a dead-letter envelope.
+    pub fn parse(body: &Bytes) -> Result<DeadLetterEnvelope> {
+        let malformed = |reason| Error::MalformedFrame {
+            reason,
+            preview: String::from_utf8_lossy(&body[..body.len().min(64)]).into_owned(),
+        };
+        let split = body
+            .windows(2)
+            .position(|w| w == b"\n\n")
+            .ok_or_else(|| malformed("no blank line after the headers"))?;
+        let headers = std::str::from_utf8(&body[..split]).map_err(|_| malformed("headers are not UTF-8"))?;
+        let mut lines = headers.lines();
+        if lines.next() != Some(MAGIC) {
+            return Err(malformed("not a remq dead letter (first line)"));
+        }
+        let fields: Vec<(&str, &str)> = lines.filter_map(|l| l.split_once(": ")).collect();
+        let field = |name| fields.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+        let channel = field("channel").ok_or_else(|| malformed("no channel header"))?;
+        let id: u64 =
+            field("id").and_then(|v| v.parse().ok()).ok_or_else(|| malformed("no numeric id header"))?;
+        Ok(DeadLetterEnvelope {
+            message: Message {
+                id: MessageId::new(id),
+                channel: channel.to_owned(),
+                body: body.slice(split + 2..),
+            },
+            handler: field("handler").unwrap_or_default().to_owned(),
+            attempts: field("attempts").and_then(|v| v.parse().ok()).unwrap_or(0),
+            error: field("error").unwrap_or_default().to_owned(),
+        })
+    }
+}
+
+/// Publishes the dead letters of `dead_channel` after `after` back to their
+/// original channels (as new messages, with new ids), up to `limit` of them, and
+/// returns the id of the last one replayed (pass it as `after` to continue).
+/// Dead letters are left where they are; flush them when done.
+///
+/// # Errors
+/// Redis errors, or [`Error::MalformedFrame`] for a message on `dead_channel`
+/// that is not a dead letter.
+pub async fn redrive(
+    client: &Client,
+    dead_channel: &str,
+    after: MessageId,
+    limit: usize,
+) -> Result<MessageId> {
+    let mut last = after;
+    for dead in client.consume(dead_channel, after, limit).await? {
+        let envelope = DeadLetterEnvelope::parse(&dead.body)?;
+        client.publish(&envelope.message.channel, &envelope.message.body).await?;
+        last = dead.id;
+    }
+    Ok(last)
+}

@@ -1,0 +1,138 @@
+//! The tower stack every delivery goes through, outermost first:
+//!
+//! 1. [`DeadLetter`]: a message that failed for good is published to its
+//!    dead-letter channel (and only then counts as done);
+//! 2. [`tower::retry::Retry`] with [`RetryPolicy`]: retryable failures are tried
+//!    again with exponential back-off and jitter, in place, so order holds;
+//! 3. [`Trace`]: a `tracing` span per attempt (handler, channel, id, attempt, outcome);
+//! 4. the application's own layers ([`Worker::layer`](crate::Worker::layer));
+//! 5. [`tower::timeout::Timeout`]: a per-handler deadline for each attempt;
+//! 6. [`CatchPanic`]: a panicking handler is a failed attempt, not a dead worker;
+//! 7. the handler itself.
+
+mod catch_panic;
+mod dead_letter;
+mod retry;
+mod trace;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+use tower::util::BoxCloneService;
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
+
+pub use catch_panic::{CatchPanic, CatchPanicLayer};
+pub use dead_letter::{DeadLetter, DeadLetterEnvelope, DeadLetterLayer, redrive};
+pub use retry::RetryPolicy;
+pub use trace::{Trace, TraceLayer};
+
+use crate::{BoxedHandler, Delivery, Error, Result};
+
+/// The type-erased service a delivery is sent to.
+pub type HandlerService = BoxCloneService<Delivery, (), Error>;
+
+/// An application layer, type-erased so layers of any type can be stacked.
+#[derive(Clone)]
+pub(crate) struct BoxedLayer(Arc<dyn Fn(HandlerService) -> HandlerService + Send + Sync>);
+
+impl std::fmt::Debug for BoxedLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BoxedLayer")
+    }
+}
+
+/// Everything that shapes one handler's stack.
+pub(crate) struct StackConfig<'a> {
+    /// The durable consumer name, for spans and dead letters.
+    pub(crate) consumer: Arc<str>,
+    /// Retry schedule and attempt limit.
+    pub(crate) retry: RetryPolicy,
+    /// Deadline of one attempt, if any.
+    pub(crate) timeout: Option<Duration>,
+    /// Where failed messages go; `None` to only log them.
+    pub(crate) dead_letter: Option<DeadLetterLayer>,
+    /// The application's layers, outermost first.
+    pub(crate) layers: &'a [BoxedLayer],
+    /// Cancelled when this owner must stop (shutdown or a lost lease): no retry
+    /// starts after that.
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// Builds the stack around `handler`.
+pub(crate) fn stack(handler: BoxedHandler, config: StackConfig<'_>) -> HandlerService {
+    let base = CatchPanicLayer.layer(HandlerCall { handler, shutdown: config.shutdown.clone() });
+    let mut service = match config.timeout {
+        Some(timeout) => BoxCloneService::new(
+            ServiceBuilder::new()
+                .map_err(into_remq_error)
+                .layer(tower::timeout::TimeoutLayer::new(timeout))
+                .service(base),
+        ),
+        None => BoxCloneService::new(base),
+    };
+    for layer in config.layers.iter().rev() {
+        service = (layer.0)(service);
+    }
+    let retried = ServiceBuilder::new()
+        .layer(tower::retry::RetryLayer::new(config.retry.until(config.shutdown)))
+        .layer(TraceLayer::new(config.consumer))
+        .service(service);
+    match config.dead_letter {
+        Some(dead_letter) => BoxCloneService::new(dead_letter.layer(retried)),
+        None => BoxCloneService::new(retried),
+    }
+}
+
+/// Erases a layer for [`Worker::layer`](crate::Worker::layer).
+pub(crate) fn boxed_layer<L>(layer: L) -> BoxedLayer
+where
+    L: tower::Layer<HandlerService> + Send + Sync + 'static,
+    L::Service: Service<Delivery, Response = (), Error = Error> + Clone + Send + 'static,
+    <L::Service as Service<Delivery>>::Future: Send + 'static,
+{
+    BoxedLayer(Arc::new(move |inner| BoxCloneService::new(layer.layer(inner))))
+}
+
+/// The handler as the innermost service. A retry never starts once the worker
+/// is shutting down (tower's retry loop would otherwise run one more attempt).
+#[derive(Clone)]
+struct HandlerCall {
+    /// The handler.
+    handler: BoxedHandler,
+    /// Cancelled at shutdown.
+    shutdown: CancellationToken,
+}
+
+impl Service<Delivery> for HandlerCall {
+    type Response = ();
+    type Error = Error;
+    type Future = BoxFuture<'static, Result<()>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, delivery: Delivery) -> Self::Future {
+        if delivery.attempt > 1 && self.shutdown.is_cancelled() {
+            return Box::pin(std::future::ready(Err(Error::ShuttingDown)));
+        }
+        self.handler.call(delivery)
+    }
+}
+
+/// Turns what tower layers return (boxed errors) back into a [`remq::Error`](Error):
+/// a timeout becomes [`Error::HandlerTimeout`].
+fn into_remq_error(error: tower::BoxError) -> Error {
+    match error.downcast::<Error>() {
+        Ok(error) => *error,
+        Err(error) if error.is::<tower::timeout::error::Elapsed>() => Error::HandlerTimeout,
+        Err(error) => Error::Handler { source: error, permanent: false },
+    }
+}
+
+/// Sends one delivery through `service` once it is ready.
+pub(crate) async fn dispatch(service: &mut HandlerService, delivery: Delivery) -> Result<()> {
+    service.ready().await?.call(delivery).await
+}

@@ -1,0 +1,221 @@
+//! When and how often a failed delivery is tried again.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::{Delivery, Error, Result};
+
+/// The retry schedule of a handler: up to `max_attempts` tries in all, waiting
+/// `initial_backoff × multiplier^(n-1)` (capped at `max_backoff`, with "equal
+/// jitter": between half and all of it) before try `n + 1`.
+///
+/// Only retryable errors are retried: not [`Error::permanent`] ones, nor bodies
+/// that fail to deserialize. Retries are *blocking*, as in Kafka consumers: the
+/// next message of the same handler waits, so order holds. When the worker
+/// shuts down, a retry loop ends at once with [`Error::ShuttingDown`]; the
+/// message is not checkpointed, and the next owner sees it again.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    /// Tries in all, the first included (1 = no retries).
+    max_attempts: u32,
+    /// The wait before the second try.
+    initial_backoff: Duration,
+    /// The longest wait between tries.
+    max_backoff: Duration,
+    /// How much the wait grows per try.
+    multiplier: f64,
+    /// Cancelled at shutdown: no retry starts after that.
+    shutdown: CancellationToken,
+}
+
+impl Default for RetryPolicy {
+    /// 5 attempts, waits from 100 ms doubling to at most 10 s.
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+            multiplier: 2.0,
+            shutdown: CancellationToken::new(),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The default policy (see [`Default`]).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Tries in all, the first included; 1 disables retries.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The wait before the second try.
+    pub fn initial_backoff(mut self, wait: Duration) -> Self {
+        self.initial_backoff = wait;
+        self
+    }
+
+    /// The longest wait between tries.
+    pub fn max_backoff(mut self, wait: Duration) -> Self {
+        self.max_backoff = wait;
+        self
+    }
+
+    /// How much the wait grows per try (at least 1).
+    pub fn multiplier(mut self, factor: f64) -> Self {
+        self.multiplier = factor.max(1.0);
+        self
+    }
+
+    /// The configured number of attempts.
+    pub fn attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// The same policy, stopping retries when `shutdown` is cancelled.
+    pub(crate) fn until(mut self, shutdown: CancellationToken) -> Self {
+        self.shutdown = shutdown;
+        self
+    }
+
+    /// The wait after failed attempt `attempt` (1-based), before jitter.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let factor = self.multiplier.powi(attempt.saturating_sub(1).min(64) as i32);
+        self.initial_backoff.mul_f64(factor.min(1e9)).min(self.max_backoff)
+    }
+}
+
+impl tower::retry::Policy<Delivery, (), Error> for RetryPolicy {
+    type Future = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+    fn retry(&mut self, delivery: &mut Delivery, result: &mut Result<()>) -> Option<Self::Future> {
+        let error = result.as_ref().err()?;
+        if matches!(error, Error::ShuttingDown) {
+            return None;
+        }
+        if self.shutdown.is_cancelled() {
+            *result = Err(Error::ShuttingDown);
+            return None;
+        }
+        if error.is_permanent() || delivery.attempt >= self.max_attempts {
+            // Given up: say after how many attempts, for the dead letter.
+            if let Err(error) = std::mem::replace(result, Ok(())) {
+                *result = Err(Error::GaveUp { attempts: delivery.attempt, source: Box::new(error) });
+            }
+            return None;
+        }
+        let wait = self.backoff(delivery.attempt);
+        let wait = wait / 2 + wait.mul_f64(fastrand::f64() / 2.0);
+        delivery.attempt += 1;
+        let shutdown = self.shutdown.clone();
+        Some(Box::pin(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                // Ends the wait; the next `retry` call then reports ShuttingDown.
+                _ = shutdown.cancelled() => {}
+            }
+        }))
+    }
+
+    fn clone_request(&mut self, delivery: &Delivery) -> Option<Delivery> {
+        Some(delivery.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use bytes::Bytes;
+    use tokio::time::Instant;
+    use tower::{Service, ServiceExt};
+
+    use super::*;
+    use crate::{Message, MessageId};
+
+    fn delivery() -> Delivery {
+        let message = Message { id: MessageId::new(1), channel: "c".into(), body: Bytes::new() };
+        Delivery::new(message, "consumer".into(), Arc::default())
+    }
+
+    /// When each call came, and with which attempt number.
+    type Calls = Arc<Mutex<Vec<(Instant, u32)>>>;
+
+    /// A service that fails with `error` on its first `failures` calls, recording
+    /// its calls.
+    fn flaky(
+        failures: u32,
+        error: fn() -> Error,
+    ) -> (impl Service<Delivery, Response = (), Error = Error, Future: Send> + Clone, Calls) {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let seen = calls.clone();
+        let service = tower::service_fn(move |d: Delivery| {
+            let calls = calls.clone();
+            async move {
+                let mut calls = calls.lock().unwrap();
+                calls.push((Instant::now(), d.attempt));
+                if calls.len() as u32 <= failures { Err(error()) } else { Ok(()) }
+            }
+        });
+        (service, seen)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_follow_the_backoff_schedule_with_jitter() {
+        let (service, calls) = flaky(3, || Error::retryable("flaky"));
+        let policy = RetryPolicy::new()
+            .initial_backoff(Duration::from_millis(100))
+            .max_backoff(Duration::from_millis(300));
+        let mut retry = tower::retry::Retry::new(policy, service);
+        retry.ready().await.unwrap().call(delivery()).await.unwrap();
+        let calls = calls.lock().unwrap();
+        let attempts: Vec<u32> = calls.iter().map(|(_, a)| *a).collect();
+        assert_eq!(attempts, [1, 2, 3, 4]);
+        let waits: Vec<Duration> = calls.windows(2).map(|w| w[1].0 - w[0].0).collect();
+        // 100, 200, then 300 (capped) ms, each with "equal jitter": between half and all of it.
+        for (wait, full) in waits.iter().zip([100, 200, 300]) {
+            let full = Duration::from_millis(full);
+            assert!(*wait >= full / 2 && *wait <= full, "{waits:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gives_up_after_max_attempts_saying_how_many() {
+        let (service, calls) = flaky(u32::MAX, || Error::retryable("down"));
+        let mut retry = tower::retry::Retry::new(RetryPolicy::new().max_attempts(3), service);
+        let err = retry.ready().await.unwrap().call(delivery()).await.unwrap_err();
+        assert_eq!(err.attempts(), Some(3), "{err}");
+        assert_eq!(calls.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn permanent_errors_are_not_retried() {
+        let (service, calls) = flaky(u32::MAX, || Error::permanent("rejected"));
+        let mut retry = tower::retry::Retry::new(RetryPolicy::new(), service);
+        let err = retry.ready().await.unwrap().call(delivery()).await.unwrap_err();
+        assert_eq!(err.attempts(), Some(1), "{err}");
+        assert_eq!(calls.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_ends_the_retry_loop() {
+        let (service, calls) = flaky(u32::MAX, || Error::retryable("down"));
+        let shutdown = CancellationToken::new();
+        let policy = RetryPolicy::new().initial_backoff(Duration::from_secs(5)).until(shutdown.clone());
+        let mut retry = tower::retry::Retry::new(policy, service);
+        let call = retry.ready().await.unwrap().call(delivery());
+        let stop = async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            shutdown.cancel();
+        };
+        let (result, ()) = tokio::join!(call, stop);
+        assert!(matches!(result, Err(Error::ShuttingDown)), "{result:?}");
+        assert!(calls.lock().unwrap().len() <= 2, "no retry starts after shutdown");
+    }
+}

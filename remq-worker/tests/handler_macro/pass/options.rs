@@ -1,0 +1,12 @@
+#[remq::handler("orders.*", name = "billing", retries = 3, timeout = "1500ms", dead_letter = "dead.billing")]
+async fn bill(_message: remq::Message) -> remq::Result<()> {
+    Ok(())
+}
+
+fn main() {
+    let registration = remq::__private::registrations().find(|r| r.name == "billing").expect("registered");
+    assert_eq!(registration.options.retries, Some(3));
+    assert_eq!(registration.options.timeout, Some(std::time::Duration::from_millis(1500)));
+    assert_eq!(registration.options.dead_letter, Some("dead.billing"));
+    let _ = bill;
+}
