@@ -212,7 +212,7 @@ impl Consumer {
     /// dead letter could not be stored, so the consumer must stop without moving
     /// past it.
     async fn handle(&self, rt: &Runtime, service: &mut HandlerService, message: Message) -> Result<bool> {
-        let (id, channel) = (message.id, message.channel.clone());
+        let id = message.id;
         let delivery = Delivery::new(message, self.name.clone(), rt.states.clone());
         let call = middleware::dispatch(service, delivery);
         tokio::pin!(call);
@@ -237,7 +237,7 @@ impl Consumer {
             Ok(()) => Ok(true),
             Err(Error::ShuttingDown) => Ok(false),
             Err(error) if rt.settings.dead_letter_prefix.is_none() => {
-                tracing::error!(consumer = &*self.name, %id, channel, %error, "handler failed for good; dead letters are off, message skipped");
+                tracing::error!(consumer = &*self.name, %id, %error, "handler failed for good; dead letters are off, message skipped");
                 Ok(true)
             }
             Err(error) => Err(error),

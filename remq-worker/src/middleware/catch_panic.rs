@@ -31,7 +31,7 @@ pub struct CatchPanic<S> {
 
 impl<S> Service<Delivery> for CatchPanic<S>
 where
-    S: Service<Delivery, Response = (), Error = Error> + Clone + Send + 'static,
+    S: Service<Delivery, Response = (), Error = Error>,
     S::Future: Send + 'static,
 {
     type Response = ();
@@ -43,25 +43,26 @@ where
     }
 
     fn call(&mut self, delivery: Delivery) -> Self::Future {
-        // The call itself runs extractors, which may panic too: do it inside the
-        // caught future.
-        let mut inner = self.inner.clone();
-        std::mem::swap(&mut inner, &mut self.inner);
-        Box::pin(async move {
-            AssertUnwindSafe(async move { inner.call(delivery).await })
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|panic| Err(Error::retryable(panic_message(panic.as_ref()))))
-        })
+        // The call itself runs extractors, which may panic too: catch both it and
+        // the future it returns.
+        let inner = &mut self.inner;
+        match std::panic::catch_unwind(AssertUnwindSafe(move || inner.call(delivery))) {
+            Ok(future) => Box::pin(
+                AssertUnwindSafe(future)
+                    .catch_unwind()
+                    .map(|outcome| outcome.unwrap_or_else(|panic| Err(panicked(panic.as_ref())))),
+            ),
+            Err(panic) => Box::pin(std::future::ready(Err(panicked(panic.as_ref())))),
+        }
     }
 }
 
-/// The text of a panic payload.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+/// The retryable error for a panic, with its message.
+fn panicked(panic: &(dyn std::any::Any + Send)) -> Error {
     let text = panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a non-string panic payload".to_owned());
-    format!("handler panicked: {text}")
+    Error::retryable(format!("handler panicked: {text}"))
 }

@@ -68,7 +68,7 @@ impl<S> Layer<S> for DeadLetterLayer {
     type Service = DeadLetter<S>;
 
     fn layer(&self, inner: S) -> DeadLetter<S> {
-        DeadLetter { inner, config: self.clone() }
+        DeadLetter { inner, config: Arc::new(self.clone()) }
     }
 }
 
@@ -81,8 +81,8 @@ impl<S> Layer<S> for DeadLetterLayer {
 pub struct DeadLetter<S> {
     /// The wrapped service.
     inner: S,
-    /// Where and how to publish.
-    config: DeadLetterLayer,
+    /// Where and how to publish (shared: cloned for every delivery).
+    config: Arc<DeadLetterLayer>,
 }
 
 impl<S> Service<Delivery> for DeadLetter<S>

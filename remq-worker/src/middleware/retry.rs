@@ -1,6 +1,7 @@
 //! When and how often a failed delivery is tried again.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -26,8 +27,9 @@ pub struct RetryPolicy {
     max_backoff: Duration,
     /// How much the wait grows per try.
     multiplier: f64,
-    /// Cancelled at shutdown: no retry starts after that.
-    shutdown: CancellationToken,
+    /// Cancelled at shutdown: no retry starts after that. In an `Arc` because
+    /// tower clones the policy for every request, and cloning a token takes a lock.
+    shutdown: Arc<CancellationToken>,
 }
 
 impl Default for RetryPolicy {
@@ -38,7 +40,7 @@ impl Default for RetryPolicy {
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
             multiplier: 2.0,
-            shutdown: CancellationToken::new(),
+            shutdown: Arc::new(CancellationToken::new()),
         }
     }
 }
@@ -80,7 +82,7 @@ impl RetryPolicy {
 
     /// The same policy, stopping retries when `shutdown` is cancelled.
     pub(crate) fn until(mut self, shutdown: CancellationToken) -> Self {
-        self.shutdown = shutdown;
+        self.shutdown = Arc::new(shutdown);
         self
     }
 
@@ -113,7 +115,7 @@ impl tower::retry::Policy<Delivery, (), Error> for RetryPolicy {
         let wait = self.backoff(delivery.attempt);
         let wait = wait / 2 + wait.mul_f64(fastrand::f64() / 2.0);
         delivery.attempt += 1;
-        let shutdown = self.shutdown.clone();
+        let shutdown = Arc::clone(&self.shutdown);
         Some(Box::pin(async move {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -130,7 +132,7 @@ impl tower::retry::Policy<Delivery, (), Error> for RetryPolicy {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
+    use std::sync::Mutex;
 
     use bytes::Bytes;
     use tokio::time::Instant;
