@@ -196,6 +196,8 @@ pub enum Error {
     GaveUp {
         /// Attempts made, the first included.
         attempts: u32,
+        /// The message that failed (what the dead-letter layer publishes).
+        message: Box<crate::Message>,
         /// The last attempt's error.
         #[source]
         source: Box<Error>,

@@ -72,8 +72,8 @@ impl<S> Layer<S> for DeadLetterLayer {
     }
 }
 
-/// Turns a final failure into a published dead letter and success, so the
-/// cursor moves on. If publishing the dead letter fails it is retried with
+/// Turns a final failure ([`Error::GaveUp`], from the retry layer inside it) into
+/// a published dead letter and success, so the cursor moves on. If publishing the dead letter fails it is retried with
 /// back-off until it succeeds or the worker shuts down; the message never
 /// counts as done before its dead letter is stored. [`Error::ShuttingDown`]
 /// passes through: that message was not given up on, only interrupted.
@@ -99,15 +99,15 @@ where
     }
 
     fn call(&mut self, delivery: Delivery) -> Self::Future {
-        let message = delivery.message.clone();
         let future = self.inner.call(delivery);
-        let config = self.config.clone();
+        let config = Arc::clone(&self.config);
         Box::pin(async move {
-            let error = match future.await {
-                Err(error) if !matches!(error, Error::ShuttingDown) => error,
+            // Only a message given up on is dead-lettered; it comes with the error,
+            // so nothing is cloned for the deliveries that succeed.
+            let (attempts, message, error) = match future.await {
+                Err(Error::GaveUp { attempts, message, source }) => (attempts, message, source),
                 done => return done,
             };
-            let attempts = error.attempts().unwrap_or(1);
             let channel = match &config.channel {
                 Some(channel) => channel.to_string(),
                 None => format!("{}{}", config.prefix, message.channel),
@@ -121,7 +121,7 @@ where
                 };
                 match published {
                     Ok(dead) => {
-                        tracing::error!(consumer = &*config.consumer, id = %message.id, channel = message.channel, %error, dead_letter = %channel, dead_letter_id = %dead, "message dead-lettered");
+                        tracing::error!(consumer = &*config.consumer, id = %message.id, channel = message.channel, %error, attempts, dead_letter = %channel, dead_letter_id = %dead, "message dead-lettered");
                         return Ok(());
                     }
                     Err(publish_error) if publish_error.is_permanent() => return Err(publish_error),

@@ -108,7 +108,8 @@ impl tower::retry::Policy<Delivery, (), Error> for RetryPolicy {
         if error.is_permanent() || delivery.attempt >= self.max_attempts {
             // Given up: say after how many attempts, for the dead letter.
             if let Err(error) = std::mem::replace(result, Ok(())) {
-                *result = Err(Error::GaveUp { attempts: delivery.attempt, source: Box::new(error) });
+                let message = Box::new(delivery.message.clone());
+                *result = Err(Error::GaveUp { attempts: delivery.attempt, message, source: Box::new(error) });
             }
             return None;
         }
