@@ -26,6 +26,8 @@ pub(crate) struct Checkpointer {
     pending: u64,
     /// Store after this many processed messages.
     every: u64,
+    /// Whether the last store failed: failures are logged once per outage.
+    failing: bool,
 }
 
 impl Checkpointer {
@@ -39,7 +41,7 @@ impl Checkpointer {
         done: MessageId,
         every: u64,
     ) -> Self {
-        Checkpointer { client, consumer, token, done, saved, pending: 0, every }
+        Checkpointer { client, consumer, token, done, saved, pending: 0, every, failing: false }
     }
 
     /// Loads the stored cursor of `consumer`, or `None` for a new consumer.
@@ -55,6 +57,24 @@ impl Checkpointer {
     /// The id up to which everything is processed.
     pub(crate) fn done(&self) -> MessageId {
         self.done
+    }
+
+    /// Logs the outcome of a store that is retried later anyway: the first
+    /// failure of an outage as a warning, the rest at debug level, and the
+    /// recovery.
+    pub(crate) fn report(&mut self, result: Result<()>) {
+        match result {
+            Ok(()) if self.failing => {
+                self.failing = false;
+                tracing::info!(consumer = &*self.consumer, cursor = %self.done, "checkpoint stored again");
+            }
+            Ok(()) => {}
+            Err(error) if !self.failing => {
+                self.failing = true;
+                tracing::warn!(consumer = &*self.consumer, %error, "could not store the checkpoint; will retry (logged once per outage)");
+            }
+            Err(error) => tracing::debug!(consumer = &*self.consumer, %error, "checkpoint still failing"),
+        }
     }
 
     /// Records that every message up to `id` is processed, storing the cursor

@@ -154,7 +154,7 @@ impl Consumer {
                 next_flush = Instant::now() + s.checkpoint_interval;
                 match checkpointer.flush().await {
                     Err(Error::LeaseLost { .. }) => return Ok(Stop::LeaseLost),
-                    other => log_checkpoint_error(&self.name, other),
+                    other => checkpointer.report(other),
                 }
             }
             let message = match feed.try_next() {
@@ -184,13 +184,13 @@ impl Consumer {
             }
             match checkpointer.processed(id).await {
                 Err(Error::LeaseLost { .. }) => return Ok(Stop::LeaseLost),
-                other => log_checkpoint_error(&self.name, other),
+                other => checkpointer.report(other),
             }
         };
         let final_flush = tokio::time::timeout(SHUTDOWN_IO, checkpointer.flush()).await;
         match final_flush.unwrap_or(Err(Error::Timeout { op: "final checkpoint", after: SHUTDOWN_IO })) {
             Err(Error::LeaseLost { .. }) => return Ok(Stop::LeaseLost),
-            other => log_checkpoint_error(&self.name, other),
+            other => checkpointer.report(other),
         }
         tracing::info!(consumer = &*self.name, cursor = %checkpointer.done(), "stopped; final checkpoint written");
         Ok(stop)
@@ -272,11 +272,5 @@ impl Consumer {
                 shutdown: halt.clone(),
             },
         )
-    }
-}
-
-fn log_checkpoint_error(consumer: &str, result: Result<()>) {
-    if let Err(error) = result {
-        tracing::warn!(consumer, %error, "could not store the checkpoint; will retry");
     }
 }

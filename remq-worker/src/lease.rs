@@ -126,19 +126,26 @@ async fn renew(client: Client, consumer: Arc<str>, token: u64, ttl: Duration, lo
     // A successful renewal extends the lease to at least `sent + ttl`, so that is
     // how long ownership is certain.
     let mut owned_until = Instant::now() + ttl;
+    // Failures are logged once per outage, not once per attempt.
+    let mut failing = false;
     loop {
         tokio::time::sleep(ttl / 3).await;
         let sent = Instant::now();
         let renewal =
             client.eval::<i64>("renew lease", &protocol::LEASE, ("renew", &*consumer, millis(ttl), token));
         match tokio::time::timeout_at(owned_until, renewal).await {
-            Ok(Ok(1)) => owned_until = sent + ttl,
+            Ok(Ok(1)) => {
+                owned_until = sent + ttl;
+                failing = false;
+            }
             Ok(Ok(_)) => {
                 tracing::error!(consumer = &*consumer, "the lease was taken by another owner; stopping");
                 break;
             }
             Ok(Err(error)) if Instant::now() < owned_until => {
-                tracing::warn!(consumer = &*consumer, %error, "lease renewal failed; retrying");
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!(consumer = &*consumer, %error, "lease renewal failed; retrying until the lease expires");
+                }
             }
             Ok(Err(_)) | Err(_) => {
                 tracing::error!(
