@@ -5,7 +5,8 @@
 //! cargo run --release --example bench_worker
 //! ```
 //!
-//! `REMQ_BENCH_ONLY=replay` (or `live`, `latency`, comma-separated) runs a subset.
+//! `REMQ_BENCH_ONLY=replay` (or `live`, `concurrency`, `latency`, comma-separated)
+//! runs a subset.
 //!
 //! Starts its own throwaway `redis-server` (no persistence, a free loopback port)
 //! unless `REMQ_BENCH_URL` names a scratch server. Scenarios, 100-byte bodies:
@@ -18,6 +19,8 @@
 //!   consumer starts from `earliest`; the time runs from `run()` until the
 //!   handler has seen the last id. Baseline, same run: a bare loop of
 //!   `consume` calls over the same messages.
+//! - **concurrency**: a handler that sleeps 1 ms, over 100 channels, at
+//!   concurrency 1, 8 and 64 (`Worker::concurrency`); messages are stored first.
 //! - **latency**: the producer publishes at a steady [`RATE`] messages a second
 //!   for [`LATENCY_SECONDS`] s, each body carrying its send time; the handler
 //!   records publish → handler latency, reported as p50 / p99 / max.
@@ -193,6 +196,47 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let (stop, run) = start(worker);
             progress.wait_for(last).await;
             rows.push((worker_row, progress.count.load(Ordering::Relaxed), began.elapsed()));
+            stop.cancel();
+            run.await??;
+        }
+    }
+
+    // Ordered concurrency: a handler that sleeps 1 ms, over 100 channels, at
+    // concurrency 1, 8 and 64 (500 messages per unit of concurrency, so each
+    // run takes about the same time).
+    if wanted("concurrency") {
+        for (concurrency, row) in [
+            (1, "1 ms handler, concurrency 1"),
+            (8, "1 ms handler, concurrency 8"),
+            (64, "1 ms handler, concurrency 64"),
+        ] {
+            let count = 500 * concurrency as u64;
+            let prefix = format!("conc{concurrency}");
+            for chunk in 0..count / 100 {
+                let channel = format!("{prefix}.{}", chunk % 100);
+                client.publish_batch(&channel, std::iter::repeat_n(&body, 100)).await?;
+            }
+            let progress = Arc::new(Progress::default());
+            let seen = progress.clone();
+            let worker = Worker::new(&url)
+                .without_registered_handlers()
+                .without_signal_handlers()
+                .start_from(StartFrom::Earliest)
+                .concurrency(concurrency)
+                .named_handler(&prefix, format!("{prefix}.*"), move |id: MessageId| {
+                    let seen = seen.clone();
+                    async move {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        seen.count.fetch_add(1, Ordering::Relaxed);
+                        seen.last.fetch_max(id.get(), Ordering::AcqRel);
+                    }
+                });
+            let began = Instant::now();
+            let (stop, run) = start(worker);
+            while progress.count.load(Ordering::Acquire) < count {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            rows.push((row, count, began.elapsed()));
             stop.cancel();
             run.await??;
         }

@@ -243,3 +243,156 @@ async fn dead_letters_can_be_redriven_to_their_channel() {
     assert_eq!(replayed[0].body, "retry me");
     assert!(replayed[0].id > original, "a redriven message is a new message");
 }
+
+/// (channel, id) of every handled message, in the order the handler finished them.
+type Handled = Arc<std::sync::Mutex<Vec<(String, MessageId)>>>;
+
+/// A worker at `concurrency` whose handler sleeps `delay(id)` and records.
+fn lanes_worker(
+    server: &RedisServer,
+    concurrency: usize,
+    delay: fn(MessageId) -> Duration,
+) -> (Worker, Handled) {
+    let handled = Handled::default();
+    let record = handled.clone();
+    let worker = test_worker(server).concurrency(concurrency).named_handler(
+        "lanes",
+        "c.*",
+        move |m: remq::Message| {
+            let record = record.clone();
+            async move {
+                sleep(delay(m.id)).await;
+                record.lock().unwrap().push((m.channel, m.id));
+            }
+        },
+    );
+    (worker, handled)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_keeps_each_channel_in_order_and_speeds_up() {
+    let server = RedisServer::start();
+    let client = Client::connect(&server.url()).await.unwrap();
+    let mut elapsed = Vec::new();
+    for (round, concurrency) in [1, 8].into_iter().enumerate() {
+        let mut published: Vec<(String, MessageId)> = Vec::new();
+        for i in 0..400 {
+            let channel = format!("c.{round}.{}", i % 20);
+            published.push((channel.clone(), client.publish(&channel, "m").await.unwrap()));
+        }
+        // Random-ish delays of 0 to 3 ms, so completions come out of order.
+        let (worker, handled) =
+            lanes_worker(&server, concurrency, |id| Duration::from_micros(id.get() * 7919 % 3000));
+        let worker = worker.start_from(StartFrom::After(MessageId::new(published[0].1.get() - 1)));
+        let stop = worker.shutdown_token();
+        let began = Instant::now();
+        let run = tokio::spawn(worker.run());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while handled.lock().unwrap().len() < published.len() {
+            assert!(Instant::now() < deadline, "only {} of 400 handled", handled.lock().unwrap().len());
+            sleep(Duration::from_millis(5)).await;
+        }
+        elapsed.push(began.elapsed());
+        stop.cancel();
+        run.await.unwrap().unwrap();
+        let handled = handled.lock().unwrap().clone();
+        for channel in (0..20).map(|c| format!("c.{round}.{c}")) {
+            let expected: Vec<_> =
+                published.iter().filter(|(c, _)| *c == channel).map(|(_, id)| *id).collect();
+            let got: Vec<_> = handled.iter().filter(|(c, _)| *c == channel).map(|(_, id)| *id).collect();
+            assert_eq!(got, expected, "channel {channel} at concurrency {concurrency}");
+        }
+        // The next round reuses the consumer name: forget this round's cursor so
+        // it starts where it is told to.
+        let _: () = redis::cmd("DEL")
+            .arg("remq:consumer:lanes:cursor")
+            .query_async(
+                &mut redis::Client::open(server.url())
+                    .unwrap()
+                    .get_multiplexed_async_connection()
+                    .await
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    assert!(elapsed[1] * 3 < elapsed[0], "concurrency 8 should be several times faster: {elapsed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checkpoint_waits_for_the_oldest_unfinished_message() {
+    let server = RedisServer::start();
+    let client = Client::connect(&server.url()).await.unwrap();
+    let slow = client.publish("c.slow", "slow").await.unwrap();
+    let mut fast = Vec::new();
+    for _ in 0..20 {
+        fast.push(client.publish("c.fast", "fast").await.unwrap());
+    }
+    let slow_id = slow.get();
+    let (worker, handled) =
+        lanes_worker(&server, 4, |id| if id.get() == 1 { Duration::from_secs(2) } else { Duration::ZERO });
+    assert_eq!(slow_id, 1, "the delay function keys on id 1");
+    let stop = worker.shutdown_token();
+    let run = tokio::spawn(worker.run());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while handled.lock().unwrap().len() < fast.len() {
+        assert!(Instant::now() < deadline, "the fast channel did not finish");
+        sleep(Duration::from_millis(10)).await;
+    }
+    // Everything of the fast channel is done, the slow message is not: the
+    // checkpoint must not pass it, so a crash now would replay it.
+    sleep(Duration::from_millis(200)).await;
+    assert!(
+        cursor(&server, "lanes").await.unwrap_or(0) < slow_id,
+        "the checkpoint skipped an unfinished message"
+    );
+    run.abort(); // a crash
+    let _ = run.await;
+    drop(stop);
+    // The next owner handles the slow message again (the crashed owner's lease is
+    // deleted, as if it had lapsed).
+    let (worker, handled) = lanes_worker(&server, 4, |_| Duration::ZERO);
+    let stop = worker.shutdown_token();
+    let _ = redis::cmd("DEL")
+        .arg("remq:consumer:lanes:lease")
+        .query_async::<()>(
+            &mut redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap(),
+        )
+        .await;
+    let run = tokio::spawn(worker.run());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !handled.lock().unwrap().iter().any(|(_, id)| *id == slow) {
+        assert!(Instant::now() < deadline, "the unfinished message was not delivered again");
+        sleep(Duration::from_millis(10)).await;
+    }
+    wait_for_cursor(&server, "lanes", *fast.last().unwrap()).await;
+    stop.cancel();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_more_than_the_configured_number_run_at_once() {
+    let server = RedisServer::start();
+    let client = Client::connect(&server.url()).await.unwrap();
+    let (now, max) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let (in_flight, peak) = (now.clone(), max.clone());
+    let worker = test_worker(&server).concurrency(3).named_handler("bounded", "b.*", move |_: MessageId| {
+        let (in_flight, peak) = (in_flight.clone(), peak.clone());
+        async move {
+            let running = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(running, Ordering::SeqCst);
+            sleep(Duration::from_millis(5)).await;
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+    });
+    let stop = worker.shutdown_token();
+    let run = tokio::spawn(worker.run());
+    let mut last = MessageId::ZERO;
+    for i in 0..200 {
+        last = client.publish(&format!("b.{}", i % 50), "m").await.unwrap();
+    }
+    wait_for_cursor(&server, "bounded", last).await;
+    stop.cancel();
+    run.await.unwrap().unwrap();
+    assert_eq!(max.load(Ordering::SeqCst), 3, "in flight at most 3, and 3 reached with 50 channels");
+}

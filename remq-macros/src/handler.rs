@@ -110,11 +110,13 @@ struct Options {
     timeout: Option<u64>,
     /// `dead_letter = "..."`: the channel failed messages go to.
     dead_letter: Option<LitStr>,
+    /// `concurrency = 8`: messages handled at once, one at a time per channel.
+    concurrency: Option<usize>,
 }
 
 impl Options {
     /// Every option's key, for the error about an unknown one.
-    const KNOWN: &'static [&'static str] = &["name", "retries", "timeout", "dead_letter"];
+    const KNOWN: &'static [&'static str] = &["name", "retries", "timeout", "dead_letter", "concurrency"];
 
     /// Parses one `key = value` and stores it.
     fn parse_one(&mut self, input: ParseStream<'_>) -> syn::Result<()> {
@@ -154,6 +156,13 @@ impl Options {
                         )
                     })?;
                 set_once(&mut self.timeout, &key, timeout.as_millis().try_into().unwrap_or(u64::MAX))
+            }
+            "concurrency" => {
+                let value: LitInt = parse_value(input, &key, "a whole number, as in `concurrency = 8`")?;
+                let concurrency = value.base10_parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| {
+                    syn::Error::new(value.span(), "`concurrency` takes a whole number from 1 up")
+                })?;
+                set_once(&mut self.concurrency, &key, concurrency)
             }
             "dead_letter" => {
                 let value: LitStr =
@@ -305,6 +314,7 @@ fn registration(args: &HandlerArgs, function: &ItemFn) -> TokenStream2 {
     let timeout =
         some_or_none(args.options.timeout.map(|ms| quote! { ::core::time::Duration::from_millis(#ms) }));
     let dead_letter = some_or_none(args.options.dead_letter.as_ref().map(|c| quote! { #c }));
+    let concurrency = some_or_none(args.options.concurrency.map(|n| quote! { #n }));
     quote! {
         #function
 
@@ -323,6 +333,7 @@ fn registration(args: &HandlerArgs, function: &ItemFn) -> TokenStream2 {
                         retries: #retries,
                         timeout: #timeout,
                         dead_letter: #dead_letter,
+                        concurrency: #concurrency,
                     },
                 }
             }

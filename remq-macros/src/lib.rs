@@ -52,6 +52,8 @@ mod handler;
 ///     runs longer is cancelled and counts as a failed attempt.
 ///   - `dead_letter = "dead.billing"`: the channel this handler's failed messages
 ///     go to, instead of `dead.<channel>`.
+///   - `concurrency = 8`: messages handled at once; one at a time per channel, so
+///     each channel's stay in id order.
 ///
 /// # The function
 /// A free `async fn` (not in an `impl` block, not generic) whose arguments all implement

@@ -60,6 +60,8 @@ pub(crate) struct Settings {
     pub(crate) replay_batch: usize,
     /// When and how often failed deliveries are retried.
     pub(crate) retry: RetryPolicy,
+    /// Messages a handler works on at once (one at a time per channel).
+    pub(crate) concurrency: usize,
     /// Deadline of one handler attempt, if any.
     pub(crate) handler_timeout: Option<Duration>,
     /// Dead letters of channel `c` go to `<prefix><c>`; `None` turns them off
@@ -85,6 +87,7 @@ impl Settings {
             buffer_size: 10_000,
             replay_batch: 1000,
             retry: RetryPolicy::default(),
+            concurrency: 1,
             handler_timeout: None,
             dead_letter_prefix: Some("dead.".to_owned()),
             tls_root_cert: None,
@@ -147,6 +150,9 @@ impl Settings {
         if let Some((name, v)) = var("REMQ_RETRY_MAX_BACKOFF") {
             s.retry = s.retry.max_backoff(duration(name, &v)?);
         }
+        if let Some((name, v)) = var("REMQ_CONCURRENCY") {
+            s.concurrency = positive(name, &v)?;
+        }
         if let Some((name, v)) = var("REMQ_HANDLER_TIMEOUT") {
             s.handler_timeout = Some(duration(name, &v)?);
         }
@@ -189,6 +195,7 @@ impl fmt::Debug for Settings {
             .field("buffer_size", &self.buffer_size)
             .field("replay_batch", &self.replay_batch)
             .field("retry", &self.retry)
+            .field("concurrency", &self.concurrency)
             .field("handler_timeout", &self.handler_timeout)
             .field("dead_letter_prefix", &self.dead_letter_prefix)
             .field("tls_root_cert", &self.tls_root_cert.is_some())
@@ -248,6 +255,7 @@ mod tests {
             ("REMQ_REPLAY_BATCH", "50000"),
             ("REMQ_RETRY_ATTEMPTS", "3"),
             ("REMQ_HANDLER_TIMEOUT", "2s"),
+            ("REMQ_CONCURRENCY", "8"),
             ("REMQ_DEAD_LETTER_PREFIX", "dlq."),
         ])
         .unwrap();
@@ -261,6 +269,7 @@ mod tests {
         assert_eq!(s.replay_batch, 10_000, "capped at the protocol's limit");
         assert_eq!(s.retry.attempts(), 3);
         assert_eq!(s.handler_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(s.concurrency, 8);
         assert_eq!(s.dead_letter_prefix.as_deref(), Some("dlq."));
         assert_eq!(from(&[("REMQ_DEAD_LETTERS", "off")]).unwrap().dead_letter_prefix, None);
         assert_eq!(from(&[("REMQ_START_FROM", "earliest")]).unwrap().start_from, StartFrom::Earliest);

@@ -14,6 +14,7 @@ use crate::backoff::Backoff;
 use crate::checkpoint::Checkpointer;
 use crate::config::{Settings, StartFrom};
 use crate::extract::{Delivery, States};
+use crate::lanes::Lanes;
 use crate::lease::LeaseGuard;
 use crate::middleware::{self, BoxedLayer, DeadLetterLayer, HandlerService, StackConfig};
 use crate::subscription::MessageFeed;
@@ -42,6 +43,61 @@ enum Stop {
     Shutdown,
     /// Another process took the lease; go back to standing by.
     LeaseLost,
+}
+
+/// The state of one period of ownership that both consuming loops share.
+struct Run<'a> {
+    /// The runtime.
+    rt: &'a Runtime,
+    /// The lease held.
+    lease: &'a LeaseGuard,
+    /// The cursor's writer.
+    checkpointer: Checkpointer,
+    /// When the checkpoint is stored next even if few messages were processed.
+    next_flush: Instant,
+}
+
+impl Run<'_> {
+    /// Between messages: stop on shutdown or a lost lease, and store the
+    /// checkpoint when its interval is up.
+    async fn between_messages(&mut self) -> Option<Stop> {
+        if self.rt.shutdown.is_cancelled() {
+            return Some(Stop::Shutdown);
+        }
+        if self.lease.lost().is_cancelled() {
+            return Some(Stop::LeaseLost);
+        }
+        if Instant::now() >= self.next_flush {
+            self.next_flush = Instant::now() + self.rt.settings.checkpoint_interval;
+            match self.checkpointer.flush().await {
+                Err(Error::LeaseLost { .. }) => return Some(Stop::LeaseLost),
+                other => self.checkpointer.report(other),
+            }
+        }
+        None
+    }
+
+    /// Records that everything up to `id` is processed.
+    async fn processed(&mut self, id: MessageId) -> Option<Stop> {
+        match self.checkpointer.processed(id).await {
+            Err(Error::LeaseLost { .. }) => Some(Stop::LeaseLost),
+            other => {
+                self.checkpointer.report(other);
+                None
+            }
+        }
+    }
+
+    /// Why a delivery was interrupted.
+    fn stopped(&self) -> Stop {
+        if self.lease.lost().is_cancelled() { Stop::LeaseLost } else { Stop::Shutdown }
+    }
+
+    /// Stores what is done before the consumer stops on `error`.
+    async fn keep_done(&mut self, error: Error) -> Error {
+        let _ = tokio::time::timeout(SHUTDOWN_IO, self.checkpointer.flush()).await;
+        error
+    }
 }
 
 /// What the runtime shares with every consumer.
@@ -122,7 +178,7 @@ impl Consumer {
             other => other?,
         }
         let s = &rt.settings;
-        let mut feed = MessageFeed::new(
+        let feed = MessageFeed::new(
             rt.client.clone(),
             self.name.clone(),
             &self.pattern,
@@ -130,7 +186,6 @@ impl Consumer {
             s.buffer_size,
             s.replay_batch,
         );
-        let mut next_flush = Instant::now() + s.checkpoint_interval;
         // Retries and dead-letter attempts stop at shutdown or when the lease is lost.
         let halt = rt.shutdown.child_token();
         let _halt_on_loss = {
@@ -139,60 +194,120 @@ impl Consumer {
                 halt.run_until_cancelled(lost.cancelled()).await.map(|()| halt.cancel())
             }))
         };
-        let mut service = self.service(rt, &halt);
-        tracing::info!(consumer = &*self.name, pattern = %self.pattern, after = %cursor, "consuming");
-        let stop = loop {
-            // Flags and the clock are checked directly, and a buffered message is
-            // taken without a `select!`: the fast path of a busy consumer.
-            if rt.shutdown.is_cancelled() {
-                break Stop::Shutdown;
-            }
-            if lease.lost().is_cancelled() {
-                return Ok(Stop::LeaseLost);
-            }
-            if Instant::now() >= next_flush {
-                next_flush = Instant::now() + s.checkpoint_interval;
-                match checkpointer.flush().await {
-                    Err(Error::LeaseLost { .. }) => return Ok(Stop::LeaseLost),
-                    other => checkpointer.report(other),
-                }
-            }
-            let message = match feed.try_next() {
-                Some(message) => message,
-                None => tokio::select! {
-                    biased;
-                    _ = rt.shutdown.cancelled() => break Stop::Shutdown,
-                    _ = lease.lost().cancelled() => return Ok(Stop::LeaseLost),
-                    _ = tokio::time::sleep_until(next_flush) => continue,
-                    message = feed.next() => message?,
-                },
-            };
-            let id = message.id;
-            let handled = match self.handle(rt, &mut service, message).await {
-                Ok(handled) => handled,
-                Err(error) => {
-                    // Keep what is done before stopping on this message.
-                    let _ = tokio::time::timeout(SHUTDOWN_IO, checkpointer.flush()).await;
-                    return Err(error);
-                }
-            };
-            if !handled {
-                if lease.lost().is_cancelled() {
-                    return Ok(Stop::LeaseLost);
-                }
-                break Stop::Shutdown;
-            }
-            match checkpointer.processed(id).await {
-                Err(Error::LeaseLost { .. }) => return Ok(Stop::LeaseLost),
-                other => checkpointer.report(other),
-            }
+        let service = self.service(rt, &halt);
+        let concurrency = self.options.concurrency.unwrap_or(s.concurrency).max(1);
+        tracing::info!(consumer = &*self.name, pattern = %self.pattern, after = %cursor, concurrency, "consuming");
+        let mut run = Run { rt, lease, checkpointer, next_flush: Instant::now() + s.checkpoint_interval };
+        let stop = if concurrency == 1 {
+            self.in_order(&mut run, feed, service).await?
+        } else {
+            let lanes = Lanes::new(service, concurrency, s.buffer_size, cursor);
+            self.in_lanes(&mut run, feed, lanes).await?
         };
+        if matches!(stop, Stop::LeaseLost) {
+            return Ok(stop);
+        }
+        let mut checkpointer = run.checkpointer;
         let final_flush = tokio::time::timeout(SHUTDOWN_IO, checkpointer.flush()).await;
         match final_flush.unwrap_or(Err(Error::Timeout { op: "final checkpoint", after: SHUTDOWN_IO })) {
             Err(Error::LeaseLost { .. }) => return Ok(Stop::LeaseLost),
             other => checkpointer.report(other),
         }
         tracing::info!(consumer = &*self.name, cursor = %checkpointer.done(), "stopped; final checkpoint written");
+        Ok(stop)
+    }
+
+    /// One message at a time, in id order: the default, and the fastest path.
+    async fn in_order(
+        &self,
+        run: &mut Run<'_>,
+        mut feed: MessageFeed,
+        mut service: HandlerService,
+    ) -> Result<Stop> {
+        let rt = run.rt;
+        loop {
+            // Flags and the clock are checked directly, and a buffered message is
+            // taken without a `select!`: the fast path of a busy consumer.
+            if let Some(stop) = run.between_messages().await {
+                return Ok(stop);
+            }
+            let message = match feed.try_next() {
+                Some(message) => message,
+                None => tokio::select! {
+                    biased;
+                    _ = rt.shutdown.cancelled() => return Ok(Stop::Shutdown),
+                    _ = run.lease.lost().cancelled() => return Ok(Stop::LeaseLost),
+                    _ = tokio::time::sleep_until(run.next_flush) => continue,
+                    message = feed.next() => message?,
+                },
+            };
+            let id = message.id;
+            let handled = match self.handle(rt, &mut service, message).await {
+                Ok(handled) => handled,
+                Err(error) => return Err(run.keep_done(error).await),
+            };
+            if !handled {
+                return Ok(run.stopped());
+            }
+            if let Some(stop) = run.processed(id).await {
+                return Ok(stop);
+            }
+        }
+    }
+
+    /// Up to N messages at once, one at a time per channel; the checkpoint is
+    /// the watermark below the oldest unfinished message.
+    async fn in_lanes(&self, run: &mut Run<'_>, mut feed: MessageFeed, mut lanes: Lanes) -> Result<Stop> {
+        let rt = run.rt;
+        let stop = loop {
+            if let Some(stop) = run.between_messages().await {
+                break stop;
+            }
+            let (has_room, is_running) = (lanes.has_room(), lanes.is_running());
+            tokio::select! {
+                biased;
+                _ = rt.shutdown.cancelled() => break Stop::Shutdown,
+                _ = run.lease.lost().cancelled() => break Stop::LeaseLost,
+                finished = lanes.next_finished(), if is_running => {
+                    let Some((id, result)) = finished else { continue };
+                    match self.outcome(rt, id, result) {
+                        Ok(true) => lanes.done(id),
+                        Ok(false) => break run.stopped(),
+                        Err(error) => return Err(run.keep_done(error).await),
+                    }
+                    if let Some(stop) = run.processed(lanes.watermark()).await {
+                        break stop;
+                    }
+                }
+                _ = tokio::time::sleep_until(run.next_flush) => {}
+                message = feed.next(), if has_room => {
+                    lanes.submit(Delivery::new(message?, self.name.clone(), rt.states.clone()));
+                }
+            }
+        };
+        // Let what is in flight finish within the deadline; nothing new starts.
+        lanes.stop_starting();
+        let deadline = Instant::now() + rt.settings.shutdown_deadline;
+        while lanes.is_running() {
+            match tokio::time::timeout_at(deadline, lanes.next_finished()).await {
+                Ok(Some((id, result))) => {
+                    if let Ok(true) = self.outcome(rt, id, result) {
+                        lanes.done(id);
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::warn!(
+                        consumer = &*self.name,
+                        "handlers still running at the shutdown deadline; abandoned, they will be delivered again"
+                    );
+                    break;
+                }
+            }
+        }
+        if let Some(lost) = run.processed(lanes.watermark()).await {
+            return Ok(lost);
+        }
         Ok(stop)
     }
 
@@ -233,6 +348,13 @@ impl Consumer {
                 }
             },
         };
+        self.outcome(rt, id, result)
+    }
+
+    /// What a finished delivery means: `Ok(true)` done (checkpoint it),
+    /// `Ok(false)` interrupted by shutdown or a lost lease, `Err` a dead letter
+    /// that could not be stored.
+    fn outcome(&self, rt: &Runtime, id: MessageId, result: Result<()>) -> Result<bool> {
         match result {
             Ok(()) => Ok(true),
             Err(Error::ShuttingDown) => Ok(false),

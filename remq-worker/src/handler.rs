@@ -132,7 +132,7 @@ impl fmt::Debug for BoxedHandler {
 }
 
 /// Per-handler settings that override the worker's: from the options of
-/// `#[remq::handler("…", retries = 5, timeout = "30s", dead_letter = "…")]`, or
+/// `#[remq::handler("…", retries = 5, timeout = "30s", dead_letter = "…", concurrency = 8)]`, or
 /// passed to [`Worker::configured_handler`](crate::Worker::configured_handler).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HandlerOptions {
@@ -142,11 +142,14 @@ pub struct HandlerOptions {
     pub timeout: Option<Duration>,
     /// The channel this handler's dead letters go to; `<prefix><channel>` otherwise.
     pub dead_letter: Option<&'static str>,
+    /// Messages handled at once, one at a time per channel; the worker's otherwise.
+    pub concurrency: Option<usize>,
 }
 
 impl HandlerOptions {
     /// No overrides (usable in `const` context, unlike `Default`).
-    pub const DEFAULT: HandlerOptions = HandlerOptions { retries: None, timeout: None, dead_letter: None };
+    pub const DEFAULT: HandlerOptions =
+        HandlerOptions { retries: None, timeout: None, dead_letter: None, concurrency: None };
 }
 
 /// A handler registered by `#[remq::handler]`, collected with `inventory`.

@@ -66,6 +66,7 @@ mod consumer;
 mod error;
 mod extract;
 mod handler;
+mod lanes;
 mod lease;
 mod message;
 pub mod middleware;

@@ -128,6 +128,17 @@ impl Worker {
         self
     }
 
+    /// How many messages each handler works on at once (default 1). Above 1,
+    /// messages of different channels run in parallel while each channel's stay
+    /// in id order, and the checkpoint only advances to the highest id below
+    /// which everything has finished. At most this many run, and at most
+    /// [`buffer_size`](Self::buffer_size) more wait behind busy channels; then
+    /// intake pauses. A handler's `concurrency` option overrides it.
+    pub fn concurrency(mut self, messages: usize) -> Self {
+        self.settings.concurrency = messages.max(1);
+        self
+    }
+
     /// A deadline for each handler attempt; one that runs longer is cancelled and
     /// counts as a failed (retryable) attempt. Default: none.
     pub fn handler_timeout(mut self, timeout: Duration) -> Self {
