@@ -396,3 +396,58 @@ async fn no_more_than_the_configured_number_run_at_once() {
     run.await.unwrap().unwrap();
     assert_eq!(max.load(Ordering::SeqCst), 3, "in flight at most 3, and 3 reached with 50 channels");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_layer_wraps_only_its_handler() {
+    let server = RedisServer::start();
+    let client = Client::connect(&server.url()).await.unwrap();
+    let seen = Arc::new(AtomicU32::new(0));
+    let layer_seen = seen.clone();
+    let worker = test_worker(&server)
+        .named_handler("wrapped", "w.*", |_: MessageId| async {})
+        .named_handler("plain", "p.*", |_: MessageId| async {})
+        .handler_layer(
+            "wrapped",
+            tower::util::MapRequestLayer::new(move |d: Delivery| {
+                layer_seen.fetch_add(1, Ordering::SeqCst);
+                d
+            }),
+        );
+    let stop = worker.shutdown_token();
+    let run = tokio::spawn(worker.run());
+    let wrapped = client.publish("w.1", "x").await.unwrap();
+    let plain = client.publish("p.1", "y").await.unwrap();
+    wait_for_cursor(&server, "wrapped", wrapped).await;
+    wait_for_cursor(&server, "plain", plain).await;
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+    stop.cancel();
+    run.await.unwrap().unwrap();
+
+    let err = test_worker(&server)
+        .named_handler("real", "r.*", |_: MessageId| async {})
+        .handler_layer("typo", tower::util::MapRequestLayer::new(|d: Delivery| d))
+        .run()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Config { .. }) && err.to_string().contains("typo"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_spaces_the_attempts() {
+    let server = RedisServer::start();
+    let client = Client::connect(&server.url()).await.unwrap();
+    let mut last = MessageId::ZERO;
+    for i in 0..21 {
+        last = client.publish(&format!("rl.{}", i % 3), "m").await.unwrap();
+    }
+    let options = HandlerOptions { rate_limit: Some(50), concurrency: Some(4), ..HandlerOptions::DEFAULT };
+    let worker = test_worker(&server).configured_handler("limited", "rl.*", options, |_: MessageId| async {});
+    let stop = worker.shutdown_token();
+    let began = Instant::now();
+    let run = tokio::spawn(worker.run());
+    wait_for_cursor(&server, "limited", last).await;
+    // 21 attempts at 50 a second: the last starts 20 × 20 ms after the first.
+    assert!(began.elapsed() >= Duration::from_millis(400), "{:?}", began.elapsed());
+    stop.cancel();
+    run.await.unwrap().unwrap();
+}

@@ -112,11 +112,14 @@ struct Options {
     dead_letter: Option<LitStr>,
     /// `concurrency = 8`: messages handled at once, one at a time per channel.
     concurrency: Option<usize>,
+    /// `rate_limit = 100`: at most this many attempts a second.
+    rate_limit: Option<u32>,
 }
 
 impl Options {
     /// Every option's key, for the error about an unknown one.
-    const KNOWN: &'static [&'static str] = &["name", "retries", "timeout", "dead_letter", "concurrency"];
+    const KNOWN: &'static [&'static str] =
+        &["name", "retries", "timeout", "dead_letter", "concurrency", "rate_limit"];
 
     /// Parses one `key = value` and stores it.
     fn parse_one(&mut self, input: ParseStream<'_>) -> syn::Result<()> {
@@ -163,6 +166,16 @@ impl Options {
                     syn::Error::new(value.span(), "`concurrency` takes a whole number from 1 up")
                 })?;
                 set_once(&mut self.concurrency, &key, concurrency)
+            }
+            "rate_limit" => {
+                let value: LitInt = parse_value(input, &key, "attempts a second, as in `rate_limit = 100`")?;
+                let rate = value.base10_parse::<u32>().ok().filter(|&n| n > 0).ok_or_else(|| {
+                    syn::Error::new(
+                        value.span(),
+                        "`rate_limit` takes attempts a second, a whole number from 1 up",
+                    )
+                })?;
+                set_once(&mut self.rate_limit, &key, rate)
             }
             "dead_letter" => {
                 let value: LitStr =
@@ -315,6 +328,7 @@ fn registration(args: &HandlerArgs, function: &ItemFn) -> TokenStream2 {
         some_or_none(args.options.timeout.map(|ms| quote! { ::core::time::Duration::from_millis(#ms) }));
     let dead_letter = some_or_none(args.options.dead_letter.as_ref().map(|c| quote! { #c }));
     let concurrency = some_or_none(args.options.concurrency.map(|n| quote! { #n }));
+    let rate_limit = some_or_none(args.options.rate_limit.map(|n| quote! { #n }));
     quote! {
         #function
 
@@ -334,6 +348,7 @@ fn registration(args: &HandlerArgs, function: &ItemFn) -> TokenStream2 {
                         timeout: #timeout,
                         dead_letter: #dead_letter,
                         concurrency: #concurrency,
+                        rate_limit: #rate_limit,
                     },
                 }
             }

@@ -54,6 +54,7 @@ mod handler;
 ///     go to, instead of `dead.<channel>`.
 ///   - `concurrency = 8`: messages handled at once; one at a time per channel, so
 ///     each channel's stay in id order.
+///   - `rate_limit = 100`: at most this many attempts a second.
 ///
 /// # The function
 /// A free `async fn` (not in an `impl` block, not generic) whose arguments all implement

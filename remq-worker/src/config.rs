@@ -62,6 +62,8 @@ pub(crate) struct Settings {
     pub(crate) retry: RetryPolicy,
     /// Messages a handler works on at once (one at a time per channel).
     pub(crate) concurrency: usize,
+    /// At most this many handler attempts a second, per handler, if set.
+    pub(crate) rate_limit: Option<u32>,
     /// Deadline of one handler attempt, if any.
     pub(crate) handler_timeout: Option<Duration>,
     /// Dead letters of channel `c` go to `<prefix><c>`; `None` turns them off
@@ -88,6 +90,7 @@ impl Settings {
             replay_batch: 1000,
             retry: RetryPolicy::default(),
             concurrency: 1,
+            rate_limit: None,
             handler_timeout: None,
             dead_letter_prefix: Some("dead.".to_owned()),
             tls_root_cert: None,
@@ -153,6 +156,9 @@ impl Settings {
         if let Some((name, v)) = var("REMQ_CONCURRENCY") {
             s.concurrency = positive(name, &v)?;
         }
+        if let Some((name, v)) = var("REMQ_RATE_LIMIT") {
+            s.rate_limit = Some(u32::try_from(positive(name, &v)?).unwrap_or(u32::MAX));
+        }
         if let Some((name, v)) = var("REMQ_HANDLER_TIMEOUT") {
             s.handler_timeout = Some(duration(name, &v)?);
         }
@@ -196,6 +202,7 @@ impl fmt::Debug for Settings {
             .field("replay_batch", &self.replay_batch)
             .field("retry", &self.retry)
             .field("concurrency", &self.concurrency)
+            .field("rate_limit", &self.rate_limit)
             .field("handler_timeout", &self.handler_timeout)
             .field("dead_letter_prefix", &self.dead_letter_prefix)
             .field("tls_root_cert", &self.tls_root_cert.is_some())
@@ -256,6 +263,7 @@ mod tests {
             ("REMQ_RETRY_ATTEMPTS", "3"),
             ("REMQ_HANDLER_TIMEOUT", "2s"),
             ("REMQ_CONCURRENCY", "8"),
+            ("REMQ_RATE_LIMIT", "250"),
             ("REMQ_DEAD_LETTER_PREFIX", "dlq."),
         ])
         .unwrap();
@@ -270,6 +278,7 @@ mod tests {
         assert_eq!(s.retry.attempts(), 3);
         assert_eq!(s.handler_timeout, Some(Duration::from_secs(2)));
         assert_eq!(s.concurrency, 8);
+        assert_eq!(s.rate_limit, Some(250));
         assert_eq!(s.dead_letter_prefix.as_deref(), Some("dlq."));
         assert_eq!(from(&[("REMQ_DEAD_LETTERS", "off")]).unwrap().dead_letter_prefix, None);
         assert_eq!(from(&[("REMQ_START_FROM", "earliest")]).unwrap().start_from, StartFrom::Earliest);

@@ -35,6 +35,9 @@ pub(crate) struct Consumer {
     pub(crate) handler: BoxedHandler,
     /// Its overrides of the worker's retry, timeout and dead-letter settings.
     pub(crate) options: HandlerOptions,
+    /// The application's middleware for it, outermost first: the worker's
+    /// layers, then its own.
+    pub(crate) layers: Vec<BoxedLayer>,
 }
 
 /// Why an owner stopped.
@@ -111,8 +114,6 @@ pub(crate) struct Runtime {
     pub(crate) states: Arc<States>,
     /// Cancelled on shutdown.
     pub(crate) shutdown: CancellationToken,
-    /// The application's middleware layers, outermost first.
-    pub(crate) layers: Arc<[BoxedLayer]>,
 }
 
 impl Consumer {
@@ -389,8 +390,9 @@ impl Consumer {
                 consumer: self.name.clone(),
                 retry,
                 timeout: self.options.timeout.or(s.handler_timeout),
+                rate_limit: self.options.rate_limit.or(s.rate_limit),
                 dead_letter,
-                layers: &rt.layers,
+                layers: &self.layers,
                 shutdown: halt.clone(),
             },
         )

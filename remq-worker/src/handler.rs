@@ -144,12 +144,19 @@ pub struct HandlerOptions {
     pub dead_letter: Option<&'static str>,
     /// Messages handled at once, one at a time per channel; the worker's otherwise.
     pub concurrency: Option<usize>,
+    /// At most this many attempts a second; the worker's limit (none by default) otherwise.
+    pub rate_limit: Option<u32>,
 }
 
 impl HandlerOptions {
     /// No overrides (usable in `const` context, unlike `Default`).
-    pub const DEFAULT: HandlerOptions =
-        HandlerOptions { retries: None, timeout: None, dead_letter: None, concurrency: None };
+    pub const DEFAULT: HandlerOptions = HandlerOptions {
+        retries: None,
+        timeout: None,
+        dead_letter: None,
+        concurrency: None,
+        rate_limit: None,
+    };
 }
 
 /// A handler registered by `#[remq::handler]`, collected with `inventory`.

@@ -38,6 +38,9 @@ pub struct Worker {
     handlers: Vec<(String, String, BoxedHandler, HandlerOptions)>,
     /// Application middleware for every handler, outermost first.
     layers: Vec<BoxedLayer>,
+    /// Application middleware of single handlers, by durable name; inside the
+    /// global layers.
+    handler_layers: HashMap<String, Vec<BoxedLayer>>,
     /// Whether `#[remq::handler]` registrations are included.
     registered: bool,
     /// Application state for `State<T>` extractors.
@@ -71,6 +74,7 @@ impl Worker {
             settings,
             handlers: Vec::new(),
             layers: Vec::new(),
+            handler_layers: HashMap::new(),
             registered: true,
             states: States::default(),
             shutdown: CancellationToken::new(),
@@ -121,6 +125,20 @@ impl Worker {
         self
     }
 
+    /// Wraps one handler, the one with durable name `consumer` (for a
+    /// `#[remq::handler]` without `name`, its path such as `my_app::on_signup`),
+    /// in `layer`, inside the layers added with [`layer`](Self::layer). Naming a
+    /// consumer that does not exist fails `run()`.
+    pub fn handler_layer<L>(mut self, consumer: impl Into<String>, layer: L) -> Self
+    where
+        L: tower::Layer<HandlerService> + Send + Sync + 'static,
+        L::Service: tower::Service<Delivery, Response = (), Error = Error> + Clone + Send + 'static,
+        <L::Service as tower::Service<Delivery>>::Future: Send + 'static,
+    {
+        self.handler_layers.entry(consumer.into()).or_default().push(middleware::boxed_layer(layer));
+        self
+    }
+
     /// The retry schedule of every handler (default: 5 attempts, back-off from
     /// 100 ms doubling to 10 s); a handler's `retries` option overrides the count.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
@@ -136,6 +154,14 @@ impl Worker {
     /// intake pauses. A handler's `concurrency` option overrides it.
     pub fn concurrency(mut self, messages: usize) -> Self {
         self.settings.concurrency = messages.max(1);
+        self
+    }
+
+    /// At most `per_second` attempts a second for each handler (retries count),
+    /// spaced evenly, shared by its concurrent deliveries. Default: no limit; a
+    /// handler's `rate_limit` option overrides it.
+    pub fn rate_limit(mut self, per_second: u32) -> Self {
+        self.settings.rate_limit = Some(per_second.max(1));
         self
     }
 
@@ -281,7 +307,6 @@ impl Worker {
             settings: Arc::new(self.settings),
             states: Arc::new(self.states),
             shutdown: self.shutdown.clone(),
-            layers: self.layers.into(),
         };
         let tracker = TaskTracker::new();
         let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -317,10 +342,19 @@ impl Worker {
             if let Some(first) = by_name.insert(name.clone(), pattern.clone()) {
                 return Err(Error::DuplicateConsumer { name, first, second: pattern });
             }
-            consumers.push(Consumer { name: name.into(), pattern, handler, options });
+            let own_layers = self.handler_layers.get(&name).into_iter().flatten();
+            let layers = self.layers.iter().chain(own_layers).cloned().collect();
+            consumers.push(Consumer { name: name.into(), pattern, handler, options, layers });
         }
         if consumers.is_empty() {
             return Err(Error::NoHandlers);
+        }
+        if let Some(unknown) = self.handler_layers.keys().find(|name| !by_name.contains_key(*name)) {
+            return Err(Error::Config {
+                name: "Worker::handler_layer",
+                value: unknown.clone(),
+                reason: "no handler has this durable name".to_owned(),
+            });
         }
         Ok(consumers)
     }

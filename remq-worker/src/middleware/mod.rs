@@ -5,13 +5,16 @@
 //! 2. [`tower::retry::Retry`] with [`RetryPolicy`]: retryable failures are tried
 //!    again with exponential back-off and jitter, in place, so order holds;
 //! 3. [`Trace`]: a `tracing` span per attempt (handler, channel, id, attempt, outcome);
-//! 4. the application's own layers ([`Worker::layer`](crate::Worker::layer));
-//! 5. [`tower::timeout::Timeout`]: a per-handler deadline for each attempt;
-//! 6. [`CatchPanic`]: a panicking handler is a failed attempt, not a dead worker;
-//! 7. the handler itself.
+//! 4. the application's own layers ([`Worker::layer`](crate::Worker::layer), then
+//!    [`Worker::handler_layer`](crate::Worker::handler_layer));
+//! 5. [`RateLimit`]: at most so many attempts a second, if configured;
+//! 6. [`tower::timeout::Timeout`]: a per-handler deadline for each attempt;
+//! 7. [`CatchPanic`]: a panicking handler is a failed attempt, not a dead worker;
+//! 8. the handler itself.
 
 mod catch_panic;
 mod dead_letter;
+mod rate_limit;
 mod retry;
 mod trace;
 
@@ -25,6 +28,7 @@ use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 pub use catch_panic::{CatchPanic, CatchPanicLayer};
 pub use dead_letter::{DeadLetter, DeadLetterEnvelope, DeadLetterLayer, redrive};
+pub use rate_limit::{RateLimit, RateLimitLayer};
 pub use retry::RetryPolicy;
 pub use trace::{Trace, TraceLayer};
 
@@ -51,6 +55,8 @@ pub(crate) struct StackConfig<'a> {
     pub(crate) retry: RetryPolicy,
     /// Deadline of one attempt, if any.
     pub(crate) timeout: Option<Duration>,
+    /// At most this many attempts a second, if set.
+    pub(crate) rate_limit: Option<u32>,
     /// Where failed messages go; `None` to only log them.
     pub(crate) dead_letter: Option<DeadLetterLayer>,
     /// The application's layers, outermost first.
@@ -72,6 +78,9 @@ pub(crate) fn stack(handler: BoxedHandler, config: StackConfig<'_>) -> HandlerSe
         ),
         None => BoxCloneService::new(base),
     };
+    if let Some(per_second) = config.rate_limit {
+        service = BoxCloneService::new(RateLimitLayer::per_second(per_second).layer(service));
+    }
     for layer in config.layers.iter().rev() {
         service = (layer.0)(service);
     }

@@ -1,4 +1,4 @@
-#[remq::handler("orders.*", name = "billing", retries = 3, timeout = "1500ms", dead_letter = "dead.billing", concurrency = 8)]
+#[remq::handler("orders.*", name = "billing", retries = 3, timeout = "1500ms", dead_letter = "dead.billing", concurrency = 8, rate_limit = 100)]
 async fn bill(_message: remq::Message) -> remq::Result<()> {
     Ok(())
 }
@@ -9,5 +9,6 @@ fn main() {
     assert_eq!(registration.options.timeout, Some(std::time::Duration::from_millis(1500)));
     assert_eq!(registration.options.dead_letter, Some("dead.billing"));
     assert_eq!(registration.options.concurrency, Some(8));
+    assert_eq!(registration.options.rate_limit, Some(100));
     let _ = bill;
 }
