@@ -451,3 +451,32 @@ async fn a_rate_limit_spaces_the_attempts() {
     stop.cancel();
     run.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_configured_as_permanent_is_dead_lettered_without_retries() {
+    let server = RedisServer::start();
+    let client = Client::connect(&server.url()).await.unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    let options = HandlerOptions {
+        timeout: Some(Duration::from_millis(30)),
+        timeout_permanent: Some(true),
+        ..HandlerOptions::DEFAULT
+    };
+    let worker = test_worker(&server).configured_handler("strict", "t.*", options, move |_: MessageId| {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            sleep(Duration::from_secs(5)).await;
+        }
+    });
+    let stop = worker.shutdown_token();
+    let run = tokio::spawn(worker.run());
+    let id = client.publish("t.1", "slow").await.unwrap();
+    let dead = wait_for_messages(&client, "dead.t.1", 1).await;
+    let envelope = DeadLetterEnvelope::parse(&dead[0].body).unwrap();
+    assert_eq!((envelope.message.id, envelope.attempts), (id, 1));
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "a permanent timeout is not retried");
+    stop.cancel();
+    run.await.unwrap().unwrap();
+}

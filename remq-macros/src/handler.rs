@@ -6,7 +6,7 @@ use quote::{ToTokens, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream, Parser};
 use syn::spanned::Spanned;
-use syn::{Expr, FnArg, Ident, ItemFn, LitInt, LitStr, Token};
+use syn::{Expr, FnArg, Ident, ItemFn, LitBool, LitInt, LitStr, Token};
 
 /// What `#[remq::handler(...)]` expands to, or every error found in it.
 pub(crate) fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
@@ -108,6 +108,8 @@ struct Options {
     retries: Option<u32>,
     /// `timeout = "30s"`: the deadline of one attempt, in milliseconds.
     timeout: Option<u64>,
+    /// `timeout_permanent = true`: a timeout is not retried.
+    timeout_permanent: Option<bool>,
     /// `dead_letter = "..."`: the channel failed messages go to.
     dead_letter: Option<LitStr>,
     /// `concurrency = 8`: messages handled at once, one at a time per channel.
@@ -119,7 +121,7 @@ struct Options {
 impl Options {
     /// Every option's key, for the error about an unknown one.
     const KNOWN: &'static [&'static str] =
-        &["name", "retries", "timeout", "dead_letter", "concurrency", "rate_limit"];
+        &["name", "retries", "timeout", "timeout_permanent", "dead_letter", "concurrency", "rate_limit"];
 
     /// Parses one `key = value` and stores it.
     fn parse_one(&mut self, input: ParseStream<'_>) -> syn::Result<()> {
@@ -166,6 +168,10 @@ impl Options {
                     syn::Error::new(value.span(), "`concurrency` takes a whole number from 1 up")
                 })?;
                 set_once(&mut self.concurrency, &key, concurrency)
+            }
+            "timeout_permanent" => {
+                let value: LitBool = parse_value(input, &key, "`true` or `false`")?;
+                set_once(&mut self.timeout_permanent, &key, value.value)
             }
             "rate_limit" => {
                 let value: LitInt = parse_value(input, &key, "attempts a second, as in `rate_limit = 100`")?;
@@ -329,6 +335,7 @@ fn registration(args: &HandlerArgs, function: &ItemFn) -> TokenStream2 {
     let dead_letter = some_or_none(args.options.dead_letter.as_ref().map(|c| quote! { #c }));
     let concurrency = some_or_none(args.options.concurrency.map(|n| quote! { #n }));
     let rate_limit = some_or_none(args.options.rate_limit.map(|n| quote! { #n }));
+    let timeout_permanent = some_or_none(args.options.timeout_permanent.map(|b| quote! { #b }));
     quote! {
         #function
 
@@ -346,6 +353,7 @@ fn registration(args: &HandlerArgs, function: &ItemFn) -> TokenStream2 {
                     options: ::remq::__private::HandlerOptions {
                         retries: #retries,
                         timeout: #timeout,
+                        timeout_permanent: #timeout_permanent,
                         dead_letter: #dead_letter,
                         concurrency: #concurrency,
                         rate_limit: #rate_limit,

@@ -54,6 +54,8 @@ mod handler;
 ///     go to, instead of `dead.<channel>`.
 ///   - `concurrency = 8`: messages handled at once; one at a time per channel, so
 ///     each channel's stay in id order.
+///   - `timeout_permanent = true`: running past `timeout` is a permanent failure
+///     (dead-lettered at once) instead of a retryable one.
 ///   - `rate_limit = 100`: at most this many attempts a second.
 ///
 /// # The function

@@ -66,6 +66,8 @@ pub(crate) struct Settings {
     pub(crate) rate_limit: Option<u32>,
     /// Deadline of one handler attempt, if any.
     pub(crate) handler_timeout: Option<Duration>,
+    /// Whether a timeout is a permanent failure instead of a retryable one.
+    pub(crate) timeout_permanent: bool,
     /// Dead letters of channel `c` go to `<prefix><c>`; `None` turns them off
     /// (failed messages are then only logged).
     pub(crate) dead_letter_prefix: Option<String>,
@@ -92,6 +94,7 @@ impl Settings {
             concurrency: 1,
             rate_limit: None,
             handler_timeout: None,
+            timeout_permanent: false,
             dead_letter_prefix: Some("dead.".to_owned()),
             tls_root_cert: None,
             tls_client_cert: None,
@@ -162,6 +165,9 @@ impl Settings {
         if let Some((name, v)) = var("REMQ_HANDLER_TIMEOUT") {
             s.handler_timeout = Some(duration(name, &v)?);
         }
+        if let Some((name, v)) = var("REMQ_HANDLER_TIMEOUT_PERMANENT") {
+            s.timeout_permanent = v.parse().map_err(|_| invalid(name, &v, "expected `true` or `false`"))?;
+        }
         if let Some((_, prefix)) = var("REMQ_DEAD_LETTER_PREFIX") {
             s.dead_letter_prefix = Some(prefix);
         }
@@ -204,6 +210,7 @@ impl fmt::Debug for Settings {
             .field("concurrency", &self.concurrency)
             .field("rate_limit", &self.rate_limit)
             .field("handler_timeout", &self.handler_timeout)
+            .field("timeout_permanent", &self.timeout_permanent)
             .field("dead_letter_prefix", &self.dead_letter_prefix)
             .field("tls_root_cert", &self.tls_root_cert.is_some())
             .field("tls_client_cert", &self.tls_client_cert.is_some())
@@ -264,6 +271,7 @@ mod tests {
             ("REMQ_HANDLER_TIMEOUT", "2s"),
             ("REMQ_CONCURRENCY", "8"),
             ("REMQ_RATE_LIMIT", "250"),
+            ("REMQ_HANDLER_TIMEOUT_PERMANENT", "true"),
             ("REMQ_DEAD_LETTER_PREFIX", "dlq."),
         ])
         .unwrap();
@@ -279,6 +287,7 @@ mod tests {
         assert_eq!(s.handler_timeout, Some(Duration::from_secs(2)));
         assert_eq!(s.concurrency, 8);
         assert_eq!(s.rate_limit, Some(250));
+        assert!(s.timeout_permanent);
         assert_eq!(s.dead_letter_prefix.as_deref(), Some("dlq."));
         assert_eq!(from(&[("REMQ_DEAD_LETTERS", "off")]).unwrap().dead_letter_prefix, None);
         assert_eq!(from(&[("REMQ_START_FROM", "earliest")]).unwrap().start_from, StartFrom::Earliest);

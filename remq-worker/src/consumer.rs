@@ -390,6 +390,7 @@ impl Consumer {
                 consumer: self.name.clone(),
                 retry,
                 timeout: self.options.timeout.or(s.handler_timeout),
+                timeout_permanent: self.options.timeout_permanent.unwrap_or(s.timeout_permanent),
                 rate_limit: self.options.rate_limit.or(s.rate_limit),
                 dead_letter,
                 layers: &self.layers,

@@ -184,7 +184,11 @@ pub enum Error {
 
     /// A handler attempt ran past its deadline (the attempt was cancelled).
     #[error("the handler did not finish within its timeout")]
-    HandlerTimeout,
+    HandlerTimeout {
+        /// Whether the handler is configured to treat a timeout as permanent
+        /// (dead-letter at once) rather than retry it.
+        permanent: bool,
+    },
 
     /// The worker is shutting down: the message was interrupted, not given up
     /// on, and is not checkpointed.
@@ -234,7 +238,8 @@ impl Error {
     /// permanent.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Connect { .. } | Error::Timeout { .. } | Error::HandlerTimeout => true,
+            Error::Connect { .. } | Error::Timeout { .. } => true,
+            Error::HandlerTimeout { permanent } => !permanent,
             Error::Handler { permanent, .. } => !permanent,
             Error::Redis { source, .. } => !is_permanent_redis_error(source),
             _ => false,

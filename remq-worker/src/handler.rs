@@ -140,6 +140,9 @@ pub struct HandlerOptions {
     pub retries: Option<u32>,
     /// Deadline of one attempt; the worker's handler timeout otherwise.
     pub timeout: Option<Duration>,
+    /// Whether running past the timeout is a permanent failure (dead-lettered at
+    /// once) instead of a retryable one; the worker's setting otherwise.
+    pub timeout_permanent: Option<bool>,
     /// The channel this handler's dead letters go to; `<prefix><channel>` otherwise.
     pub dead_letter: Option<&'static str>,
     /// Messages handled at once, one at a time per channel; the worker's otherwise.
@@ -153,6 +156,7 @@ impl HandlerOptions {
     pub const DEFAULT: HandlerOptions = HandlerOptions {
         retries: None,
         timeout: None,
+        timeout_permanent: None,
         dead_letter: None,
         concurrency: None,
         rate_limit: None,

@@ -172,6 +172,14 @@ impl Worker {
         self
     }
 
+    /// Treat a handler that runs past its timeout as failed for good
+    /// (dead-lettered at once) rather than retry it (also
+    /// `REMQ_HANDLER_TIMEOUT_PERMANENT=true`, or a handler's `timeout_permanent` option).
+    pub fn timeouts_are_permanent(mut self, permanent: bool) -> Self {
+        self.settings.timeout_permanent = permanent;
+        self
+    }
+
     /// Dead letters of channel `c` go to `<prefix><c>` (default prefix `dead.`).
     pub fn dead_letter_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.settings.dead_letter_prefix = Some(prefix.into());

@@ -55,6 +55,8 @@ pub(crate) struct StackConfig<'a> {
     pub(crate) retry: RetryPolicy,
     /// Deadline of one attempt, if any.
     pub(crate) timeout: Option<Duration>,
+    /// Whether a timeout is a permanent failure (no retries).
+    pub(crate) timeout_permanent: bool,
     /// At most this many attempts a second, if set.
     pub(crate) rate_limit: Option<u32>,
     /// Where failed messages go; `None` to only log them.
@@ -72,7 +74,7 @@ pub(crate) fn stack(handler: BoxedHandler, config: StackConfig<'_>) -> HandlerSe
     let mut service = match config.timeout {
         Some(timeout) => BoxCloneService::new(
             ServiceBuilder::new()
-                .map_err(into_remq_error)
+                .map_err(move |e| into_remq_error(e, config.timeout_permanent))
                 .layer(tower::timeout::TimeoutLayer::new(timeout))
                 .service(base),
         ),
@@ -132,11 +134,13 @@ impl Service<Delivery> for HandlerCall {
 }
 
 /// Turns what tower layers return (boxed errors) back into a [`remq::Error`](Error):
-/// a timeout becomes [`Error::HandlerTimeout`].
-fn into_remq_error(error: tower::BoxError) -> Error {
+/// a timeout becomes [`Error::HandlerTimeout`], permanent if so configured.
+fn into_remq_error(error: tower::BoxError, timeout_permanent: bool) -> Error {
     match error.downcast::<Error>() {
         Ok(error) => *error,
-        Err(error) if error.is::<tower::timeout::error::Elapsed>() => Error::HandlerTimeout,
+        Err(error) if error.is::<tower::timeout::error::Elapsed>() => {
+            Error::HandlerTimeout { permanent: timeout_permanent }
+        }
         Err(error) => Error::Handler { source: error, permanent: false },
     }
 }
