@@ -480,3 +480,22 @@ async fn a_timeout_configured_as_permanent_is_dead_lettered_without_retries() {
     stop.cancel();
     run.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_dead_letter_is_not_dead_lettered_again() {
+    let server = RedisServer::start();
+    let client = Client::connect(&server.url()).await.unwrap();
+    // A catch-all handler that rejects everything also sees its own dead letters.
+    let worker = test_worker(&server)
+        .named_handler("everything", "*", |_: MessageId| async { Err::<(), _>(Error::permanent("no")) });
+    let stop = worker.shutdown_token();
+    let run = tokio::spawn(worker.run());
+    client.publish("x", "m").await.unwrap();
+    let dead = wait_for_messages(&client, "dead.x", 1).await;
+    wait_for_cursor(&server, "everything", dead[0].id).await;
+    sleep(Duration::from_millis(200)).await;
+    stop.cancel();
+    run.await.unwrap().unwrap();
+    assert!(client.consume("dead.dead.*", MessageId::ZERO, 10).await.unwrap().is_empty());
+    assert_eq!(client.head().await.unwrap(), dead[0].id, "nothing was published after the first dead letter");
+}

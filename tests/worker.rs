@@ -361,10 +361,13 @@ async fn extractors_state_and_handler_failures() {
             }
         });
     let running = spawn(worker);
+    let mut ids = Vec::new();
     for body in
         [r#"{"account_id":1}"#, "not json", r#"{"account_id":13}"#, r#"{"fail":1}"#, r#"{"account_id":2}"#]
     {
-        client.publish("accounts.created", body).await.unwrap();
+        // Ids come from the namespace's one counter, which dead letters use too,
+        // so take them from the publishes.
+        ids.push(client.publish("accounts.created", body).await.unwrap());
     }
     wait_for(Duration::from_secs(10), "both handlers to finish", || log.lock().unwrap().len() >= 8).await;
     let mut log = log.lock().unwrap().clone();
@@ -375,22 +378,23 @@ async fn extractors_state_and_handler_failures() {
         "the retried message holds back the next one"
     );
     log.sort();
+    let mut expected = vec![
+        format!("raw {} {{\"account_id\":1}}", ids[0]),
+        format!("raw {} not json", ids[1]),
+        format!("raw {} {{\"account_id\":13}}", ids[2]),
+        format!("raw {} {{\"fail\":1}}", ids[3]),
+        format!("raw {} {{\"account_id\":2}}", ids[4]),
+        "welcome 1 on accounts.created".to_owned(),
+        "welcome 13 on accounts.created".to_owned(),
+        "welcome 2 on accounts.created".to_owned(),
+    ];
+    expected.sort();
     assert_eq!(
-        log,
-        [
-            "raw 1 {\"account_id\":1}",
-            "raw 2 not json",
-            "raw 3 {\"account_id\":13}",
-            "raw 4 {\"fail\":1}",
-            "raw 5 {\"account_id\":2}",
-            "welcome 1 on accounts.created",
-            "welcome 13 on accounts.created",
-            "welcome 2 on accounts.created",
-        ],
+        log, expected,
         "bad JSON and a permanent error skip one message each; a panic is retried until it succeeds"
     );
     stop(running).await;
-    assert_eq!(cursor(&server, "signups").await, Some(5));
+    assert!(cursor(&server, "signups").await >= Some(ids[4].get()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,13 +1,11 @@
 //! Catches a panicking handler and turns the panic into a retryable error.
 
 use std::panic::AssertUnwindSafe;
-use std::task::{Context, Poll};
 
 use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
 use tower::{Layer, Service};
 
-use crate::{Delivery, Error, Result};
+use crate::{Delivery, Error};
 
 /// Wraps services in [`CatchPanic`].
 #[derive(Clone, Copy, Debug, Default)]
@@ -34,13 +32,7 @@ where
     S: Service<Delivery, Response = (), Error = Error>,
     S::Future: Send + 'static,
 {
-    type Response = ();
-    type Error = Error;
-    type Future = BoxFuture<'static, Result<()>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.inner.poll_ready(cx)
-    }
+    delegate_service_basics!();
 
     fn call(&mut self, delivery: Delivery) -> Self::Future {
         // The call itself runs extractors, which may panic too: catch both it and

@@ -16,10 +16,8 @@
 //! ```
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 use tower::{Layer, Service};
 
@@ -90,13 +88,7 @@ where
     S: Service<Delivery, Response = (), Error = Error>,
     S::Future: Send + 'static,
 {
-    type Response = ();
-    type Error = Error;
-    type Future = BoxFuture<'static, Result<()>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.inner.poll_ready(cx)
-    }
+    delegate_service_basics!();
 
     fn call(&mut self, delivery: Delivery) -> Self::Future {
         let future = self.inner.call(delivery);
@@ -110,6 +102,13 @@ where
             };
             let channel = match &config.channel {
                 Some(channel) => channel.to_string(),
+                // A handler whose pattern also matches dead-letter channels (say
+                // `*`) must not turn one failure into an endless chain of dead
+                // letters: a failed dead letter stays where it is, in the log.
+                None if message.channel.starts_with(&*config.prefix) => {
+                    tracing::error!(consumer = &*config.consumer, id = %message.id, channel = message.channel, %error, attempts, "a dead letter failed again; it stays in its channel");
+                    return Ok(());
+                }
                 None => format!("{}{}", config.prefix, message.channel),
             };
             let envelope = envelope(&message, &config.consumer, attempts, &error);

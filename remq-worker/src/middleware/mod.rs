@@ -12,6 +12,21 @@
 //! 7. [`CatchPanic`]: a panicking handler is a failed attempt, not a dead worker;
 //! 8. the handler itself.
 
+/// What every remq middleware service has in common: it answers `()` or a
+/// [`remq::Error`](crate::Error) through a boxed future, and is ready when the
+/// service it wraps (its `inner` field) is.
+macro_rules! delegate_service_basics {
+    () => {
+        type Response = ();
+        type Error = crate::Error;
+        type Future = futures_util::future::BoxFuture<'static, crate::Result<()>>;
+
+        fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<crate::Result<()>> {
+            self.inner.poll_ready(cx)
+        }
+    };
+}
+
 mod catch_panic;
 mod dead_letter;
 mod rate_limit;

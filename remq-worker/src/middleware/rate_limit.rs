@@ -1,14 +1,12 @@
 //! A per-handler rate limit: attempts are spaced evenly, at most `n` a second.
 
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
 use tokio::time::Instant;
 use tower::{Layer, Service};
 
-use crate::{Delivery, Error, Result};
+use crate::{Delivery, Error};
 
 /// Wraps services in [`RateLimit`]. Clones share one schedule, so the limit
 /// holds across concurrent deliveries of the handler.
@@ -53,13 +51,7 @@ where
     S: Service<Delivery, Response = (), Error = Error> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    type Response = ();
-    type Error = Error;
-    type Future = BoxFuture<'static, Result<()>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.inner.poll_ready(cx)
-    }
+    delegate_service_basics!();
 
     fn call(&mut self, delivery: Delivery) -> Self::Future {
         let slot = {

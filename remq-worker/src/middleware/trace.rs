@@ -1,13 +1,11 @@
 //! A `tracing` span around every attempt at a delivery.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use futures_util::future::BoxFuture;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
-use crate::{Delivery, Error, Result};
+use crate::{Delivery, Error};
 
 /// Wraps services in [`Trace`] for one consumer.
 #[derive(Clone, Debug)]
@@ -47,13 +45,7 @@ where
     S: Service<Delivery, Response = (), Error = Error>,
     S::Future: Send + 'static,
 {
-    type Response = ();
-    type Error = Error;
-    type Future = BoxFuture<'static, Result<()>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.inner.poll_ready(cx)
-    }
+    delegate_service_basics!();
 
     fn call(&mut self, delivery: Delivery) -> Self::Future {
         let span = tracing::info_span!(
