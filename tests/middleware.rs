@@ -201,8 +201,14 @@ async fn shutdown_ends_a_retry_loop_without_checkpointing_or_dead_lettering() {
     let client = Client::connect(&server.url()).await.unwrap();
     let calls = Arc::new(AtomicU32::new(0));
     let counter = calls.clone();
+    let layer_calls = Arc::new(AtomicU32::new(0));
+    let layer_counter = layer_calls.clone();
     let worker = test_worker(&server)
         .retry(RetryPolicy::new().max_attempts(100).initial_backoff(Duration::from_millis(200)))
+        .layer(tower::util::MapRequestLayer::new(move |d: Delivery| {
+            layer_counter.fetch_add(1, Ordering::SeqCst);
+            d
+        }))
         .named_handler("stubborn", "r.*", move |_: MessageId| {
             let counter = counter.clone();
             async move {
@@ -218,8 +224,14 @@ async fn shutdown_ends_a_retry_loop_without_checkpointing_or_dead_lettering() {
     }
     let stopping = Instant::now();
     stop.cancel();
+    let layer_calls_at_stop = layer_calls.load(Ordering::SeqCst);
     run.await.unwrap().unwrap();
     assert!(stopping.elapsed() < Duration::from_secs(2), "shutdown waited for the retry loop");
+    assert_eq!(
+        layer_calls.load(Ordering::SeqCst),
+        layer_calls_at_stop,
+        "an attempt ran through the layers after shutdown"
+    );
     assert!(cursor(&server, "stubborn").await < Some(id.get()), "the message was checkpointed");
     assert!(client.consume("dead.*", MessageId::ZERO, 10).await.unwrap().is_empty(), "it was dead-lettered");
 }
@@ -498,4 +510,36 @@ async fn a_failing_dead_letter_is_not_dead_lettered_again() {
     run.await.unwrap().unwrap();
     assert!(client.consume("dead.dead.*", MessageId::ZERO, 10).await.unwrap().is_empty());
     assert_eq!(client.head().await.unwrap(), dead[0].id, "nothing was published after the first dead letter");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_dead_letter_on_its_own_dead_letter_channel_stops_there() {
+    let server = RedisServer::start();
+    let client = Client::connect(&server.url()).await.unwrap();
+    // The handler's own dead-letter channel matches its pattern.
+    let options = HandlerOptions { dead_letter: Some("dl.all"), ..HandlerOptions::DEFAULT };
+    let worker = test_worker(&server).configured_handler("loop", "*", options, |_: MessageId| async {
+        Err::<(), _>(Error::permanent("no"))
+    });
+    let stop = worker.shutdown_token();
+    let run = tokio::spawn(worker.run());
+    client.publish("y", "m").await.unwrap();
+    let dead = wait_for_messages(&client, "dl.all", 1).await;
+    wait_for_cursor(&server, "loop", dead[0].id).await;
+    sleep(Duration::from_millis(200)).await;
+    stop.cancel();
+    run.await.unwrap().unwrap();
+    assert_eq!(
+        client.consume("dl.all", MessageId::ZERO, 10).await.unwrap().len(),
+        1,
+        "no chain of dead letters"
+    );
+
+    let err = test_worker(&server)
+        .dead_letter_prefix("")
+        .named_handler("any", "a.*", |_: MessageId| async {})
+        .run()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Config { .. }), "{err}");
 }

@@ -58,6 +58,9 @@ struct Run<'a> {
     checkpointer: Checkpointer,
     /// When the checkpoint is stored next even if few messages were processed.
     next_flush: Instant,
+    /// Stops retries and dead-letter attempts: cancelled at shutdown and when
+    /// the lease is found lost.
+    halt: CancellationToken,
 }
 
 impl Run<'_> {
@@ -198,7 +201,8 @@ impl Consumer {
         let service = self.service(rt, &halt);
         let concurrency = self.options.concurrency.unwrap_or(s.concurrency).max(1);
         tracing::info!(consumer = &*self.name, pattern = %self.pattern, after = %cursor, concurrency, "consuming");
-        let mut run = Run { rt, lease, checkpointer, next_flush: Instant::now() + s.checkpoint_interval };
+        let next_flush = Instant::now() + s.checkpoint_interval;
+        let mut run = Run { rt, lease, checkpointer, next_flush, halt };
         let stop = if concurrency == 1 {
             self.in_order(&mut run, feed, service).await?
         } else {
@@ -286,16 +290,25 @@ impl Consumer {
                 }
             }
         };
+        if matches!(stop, Stop::LeaseLost) {
+            // Another owner has the messages now: stop retries and dead letters
+            // at once; nothing more can be checkpointed anyway.
+            run.halt.cancel();
+            return Ok(stop);
+        }
         // Let what is in flight finish within the deadline; nothing new starts.
         lanes.stop_starting();
         let deadline = Instant::now() + rt.settings.shutdown_deadline;
         while lanes.is_running() {
             match tokio::time::timeout_at(deadline, lanes.next_finished()).await {
-                Ok(Some((id, result))) => {
-                    if let Ok(true) = self.outcome(rt, id, result) {
-                        lanes.done(id);
+                Ok(Some((id, result))) => match self.outcome(rt, id, result) {
+                    Ok(true) => lanes.done(id),
+                    Ok(false) => {}
+                    // Not checkpointed: the next owner sees the message again.
+                    Err(error) => {
+                        tracing::error!(consumer = &*self.name, %id, %error, "could not store a dead letter while stopping")
                     }
-                }
+                },
                 Ok(None) => break,
                 Err(_) => {
                     tracing::warn!(

@@ -9,7 +9,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 
 use crate::middleware::{self, HandlerService};
-use crate::{Delivery, MessageId, Result};
+use crate::{Delivery, Error, MessageId, Result};
 
 /// A finished delivery: its channel, its id, and what the stack returned.
 type Finished = (String, MessageId, Result<()>);
@@ -90,6 +90,11 @@ impl Lanes {
     /// Cancel-safe: a finished delivery is returned only by a completed call.
     pub(crate) async fn next_finished(&mut self) -> Option<(MessageId, Result<()>)> {
         let (channel, id, result) = self.running.next().await?;
+        if matches!(result, Err(Error::ShuttingDown)) {
+            // Stopping: the channel's next message must not start after this one
+            // was interrupted.
+            self.starting = false;
+        }
         let next = self.waiting.get_mut(&channel).and_then(|queue| queue.pop_front());
         match next {
             Some(delivery) if self.starting => {
@@ -147,7 +152,7 @@ mod tests {
     use tower::util::BoxCloneService;
 
     use super::*;
-    use crate::{Error, Message};
+    use crate::Message;
 
     fn delivery(id: u64, channel: &str) -> Delivery {
         let message = Message { id: MessageId::new(id), channel: channel.into(), body: Bytes::new() };

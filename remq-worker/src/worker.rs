@@ -297,6 +297,15 @@ impl Worker {
     /// the credentials. While running: a consumer's permanent failure (e.g. an
     /// ACL permission missing), which stops the others gracefully.
     pub async fn run(self) -> Result<()> {
+        if let Some(prefix) = &self.settings.dead_letter_prefix {
+            // Dead letters must land on channels of their own.
+            protocol::validate_channel(prefix).map_err(|_| Error::Config {
+                name: "REMQ_DEAD_LETTER_PREFIX",
+                value: prefix.clone(),
+                reason: "expected a non-empty channel prefix such as `dead.`, without newlines or * ? [ ]"
+                    .to_owned(),
+            })?;
+        }
         let consumers = self.consumers()?;
         for consumer in &consumers {
             for &(type_id, type_name) in consumer.handler.required_states() {

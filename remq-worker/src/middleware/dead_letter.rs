@@ -100,15 +100,16 @@ where
                 Err(Error::GaveUp { attempts, message, source }) => (attempts, message, source),
                 done => return done,
             };
+            // A handler whose pattern also matches its dead-letter channel (say
+            // `*`) must not turn one failure into an endless chain of dead
+            // letters: a failed dead letter (known by its first line) stays where
+            // it is, in the log.
+            if message.body.starts_with(MAGIC.as_bytes()) {
+                tracing::error!(consumer = &*config.consumer, id = %message.id, channel = message.channel, %error, attempts, "a dead letter failed again; it stays in its channel");
+                return Ok(());
+            }
             let channel = match &config.channel {
                 Some(channel) => channel.to_string(),
-                // A handler whose pattern also matches dead-letter channels (say
-                // `*`) must not turn one failure into an endless chain of dead
-                // letters: a failed dead letter stays where it is, in the log.
-                None if message.channel.starts_with(&*config.prefix) => {
-                    tracing::error!(consumer = &*config.consumer, id = %message.id, channel = message.channel, %error, attempts, "a dead letter failed again; it stays in its channel");
-                    return Ok(());
-                }
                 None => format!("{}{}", config.prefix, message.channel),
             };
             let envelope = envelope(&message, &config.consumer, attempts, &error);

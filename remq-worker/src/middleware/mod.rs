@@ -85,7 +85,7 @@ pub(crate) struct StackConfig<'a> {
 
 /// Builds the stack around `handler`.
 pub(crate) fn stack(handler: BoxedHandler, config: StackConfig<'_>) -> HandlerService {
-    let base = CatchPanicLayer.layer(HandlerCall { handler, shutdown: config.shutdown.clone() });
+    let base = CatchPanicLayer.layer(HandlerCall(handler));
     let mut service = match config.timeout {
         Some(timeout) => BoxCloneService::new(
             ServiceBuilder::new()
@@ -101,8 +101,10 @@ pub(crate) fn stack(handler: BoxedHandler, config: StackConfig<'_>) -> HandlerSe
     for layer in config.layers.iter().rev() {
         service = (layer.0)(service);
     }
+    let halt = Arc::new(config.shutdown);
     let retried = ServiceBuilder::new()
-        .layer(tower::retry::RetryLayer::new(config.retry.until(config.shutdown)))
+        .layer(tower::retry::RetryLayer::new(config.retry.until(Arc::clone(&halt))))
+        .layer_fn(|inner| HaltGuard { inner, halt: Arc::clone(&halt) })
         .layer(TraceLayer::new(config.consumer))
         .service(service);
     match config.dead_letter {
@@ -121,15 +123,9 @@ where
     BoxedLayer(Arc::new(move |inner| BoxCloneService::new(layer.layer(inner))))
 }
 
-/// The handler as the innermost service. A retry never starts once the worker
-/// is shutting down (tower's retry loop would otherwise run one more attempt).
+/// The handler as the innermost service.
 #[derive(Clone)]
-struct HandlerCall {
-    /// The handler.
-    handler: BoxedHandler,
-    /// Cancelled at shutdown.
-    shutdown: CancellationToken,
-}
+struct HandlerCall(BoxedHandler);
 
 impl Service<Delivery> for HandlerCall {
     type Response = ();
@@ -141,10 +137,33 @@ impl Service<Delivery> for HandlerCall {
     }
 
     fn call(&mut self, delivery: Delivery) -> Self::Future {
-        if delivery.attempt > 1 && self.shutdown.is_cancelled() {
+        self.0.call(delivery)
+    }
+}
+
+/// Right under the retry layer: once the owner must stop, a retry ends here,
+/// before any other layer runs (tower's retry loop calls its service again after
+/// the back-off wait without asking the policy first).
+#[derive(Clone)]
+struct HaltGuard<S> {
+    /// The wrapped service.
+    inner: S,
+    /// Cancelled at shutdown or when the lease is lost.
+    halt: Arc<CancellationToken>,
+}
+
+impl<S> Service<Delivery> for HaltGuard<S>
+where
+    S: Service<Delivery, Response = (), Error = Error>,
+    S::Future: Send + 'static,
+{
+    delegate_service_basics!();
+
+    fn call(&mut self, delivery: Delivery) -> Self::Future {
+        if delivery.attempt > 1 && self.halt.is_cancelled() {
             return Box::pin(std::future::ready(Err(Error::ShuttingDown)));
         }
-        self.handler.call(delivery)
+        Box::pin(self.inner.call(delivery))
     }
 }
 

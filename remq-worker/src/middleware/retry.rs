@@ -81,8 +81,8 @@ impl RetryPolicy {
     }
 
     /// The same policy, stopping retries when `shutdown` is cancelled.
-    pub(crate) fn until(mut self, shutdown: CancellationToken) -> Self {
-        self.shutdown = Arc::new(shutdown);
+    pub(crate) fn until(mut self, shutdown: Arc<CancellationToken>) -> Self {
+        self.shutdown = shutdown;
         self
     }
 
@@ -98,10 +98,8 @@ impl tower::retry::Policy<Delivery, (), Error> for RetryPolicy {
 
     fn retry(&mut self, delivery: &mut Delivery, result: &mut Result<()>) -> Option<Self::Future> {
         let error = result.as_ref().err()?;
-        if matches!(error, Error::ShuttingDown) {
-            return None;
-        }
         if self.shutdown.is_cancelled() {
+            // Interrupted, not given up on: no retry, no dead letter, no checkpoint.
             *result = Err(Error::ShuttingDown);
             return None;
         }
@@ -210,7 +208,8 @@ mod tests {
     async fn shutdown_ends_the_retry_loop() {
         let (service, calls) = flaky(u32::MAX, || Error::retryable("down"));
         let shutdown = CancellationToken::new();
-        let policy = RetryPolicy::new().initial_backoff(Duration::from_secs(5)).until(shutdown.clone());
+        let policy =
+            RetryPolicy::new().initial_backoff(Duration::from_secs(5)).until(Arc::new(shutdown.clone()));
         let mut retry = tower::retry::Retry::new(policy, service);
         let call = retry.ready().await.unwrap().call(delivery());
         let stop = async {
