@@ -8,13 +8,18 @@
 //! [`TlsFiles`] makes a throwaway CA and certificates, and
 //! [`RedisServerBuilder::tls`] serves TLS with them next to the plain port.
 //!
+//! [`RunningWorker`] runs a worker in the background and stops it gracefully (or
+//! crashes it).
+//!
 //! [`redis_url_or_local`] is what the examples use: the URL from the environment, or
 //! the Redis on 127.0.0.1:6379 when one answers, or else a throwaway server.
 
 mod local;
 mod redis_server;
+mod running;
 mod tls;
 
 pub use local::{RedisTarget, redis_url_or_local};
 pub use redis_server::{RedisServer, RedisServerBuilder};
+pub use running::RunningWorker;
 pub use tls::TlsFiles;

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use remq::{Client, MessageId, StartFrom, Worker};
-use remq_testkit::RedisServer;
+use remq_testkit::{RedisServer, RunningWorker};
 use tokio::time::{Instant, sleep};
 
 /// Every log line written, shared with the subscriber.
@@ -65,8 +65,7 @@ async fn an_outage_is_logged_once_per_component_not_per_attempt() {
             let record = record.clone();
             async move { record.lock().unwrap().push(id) }
         });
-    let stop = worker.shutdown_token();
-    let run = tokio::spawn(worker.run());
+    let running = RunningWorker::start(worker);
     let first = client.publish("o.1", "before").await.unwrap();
     while seen.lock().unwrap().is_empty() {
         sleep(Duration::from_millis(10)).await;
@@ -87,8 +86,7 @@ async fn an_outage_is_logged_once_per_component_not_per_attempt() {
         assert!(Instant::now() < deadline, "the worker did not recover");
         sleep(Duration::from_millis(20)).await;
     }
-    stop.cancel();
-    run.await.unwrap().unwrap();
+    running.stop().await.unwrap();
     assert_eq!(*seen.lock().unwrap(), [first, second]);
 
     // Only this test's consumer: other tests in this binary log too.
@@ -127,8 +125,7 @@ async fn every_attempt_runs_in_a_delivery_span() {
                 if first { Err(remq::Error::retryable("flaky once")) } else { Ok(()) }
             }
         });
-    let stop = worker.shutdown_token();
-    let run = tokio::spawn(worker.run());
+    let running = RunningWorker::start(worker);
     let id = client.publish("tr.a", "x").await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while captured.lines("handler failed").iter().all(|l| !l.contains("traced")) {
@@ -136,8 +133,7 @@ async fn every_attempt_runs_in_a_delivery_span() {
         sleep(Duration::from_millis(10)).await;
     }
     sleep(Duration::from_millis(100)).await;
-    stop.cancel();
-    run.await.unwrap().unwrap();
+    running.stop().await.unwrap();
     let failed: Vec<_> =
         captured.lines("handler failed").into_iter().filter(|l| l.contains("traced")).collect();
     assert_eq!(failed.len(), 1, "{failed:?}");

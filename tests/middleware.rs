@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use remq::middleware::DeadLetterEnvelope;
 use remq::{Client, Delivery, Error, HandlerOptions, MessageId, RetryPolicy, StartFrom, Worker};
-use remq_testkit::RedisServer;
+use remq_testkit::{RedisServer, RunningWorker};
 use tokio::time::{Instant, sleep};
 
 /// A worker for `server` that runs only the handlers a test adds, with retries
@@ -71,8 +71,7 @@ async fn a_permanent_failure_is_dead_lettered_at_once_and_the_cursor_moves_on() 
             }
         }
     });
-    let stop = worker.shutdown_token();
-    let run = tokio::spawn(worker.run());
+    let running = RunningWorker::start(worker);
     let bad = client.publish("orders.created", b"{\"card\":\"declined\"}\n\0binary").await.unwrap();
     let good = client.publish("orders.created", "{\"card\":\"ok\"}").await.unwrap();
     let dead = wait_for_messages(&client, "dead.orders.created", 1).await;
@@ -86,8 +85,7 @@ async fn a_permanent_failure_is_dead_lettered_at_once_and_the_cursor_moves_on() 
     assert!(text.starts_with("remq-dead-letter: 1\nchannel: orders.created\n"), "{text}");
     wait_for_cursor(&server, "billing", good).await;
     assert_eq!(calls.load(Ordering::SeqCst), 2, "a permanent failure is not retried");
-    stop.cancel();
-    run.await.unwrap().unwrap();
+    running.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,8 +117,7 @@ async fn retryable_failures_and_timeouts_are_retried_then_dead_lettered() {
                 sleep(Duration::from_secs(5)).await;
             }
         });
-    let stop = worker.shutdown_token();
-    let run = tokio::spawn(worker.run());
+    let running = RunningWorker::start(worker);
     let flaky = client.publish("f.1", "x").await.unwrap();
     let slow = client.publish("s.1", "y").await.unwrap();
     let dead = wait_for_messages(&client, "dlq.flaky", 1).await;
@@ -133,8 +130,7 @@ async fn retryable_failures_and_timeouts_are_retried_then_dead_lettered() {
     assert_eq!((envelope.message.id, envelope.attempts), (slow, 2));
     assert!(envelope.error.contains("timeout"), "{}", envelope.error);
     assert_eq!(slow_calls.load(Ordering::SeqCst), 2, "each attempt was cut off by the timeout");
-    stop.cancel();
-    run.await.unwrap().unwrap();
+    running.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,13 +182,11 @@ async fn application_layers_run_once_per_attempt() {
                 }
             }
         });
-    let stop = worker.shutdown_token();
-    let run = tokio::spawn(worker.run());
+    let running = RunningWorker::start(worker);
     let id = client.publish("l.1", "x").await.unwrap();
     wait_for_cursor(&server, "layered", id).await;
     assert_eq!(seen.load(Ordering::SeqCst), 2, "the layer saw the first attempt and the retry");
-    stop.cancel();
-    run.await.unwrap().unwrap();
+    running.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,16 +210,15 @@ async fn shutdown_ends_a_retry_loop_without_checkpointing_or_dead_lettering() {
                 Err::<(), _>(Error::retryable("still down"))
             }
         });
-    let stop = worker.shutdown_token();
-    let run = tokio::spawn(worker.run());
+    let running = RunningWorker::start(worker);
     let id = client.publish("r.1", "x").await.unwrap();
     while calls.load(Ordering::SeqCst) < 2 {
         sleep(Duration::from_millis(10)).await;
     }
     let stopping = Instant::now();
-    stop.cancel();
+    let stopped = running.stop();
     let layer_calls_at_stop = layer_calls.load(Ordering::SeqCst);
-    run.await.unwrap().unwrap();
+    stopped.await.unwrap();
     assert!(stopping.elapsed() < Duration::from_secs(2), "shutdown waited for the retry loop");
     assert_eq!(
         layer_calls.load(Ordering::SeqCst),
@@ -242,12 +235,10 @@ async fn dead_letters_can_be_redriven_to_their_channel() {
     let client = Client::connect(&server.url()).await.unwrap();
     let worker = test_worker(&server)
         .named_handler("once", "o.*", |_: MessageId| async { Err::<(), _>(Error::permanent("not today")) });
-    let stop = worker.shutdown_token();
-    let run = tokio::spawn(worker.run());
+    let running = RunningWorker::start(worker);
     let original = client.publish("o.1", "retry me").await.unwrap();
     wait_for_messages(&client, "dead.o.1", 1).await;
-    stop.cancel();
-    run.await.unwrap().unwrap();
+    running.stop().await.unwrap();
     let last = remq::redrive(&client, "dead.o.1", MessageId::ZERO, 100).await.unwrap();
     assert!(last > MessageId::ZERO);
     let replayed = client.consume("o.1", original, 10).await.unwrap();
@@ -296,17 +287,15 @@ async fn concurrency_keeps_each_channel_in_order_and_speeds_up() {
         let (worker, handled) =
             lanes_worker(&server, concurrency, |id| Duration::from_micros(id.get() * 7919 % 3000));
         let worker = worker.start_from(StartFrom::After(MessageId::new(published[0].1.get() - 1)));
-        let stop = worker.shutdown_token();
         let began = Instant::now();
-        let run = tokio::spawn(worker.run());
+        let running = RunningWorker::start(worker);
         let deadline = Instant::now() + Duration::from_secs(30);
         while handled.lock().unwrap().len() < published.len() {
             assert!(Instant::now() < deadline, "only {} of 400 handled", handled.lock().unwrap().len());
             sleep(Duration::from_millis(5)).await;
         }
         elapsed.push(began.elapsed());
-        stop.cancel();
-        run.await.unwrap().unwrap();
+        running.stop().await.unwrap();
         let handled = handled.lock().unwrap().clone();
         for channel in (0..20).map(|c| format!("c.{round}.{c}")) {
             let expected: Vec<_> =
@@ -344,8 +333,7 @@ async fn the_checkpoint_waits_for_the_oldest_unfinished_message() {
     let (worker, handled) =
         lanes_worker(&server, 4, |id| if id.get() == 1 { Duration::from_secs(2) } else { Duration::ZERO });
     assert_eq!(slow_id, 1, "the delay function keys on id 1");
-    let stop = worker.shutdown_token();
-    let run = tokio::spawn(worker.run());
+    let running = RunningWorker::start(worker);
     let deadline = Instant::now() + Duration::from_secs(10);
     while handled.lock().unwrap().len() < fast.len() {
         assert!(Instant::now() < deadline, "the fast channel did not finish");
@@ -358,28 +346,24 @@ async fn the_checkpoint_waits_for_the_oldest_unfinished_message() {
         cursor(&server, "lanes").await.unwrap_or(0) < slow_id,
         "the checkpoint skipped an unfinished message"
     );
-    run.abort(); // a crash
-    let _ = run.await;
-    drop(stop);
+    running.crash().await;
     // The next owner handles the slow message again (the crashed owner's lease is
     // deleted, as if it had lapsed).
     let (worker, handled) = lanes_worker(&server, 4, |_| Duration::ZERO);
-    let stop = worker.shutdown_token();
     let _ = redis::cmd("DEL")
         .arg("remq:consumer:lanes:lease")
         .query_async::<()>(
             &mut redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap(),
         )
         .await;
-    let run = tokio::spawn(worker.run());
+    let running = RunningWorker::start(worker);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !handled.lock().unwrap().iter().any(|(_, id)| *id == slow) {
         assert!(Instant::now() < deadline, "the unfinished message was not delivered again");
         sleep(Duration::from_millis(10)).await;
     }
     wait_for_cursor(&server, "lanes", *fast.last().unwrap()).await;
-    stop.cancel();
-    run.await.unwrap().unwrap();
+    running.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -397,15 +381,13 @@ async fn no_more_than_the_configured_number_run_at_once() {
             in_flight.fetch_sub(1, Ordering::SeqCst);
         }
     });
-    let stop = worker.shutdown_token();
-    let run = tokio::spawn(worker.run());
+    let running = RunningWorker::start(worker);
     let mut last = MessageId::ZERO;
     for i in 0..200 {
         last = client.publish(&format!("b.{}", i % 50), "m").await.unwrap();
     }
     wait_for_cursor(&server, "bounded", last).await;
-    stop.cancel();
-    run.await.unwrap().unwrap();
+    running.stop().await.unwrap();
     assert_eq!(max.load(Ordering::SeqCst), 3, "in flight at most 3, and 3 reached with 50 channels");
 }
 
@@ -425,15 +407,13 @@ async fn a_handler_layer_wraps_only_its_handler() {
                 d
             }),
         );
-    let stop = worker.shutdown_token();
-    let run = tokio::spawn(worker.run());
+    let running = RunningWorker::start(worker);
     let wrapped = client.publish("w.1", "x").await.unwrap();
     let plain = client.publish("p.1", "y").await.unwrap();
     wait_for_cursor(&server, "wrapped", wrapped).await;
     wait_for_cursor(&server, "plain", plain).await;
     assert_eq!(seen.load(Ordering::SeqCst), 1);
-    stop.cancel();
-    run.await.unwrap().unwrap();
+    running.stop().await.unwrap();
 
     let err = test_worker(&server)
         .named_handler("real", "r.*", |_: MessageId| async {})
@@ -454,14 +434,12 @@ async fn a_rate_limit_spaces_the_attempts() {
     }
     let options = HandlerOptions { rate_limit: Some(50), concurrency: Some(4), ..HandlerOptions::DEFAULT };
     let worker = test_worker(&server).configured_handler("limited", "rl.*", options, |_: MessageId| async {});
-    let stop = worker.shutdown_token();
     let began = Instant::now();
-    let run = tokio::spawn(worker.run());
+    let running = RunningWorker::start(worker);
     wait_for_cursor(&server, "limited", last).await;
     // 21 attempts at 50 a second: the last starts 20 × 20 ms after the first.
     assert!(began.elapsed() >= Duration::from_millis(400), "{:?}", began.elapsed());
-    stop.cancel();
-    run.await.unwrap().unwrap();
+    running.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -482,15 +460,13 @@ async fn a_timeout_configured_as_permanent_is_dead_lettered_without_retries() {
             sleep(Duration::from_secs(5)).await;
         }
     });
-    let stop = worker.shutdown_token();
-    let run = tokio::spawn(worker.run());
+    let running = RunningWorker::start(worker);
     let id = client.publish("t.1", "slow").await.unwrap();
     let dead = wait_for_messages(&client, "dead.t.1", 1).await;
     let envelope = DeadLetterEnvelope::parse(&dead[0].body).unwrap();
     assert_eq!((envelope.message.id, envelope.attempts), (id, 1));
     assert_eq!(calls.load(Ordering::SeqCst), 1, "a permanent timeout is not retried");
-    stop.cancel();
-    run.await.unwrap().unwrap();
+    running.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -500,14 +476,12 @@ async fn a_failing_dead_letter_is_not_dead_lettered_again() {
     // A catch-all handler that rejects everything also sees its own dead letters.
     let worker = test_worker(&server)
         .named_handler("everything", "*", |_: MessageId| async { Err::<(), _>(Error::permanent("no")) });
-    let stop = worker.shutdown_token();
-    let run = tokio::spawn(worker.run());
+    let running = RunningWorker::start(worker);
     client.publish("x", "m").await.unwrap();
     let dead = wait_for_messages(&client, "dead.x", 1).await;
     wait_for_cursor(&server, "everything", dead[0].id).await;
     sleep(Duration::from_millis(200)).await;
-    stop.cancel();
-    run.await.unwrap().unwrap();
+    running.stop().await.unwrap();
     assert!(client.consume("dead.dead.*", MessageId::ZERO, 10).await.unwrap().is_empty());
     assert_eq!(client.head().await.unwrap(), dead[0].id, "nothing was published after the first dead letter");
 }
@@ -521,14 +495,12 @@ async fn a_failing_dead_letter_on_its_own_dead_letter_channel_stops_there() {
     let worker = test_worker(&server).configured_handler("loop", "*", options, |_: MessageId| async {
         Err::<(), _>(Error::permanent("no"))
     });
-    let stop = worker.shutdown_token();
-    let run = tokio::spawn(worker.run());
+    let running = RunningWorker::start(worker);
     client.publish("y", "m").await.unwrap();
     let dead = wait_for_messages(&client, "dl.all", 1).await;
     wait_for_cursor(&server, "loop", dead[0].id).await;
     sleep(Duration::from_millis(200)).await;
-    stop.cancel();
-    run.await.unwrap().unwrap();
+    running.stop().await.unwrap();
     assert_eq!(
         client.consume("dl.all", MessageId::ZERO, 10).await.unwrap().len(),
         1,

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use remq::{Client, Error, MessageId, StartFrom, Worker};
-use remq_testkit::{RedisServer, TlsFiles};
+use remq_testkit::{RedisServer, RunningWorker, TlsFiles};
 
 #[tokio::test]
 async fn the_client_publishes_and_consumes_over_tls_with_a_private_ca() {
@@ -67,8 +67,7 @@ async fn a_worker_consumes_over_tls() {
             let record = record.clone();
             async move { record.lock().unwrap().push(id) }
         });
-    let stop = worker.shutdown_token();
-    let run = tokio::spawn(worker.run());
+    let running = RunningWorker::start(worker);
     let first = client.publish("t.1", "replayed").await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let second = client.publish("t.2", "live").await.unwrap();
@@ -78,6 +77,5 @@ async fn a_worker_consumes_over_tls() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(*seen.lock().unwrap(), [first, second]);
-    stop.cancel();
-    run.await.unwrap().unwrap();
+    running.stop().await.unwrap();
 }

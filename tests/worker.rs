@@ -6,8 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use remq::{Channel, Client, Error, Json, Message, MessageId, StartFrom, State, Worker};
-use remq_testkit::RedisServer;
-use tokio::task::JoinHandle;
+use remq_testkit::{RedisServer, RunningWorker};
 use tokio::time::{Instant, sleep};
 
 /// Ids a handler saw, in the order it saw them.
@@ -47,13 +46,6 @@ fn init_tracing() {
         .try_init();
 }
 
-/// A worker running in the background: its shutdown token and its task.
-type Running = (tokio_util::sync::CancellationToken, JoinHandle<remq::Result<()>>);
-
-fn spawn(worker: Worker) -> Running {
-    (worker.shutdown_token(), tokio::spawn(worker.run()))
-}
-
 /// Polls `done` until it holds, failing the test after `limit`.
 async fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
@@ -78,17 +70,16 @@ fn assert_exactly_in_order(seen: &Seen, expected: &[MessageId]) {
 /// Waits (up to `limit`) until the handler saw as many ids as `expected`, lets a
 /// little more time pass so a duplicate would show, checks the ids are exactly
 /// `expected` in order, and stops the worker.
-async fn expect_exactly_then_stop(seen: &Seen, expected: &[MessageId], limit: Duration, worker: Running) {
+async fn expect_exactly_then_stop(
+    seen: &Seen,
+    expected: &[MessageId],
+    limit: Duration,
+    worker: RunningWorker,
+) {
     wait_for(limit, "all messages", || seen.lock().unwrap().len() >= expected.len()).await;
     sleep(Duration::from_millis(200)).await;
     assert_exactly_in_order(seen, expected);
-    stop(worker).await;
-}
-
-/// Stops a worker and checks it shut down cleanly.
-async fn stop((token, run): Running) {
-    token.cancel();
-    run.await.unwrap().unwrap();
+    worker.stop().await.unwrap();
 }
 
 /// Publishes `count` messages round-robin over `channels` channels `prefix.0…`,
@@ -115,12 +106,12 @@ async fn every_message_arrives_once_in_order_while_publishing() {
     let client = Client::connect(&server.url()).await.unwrap();
     client.publish("noise", "not ours").await.unwrap();
     let (worker, seen) = recording_worker(&server, "orders", "orders.*");
-    let running = spawn(worker);
+    let running = RunningWorker::start(worker);
     let ids = publish_spread(&client, "orders", 10, 100_000).await;
     wait_for(Duration::from_secs(60), "100,000 messages", || seen.lock().unwrap().len() >= ids.len()).await;
     sleep(Duration::from_millis(200)).await;
     assert_exactly_in_order(&seen, &ids);
-    stop(running).await;
+    running.stop().await.unwrap();
     assert_eq!(cursor(&server, "orders").await, Some(ids.last().unwrap().get()), "final checkpoint");
 }
 
@@ -142,7 +133,7 @@ async fn the_replay_to_live_switch_loses_and_repeats_nothing() {
     // The worker starts while the producer is publishing.
     sleep(Duration::from_millis(20)).await;
     let (worker, seen) = recording_worker(&server, "race", "race.*");
-    let running = spawn(worker.replay_batch(500));
+    let running = RunningWorker::start(worker.replay_batch(500));
     ids.extend(producer.await.unwrap());
     expect_exactly_then_stop(&seen, &ids, Duration::from_secs(30), running).await;
 }
@@ -152,7 +143,7 @@ async fn killed_pubsub_connections_fall_back_to_replay() {
     let server = RedisServer::start();
     let client = Client::connect(&server.url()).await.unwrap();
     let (worker, seen) = recording_worker(&server, "kill", "k.*");
-    let running = spawn(worker);
+    let running = RunningWorker::start(worker);
     let mut admin =
         redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
     let mut ids = Vec::new();
@@ -178,7 +169,7 @@ async fn a_redis_restart_mid_stream_loses_nothing() {
         RedisServer::builder().arg("--appendonly").arg("yes").arg("--appendfsync").arg("always").start();
     let client = Client::connect(&server.url()).await.unwrap();
     let (worker, seen) = recording_worker(&server, "restart", "r.*");
-    let running = spawn(worker);
+    let running = RunningWorker::start(worker);
     let mut ids = publish_spread(&client, "r", 2, 2_000).await;
     server.restart();
     // Publish through the outage: calls fail until the client has reconnected.
@@ -215,7 +206,7 @@ async fn a_full_live_buffer_falls_back_to_replay() {
             }
         },
     );
-    let running = spawn(worker);
+    let running = RunningWorker::start(worker);
     sleep(Duration::from_millis(200)).await;
     let ids = publish_spread(&client, "s", 5, 3_000).await;
     expect_exactly_then_stop(&seen, &ids, Duration::from_secs(30), running).await;
@@ -227,9 +218,9 @@ async fn a_standby_takes_over_when_the_owner_shuts_down() {
     let client = Client::connect(&server.url()).await.unwrap();
     let (first, seen_first) = recording_worker(&server, "shared", "h.*");
     let (second, seen_second) = recording_worker(&server, "shared", "h.*");
-    let first_running = spawn(first.lease_ttl(Duration::from_secs(30)));
+    let first_running = RunningWorker::start(first.lease_ttl(Duration::from_secs(30)));
     sleep(Duration::from_millis(300)).await;
-    let second_running = spawn(second.lease_ttl(Duration::from_secs(30)));
+    let second_running = RunningWorker::start(second.lease_ttl(Duration::from_secs(30)));
     let mut ids = publish_spread(&client, "h", 2, 1_000).await;
     wait_for(Duration::from_secs(20), "the owner to process", || {
         seen_first.lock().unwrap().len() >= ids.len()
@@ -240,7 +231,7 @@ async fn a_standby_takes_over_when_the_owner_shuts_down() {
         "the standby must not consume while the owner holds the lease"
     );
     // A graceful stop releases the lease; the standby takes over long before the 30 s lease would expire.
-    stop(first_running).await;
+    first_running.stop().await.unwrap();
     let handover = Instant::now();
     ids.extend(publish_spread(&client, "h", 2, 500).await);
     wait_for(Duration::from_secs(5), "the standby to take over", || seen_second.lock().unwrap().len() >= 500)
@@ -248,7 +239,7 @@ async fn a_standby_takes_over_when_the_owner_shuts_down() {
     assert!(handover.elapsed() < Duration::from_secs(5));
     let second: Vec<_> = seen_second.lock().unwrap().clone();
     assert_eq!(second, ids[1_000..], "the standby continues exactly after the owner's final checkpoint");
-    stop(second_running).await;
+    second_running.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -295,7 +286,7 @@ async fn an_owner_whose_lease_is_taken_stops_consuming() {
     let server = RedisServer::start();
     let client = Client::connect(&server.url()).await.unwrap();
     let (worker, seen) = recording_worker(&server, "fenced", "f.*");
-    let running = spawn(worker.lease_ttl(Duration::from_millis(600)));
+    let running = RunningWorker::start(worker.lease_ttl(Duration::from_millis(600)));
     publish_spread(&client, "f", 1, 100).await;
     wait_for(Duration::from_secs(10), "the first messages", || seen.lock().unwrap().len() >= 100).await;
     // Another owner steals the lease (as if this process had paused past it).
@@ -320,7 +311,7 @@ async fn an_owner_whose_lease_is_taken_stops_consuming() {
         seen.lock().unwrap().len() >= 200
     })
     .await;
-    stop(running).await;
+    running.stop().await.unwrap();
 }
 
 #[derive(Clone)]
@@ -360,7 +351,7 @@ async fn extractors_state_and_handler_failures() {
                 if body.contains("fail") { Err(Error::permanent("business rule")) } else { Ok(()) }
             }
         });
-    let running = spawn(worker);
+    let running = RunningWorker::start(worker);
     let mut ids = Vec::new();
     for body in
         [r#"{"account_id":1}"#, "not json", r#"{"account_id":13}"#, r#"{"fail":1}"#, r#"{"account_id":2}"#]
@@ -393,7 +384,7 @@ async fn extractors_state_and_handler_failures() {
         log, expected,
         "bad JSON and a permanent error skip one message each; a panic is retried until it succeeds"
     );
-    stop(running).await;
+    running.stop().await.unwrap();
     assert!(cursor(&server, "signups").await >= Some(ids[4].get()));
 }
 
@@ -404,8 +395,8 @@ async fn new_consumers_start_where_configured() {
     let old = publish_spread(&client, "p", 1, 10).await;
     let (latest, seen_latest) = recording_worker(&server, "latest", "p.*");
     let (after, seen_after) = recording_worker(&server, "after", "p.*");
-    let latest_running = spawn(latest.start_from(StartFrom::Latest));
-    let after_running = spawn(after.start_from(StartFrom::After(old[4])));
+    let latest_running = RunningWorker::start(latest.start_from(StartFrom::Latest));
+    let after_running = RunningWorker::start(after.start_from(StartFrom::After(old[4])));
     wait_for(Duration::from_secs(10), "the latest consumer to store its start", || {
         seen_after.lock().unwrap().len() >= 5
     })
@@ -416,8 +407,8 @@ async fn new_consumers_start_where_configured() {
     assert_eq!(*seen_latest.lock().unwrap(), [new]);
     wait_for(Duration::from_secs(10), "the new message", || seen_after.lock().unwrap().len() == 6).await;
     assert_eq!(seen_after.lock().unwrap()[..], [&old[5..], &[new][..]].concat());
-    stop(latest_running).await;
-    stop(after_running).await;
+    latest_running.stop().await.unwrap();
+    after_running.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -454,14 +445,16 @@ async fn start_up_errors_are_clear() {
 async fn a_new_consumer_stores_its_start_at_once_even_on_an_empty_namespace() {
     let server = RedisServer::start();
     let (worker, _) = recording_worker(&server, "fresh", "*");
-    let running = spawn(worker.start_from(StartFrom::Latest).checkpoint_interval(Duration::from_secs(60)));
+    let running = RunningWorker::start(
+        worker.start_from(StartFrom::Latest).checkpoint_interval(Duration::from_secs(60)),
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while cursor(&server, "fresh").await.is_none() {
         assert!(Instant::now() < deadline, "the start position was never stored");
         sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(cursor(&server, "fresh").await, Some(0));
-    stop(running).await;
+    running.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -486,9 +479,9 @@ async fn a_foreign_entry_with_a_non_utf8_channel_is_skipped_not_fatal() {
         .unwrap();
     let after = client.publish("x.ok", "3").await.unwrap();
     let (worker, seen) = recording_worker(&server, "tolerant", "x.*");
-    let running = spawn(worker);
+    let running = RunningWorker::start(worker);
     wait_for(Duration::from_secs(10), "the valid messages", || seen.lock().unwrap().len() >= 2).await;
     assert_eq!(*seen.lock().unwrap(), [before, after]);
-    assert!(!running.1.is_finished(), "the worker must keep running");
-    stop(running).await;
+    assert!(!running.is_finished(), "the worker must keep running");
+    running.stop().await.unwrap();
 }
