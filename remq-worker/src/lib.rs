@@ -26,7 +26,9 @@
 //!   [`State`] …), and the registry the macro submits to.
 //! - `worker`: [`Worker`], the builder, `run` and graceful shutdown; `config`: its
 //!   settings and the `REMQ_*` environment variables.
-//! - `consumer`: one durable consumer: lease, feed, handler, checkpoints.
+//! - `consumer`: one durable consumer: lease, feed, handler, checkpoints; `lanes`:
+//!   ordered concurrency (one message at a time per channel) and the checkpoint
+//!   watermark.
 //! - `subscription`: the gap-free feed (subscribe, replay, then live; back to
 //!   replay after a disconnect or a full buffer).
 //! - `checkpoint`, `lease`, `backoff`: fenced cursors, exclusive ownership with a
