@@ -141,6 +141,32 @@ impl RedisServer {
         format!("rediss://localhost:{}", self.tls_port.expect("the server was started without .tls(..)"))
     }
 
+    /// A plain connection to the server, for what tests check or set up behind
+    /// Remq's back (raw commands, keys, `INFO`).
+    ///
+    /// # Panics
+    /// When the server cannot be reached.
+    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .expect("a valid URL")
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", self.url()))
+    }
+
+    /// The cursor stored for `consumer` in the default namespace
+    /// (`remq:consumer:<consumer>:cursor`), if any.
+    ///
+    /// # Panics
+    /// When the server cannot be reached.
+    pub async fn stored_cursor(&self, consumer: &str) -> Option<u64> {
+        redis::cmd("GET")
+            .arg(format!("remq:consumer:{consumer}:cursor"))
+            .query_async(&mut self.connection().await)
+            .await
+            .unwrap_or_else(|e| panic!("cannot read the cursor of {consumer}: {e}"))
+    }
+
     /// The server's working directory (where AOF and RDB files go).
     pub fn dir(&self) -> &Path {
         self.dir.path()

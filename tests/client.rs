@@ -117,8 +117,7 @@ async fn scripts_are_reloaded_after_script_flush() {
     let server = RedisServer::start();
     let client = client(&server).await;
     client.publish("s", "before").await.unwrap();
-    let mut raw =
-        redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut raw = server.connection().await;
     let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut raw).await.unwrap();
     client.publish("s", "after").await.unwrap();
     assert_eq!(client.consume("s", MessageId::ZERO, 10).await.unwrap().len(), 2);
@@ -205,8 +204,7 @@ async fn storage_costs_at_most_40_bytes_per_small_message() {
 }
 
 async fn used_memory(server: &RedisServer) -> i64 {
-    let mut raw =
-        redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut raw = server.connection().await;
     let info: String = redis::cmd("INFO").arg("memory").query_async(&mut raw).await.unwrap();
     info.lines().find_map(|l| l.strip_prefix("used_memory:")).unwrap().trim().parse().unwrap()
 }

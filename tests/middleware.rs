@@ -27,12 +27,6 @@ fn test_worker(server: &RedisServer) -> Worker {
         )
 }
 
-async fn cursor(server: &RedisServer, consumer: &str) -> Option<u64> {
-    let mut raw =
-        redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
-    redis::cmd("GET").arg(format!("remq:consumer:{consumer}:cursor")).query_async(&mut raw).await.unwrap()
-}
-
 /// Polls until `channel` holds `count` messages, and returns them.
 async fn wait_for_messages(client: &Client, channel: &str, count: usize) -> Vec<remq::Message> {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -48,7 +42,7 @@ async fn wait_for_messages(client: &Client, channel: &str, count: usize) -> Vec<
 
 async fn wait_for_cursor(server: &RedisServer, consumer: &str, id: MessageId) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while cursor(server, consumer).await < Some(id.get()) {
+    while server.stored_cursor(consumer).await < Some(id.get()) {
         assert!(Instant::now() < deadline, "the cursor of {consumer} never reached {id}");
         sleep(Duration::from_millis(20)).await;
     }
@@ -139,8 +133,7 @@ async fn when_the_dead_letter_cannot_be_stored_the_cursor_does_not_move() {
     let client = Client::connect(&server.url()).await.unwrap();
     let before = client.publish("d.x", "fine").await.unwrap();
     // The dead-letter channel's stream key is taken by a string: XADD fails.
-    let mut raw =
-        redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut raw = server.connection().await;
     let _: () = redis::cmd("SET")
         .arg("remq:channel:dead.d.x")
         .arg("not a stream")
@@ -153,7 +146,7 @@ async fn when_the_dead_letter_cannot_be_stored_the_cursor_does_not_move() {
     });
     let err = tokio::time::timeout(Duration::from_secs(10), worker.run()).await.unwrap().unwrap_err();
     assert!(err.to_string().contains("WRONGTYPE"), "{err}");
-    let stored = cursor(&server, "doomed").await.unwrap_or(0);
+    let stored = server.stored_cursor("doomed").await.unwrap_or(0);
     assert!(
         stored >= before.get() && stored < failing.get(),
         "the cursor moved past an undead-lettered message: {stored}"
@@ -225,7 +218,7 @@ async fn shutdown_ends_a_retry_loop_without_checkpointing_or_dead_lettering() {
         layer_calls_at_stop,
         "an attempt ran through the layers after shutdown"
     );
-    assert!(cursor(&server, "stubborn").await < Some(id.get()), "the message was checkpointed");
+    assert!(server.stored_cursor("stubborn").await < Some(id.get()), "the message was checkpointed");
     assert!(client.consume("dead.*", MessageId::ZERO, 10).await.unwrap().is_empty(), "it was dead-lettered");
 }
 
@@ -307,13 +300,7 @@ async fn concurrency_keeps_each_channel_in_order_and_speeds_up() {
         // it starts where it is told to.
         let _: () = redis::cmd("DEL")
             .arg("remq:consumer:lanes:cursor")
-            .query_async(
-                &mut redis::Client::open(server.url())
-                    .unwrap()
-                    .get_multiplexed_async_connection()
-                    .await
-                    .unwrap(),
-            )
+            .query_async(&mut server.connection().await)
             .await
             .unwrap();
     }
@@ -343,7 +330,7 @@ async fn the_checkpoint_waits_for_the_oldest_unfinished_message() {
     // checkpoint must not pass it, so a crash now would replay it.
     sleep(Duration::from_millis(200)).await;
     assert!(
-        cursor(&server, "lanes").await.unwrap_or(0) < slow_id,
+        server.stored_cursor("lanes").await.unwrap_or(0) < slow_id,
         "the checkpoint skipped an unfinished message"
     );
     running.crash().await;
@@ -352,9 +339,7 @@ async fn the_checkpoint_waits_for_the_oldest_unfinished_message() {
     let (worker, handled) = lanes_worker(&server, 4, |_| Duration::ZERO);
     let _ = redis::cmd("DEL")
         .arg("remq:consumer:lanes:lease")
-        .query_async::<()>(
-            &mut redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap(),
-        )
+        .query_async::<()>(&mut server.connection().await)
         .await;
     let running = RunningWorker::start(worker);
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -11,10 +11,6 @@ const PUBLISH_BATCH: &str = include_str!("../scripts/publish_batch.lua");
 const CONSUME: &str = include_str!("../scripts/consume.lua");
 const FLUSH: &str = include_str!("../scripts/flush.lua");
 
-async fn connect(server: &RedisServer) -> MultiplexedConnection {
-    redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap()
-}
-
 /// `EVAL <script> <keys.len()> <keys…> <args…>`, exactly as any client would send it.
 async fn eval<T: redis::FromRedisValue>(
     conn: &mut MultiplexedConnection,
@@ -51,7 +47,7 @@ fn frame(channel: &str, id: u64, body: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn ids_increase_across_channels() {
     let server = RedisServer::start();
-    let mut conn = connect(&server).await;
+    let mut conn = server.connection().await;
     let ids = [
         publish(&mut conn, "a", b"1").await,
         publish(&mut conn, "b", b"2").await,
@@ -67,7 +63,7 @@ async fn ids_increase_across_channels() {
 #[tokio::test]
 async fn pubsub_pushes_the_exact_frame_on_the_channel() {
     let server = RedisServer::start();
-    let mut conn = connect(&server).await;
+    let mut conn = server.connection().await;
     let mut pubsub = redis::Client::open(server.url()).unwrap().get_async_pubsub().await.unwrap();
     pubsub.psubscribe("remq:channel:events.*").await.unwrap();
     let id = publish(&mut conn, "events.a", b"hello\nworld").await;
@@ -81,7 +77,7 @@ async fn pubsub_pushes_the_exact_frame_on_the_channel() {
 #[tokio::test]
 async fn consume_merges_channels_in_id_order_after_an_exclusive_cursor() {
     let server = RedisServer::start();
-    let mut conn = connect(&server).await;
+    let mut conn = server.connection().await;
     let mut expected = Vec::new();
     for i in 0..30u64 {
         let channel = ["events.a", "events.b", "events.c", "other"][(i * 7 % 4) as usize];
@@ -113,7 +109,7 @@ async fn consume_merges_channels_in_id_order_after_an_exclusive_cursor() {
 #[tokio::test]
 async fn consume_limit_defaults_to_1000_and_is_capped_at_10000() {
     let server = RedisServer::start();
-    let mut conn = connect(&server).await;
+    let mut conn = server.connection().await;
     let body = b"x".as_slice();
     for _ in 0..11 {
         let mut args = vec![b"bulk".as_slice()];
@@ -132,7 +128,7 @@ async fn consume_limit_defaults_to_1000_and_is_capped_at_10000() {
 #[tokio::test]
 async fn identical_bodies_are_all_kept() {
     let server = RedisServer::start();
-    let mut conn = connect(&server).await;
+    let mut conn = server.connection().await;
     let ids = [publish(&mut conn, "c", b"same").await, publish(&mut conn, "c", b"same").await];
     assert_eq!(
         consume(&mut conn, "c", 0, None).await,
@@ -143,7 +139,7 @@ async fn identical_bodies_are_all_kept() {
 #[tokio::test]
 async fn bodies_are_binary_safe() {
     let server = RedisServer::start();
-    let mut conn = connect(&server).await;
+    let mut conn = server.connection().await;
     let big: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
     let bodies: [&[u8]; 5] = [b"", b"a\nb\n", b"x@1\n@2", b"\0\0nul\0", &big];
     let mut expected = Vec::new();
@@ -157,7 +153,7 @@ async fn bodies_are_binary_safe() {
 #[tokio::test]
 async fn channel_names_may_contain_at_and_colon() {
     let server = RedisServer::start();
-    let mut conn = connect(&server).await;
+    let mut conn = server.connection().await;
     let id = publish(&mut conn, "user@example.com:inbox", b"hi").await;
     assert_eq!(consume(&mut conn, "user@*", 0, None).await, vec![frame("user@example.com:inbox", id, b"hi")]);
 }
@@ -165,7 +161,7 @@ async fn channel_names_may_contain_at_and_colon() {
 #[tokio::test]
 async fn invalid_channel_names_are_rejected_with_the_rule() {
     let server = RedisServer::start();
-    let mut conn = connect(&server).await;
+    let mut conn = server.connection().await;
     for (channel, rule) in [
         ("", "must not be empty"),
         ("a\nb", "\\n"),
@@ -187,7 +183,7 @@ async fn invalid_channel_names_are_rejected_with_the_rule() {
 #[tokio::test]
 async fn patterns_use_redis_glob_syntax() {
     let server = RedisServer::start();
-    let mut conn = connect(&server).await;
+    let mut conn = server.connection().await;
     for channel in ["a", "b", "c", "ab", "cc"] {
         publish(&mut conn, channel, channel.as_bytes()).await;
     }
@@ -205,7 +201,7 @@ async fn patterns_use_redis_glob_syntax() {
 #[tokio::test]
 async fn flush_removes_ids_below_the_bound_from_matching_channels() {
     let server = RedisServer::start();
-    let mut conn = connect(&server).await;
+    let mut conn = server.connection().await;
     for i in 0..10 {
         publish(&mut conn, if i % 2 == 0 { "f.a" } else { "g.a" }, b"m").await;
     }
@@ -229,7 +225,7 @@ async fn flush_removes_ids_below_the_bound_from_matching_channels() {
 #[tokio::test]
 async fn batch_publish_assigns_consecutive_ids_and_pushes_each_message() {
     let server = RedisServer::start();
-    let mut conn = connect(&server).await;
+    let mut conn = server.connection().await;
     let mut pubsub = redis::Client::open(server.url()).unwrap().get_async_pubsub().await.unwrap();
     pubsub.psubscribe("remq:channel:*").await.unwrap();
     publish(&mut conn, "x", b"0").await;
@@ -248,7 +244,7 @@ async fn batch_publish_assigns_consecutive_ids_and_pushes_each_message() {
 #[tokio::test]
 async fn namespaces_are_independent_and_keep_keys_under_their_base() {
     let server = RedisServer::start();
-    let mut conn = connect(&server).await;
+    let mut conn = server.connection().await;
     let base = "remq:{orders}";
     let mut pubsub = redis::Client::open(server.url()).unwrap().get_async_pubsub().await.unwrap();
     pubsub.psubscribe("remq:{orders}:channel:*").await.unwrap();
@@ -297,7 +293,7 @@ async fn scripts_never_use_keys_and_document_their_calling_convention() {
 #[tokio::test]
 async fn an_acl_user_confined_to_remq_keys_and_channels_runs_every_script() {
     let server = RedisServer::start();
-    let mut admin = connect(&server).await;
+    let mut admin = server.connection().await;
     let setuser = |extra: &'static [&'static str]| {
         let mut args = vec![
             "SETUSER",
@@ -348,7 +344,7 @@ fn is_noperm(err: &redis::RedisError) -> bool {
 #[tokio::test]
 async fn channel_names_must_be_utf8() {
     let server = RedisServer::start();
-    let mut conn = connect(&server).await;
+    let mut conn = server.connection().await;
     for bad in [&b"ev.\xff"[..], b"\xc0\xaf", b"\xed\xa0\x80", b"\xe2\x82", b"\xf4\x90\x80\x80"] {
         for script in [PUBLISH, PUBLISH_BATCH] {
             let err = eval::<Value>(&mut conn, script, &[], &[bad, b"m"]).await.unwrap_err();

@@ -94,12 +94,6 @@ async fn publish_spread(client: &Client, prefix: &str, channels: usize, count: u
     ids
 }
 
-async fn cursor(server: &RedisServer, consumer: &str) -> Option<u64> {
-    let mut raw =
-        redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
-    redis::cmd("GET").arg(format!("remq:consumer:{consumer}:cursor")).query_async(&mut raw).await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_arrives_once_in_order_while_publishing() {
     let server = RedisServer::start();
@@ -112,7 +106,7 @@ async fn every_message_arrives_once_in_order_while_publishing() {
     sleep(Duration::from_millis(200)).await;
     assert_exactly_in_order(&seen, &ids);
     running.stop().await.unwrap();
-    assert_eq!(cursor(&server, "orders").await, Some(ids.last().unwrap().get()), "final checkpoint");
+    assert_eq!(server.stored_cursor("orders").await, Some(ids.last().unwrap().get()), "final checkpoint");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,8 +138,7 @@ async fn killed_pubsub_connections_fall_back_to_replay() {
     let client = Client::connect(&server.url()).await.unwrap();
     let (worker, seen) = recording_worker(&server, "kill", "k.*");
     let running = RunningWorker::start(worker);
-    let mut admin =
-        redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut admin = server.connection().await;
     let mut ids = Vec::new();
     for round in 0..5 {
         for i in 0..400 {
@@ -245,8 +238,7 @@ async fn a_standby_takes_over_when_the_owner_shuts_down() {
 #[tokio::test]
 async fn a_checkpoint_with_a_stale_lease_token_is_refused() {
     let server = RedisServer::start();
-    let mut raw =
-        redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut raw = server.connection().await;
     let lease = include_str!("../scripts/lease.lua");
     let checkpoint = include_str!("../scripts/checkpoint.lua");
     let eval = |script: &str, args: &[&str]| redis::cmd("EVAL").arg(script).arg(0).arg(args).to_owned();
@@ -268,7 +260,7 @@ async fn a_checkpoint_with_a_stale_lease_token_is_refused() {
     assert_eq!(got, 1);
     let err = eval(checkpoint, &["c", "old", "20"]).query_async::<u64>(&mut raw).await.unwrap_err();
     assert_eq!(err.code(), Some("FENCED"), "{err}");
-    assert_eq!(cursor(&server, "c").await, Some(10), "the stale owner did not move the cursor");
+    assert_eq!(server.stored_cursor("c").await, Some(10), "the stale owner did not move the cursor");
     let renewed: u64 = eval(lease, &["renew", "c", "60000", "old"]).query_async(&mut raw).await.unwrap();
     assert_eq!(renewed, 0, "the stale owner cannot renew either");
     let released: u64 = eval(lease, &["release", "c", "0", "old"]).query_async(&mut raw).await.unwrap();
@@ -278,7 +270,7 @@ async fn a_checkpoint_with_a_stale_lease_token_is_refused() {
     // The first checkpoint of a consumer is stored even when it is 0.
     let _: (u64, u64) = eval(lease, &["acquire", "fresh", "60000", "t"]).query_async(&mut raw).await.unwrap();
     let stored: u64 = eval(checkpoint, &["fresh", "t", "0"]).query_async(&mut raw).await.unwrap();
-    assert_eq!((stored, cursor(&server, "fresh").await), (0, Some(0)));
+    assert_eq!((stored, server.stored_cursor("fresh").await), (0, Some(0)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,8 +282,7 @@ async fn an_owner_whose_lease_is_taken_stops_consuming() {
     publish_spread(&client, "f", 1, 100).await;
     wait_for(Duration::from_secs(10), "the first messages", || seen.lock().unwrap().len() >= 100).await;
     // Another owner steals the lease (as if this process had paused past it).
-    let mut raw =
-        redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut raw = server.connection().await;
     let _: () = redis::cmd("SET")
         .arg("remq:consumer:fenced:lease")
         .arg("999999")
@@ -305,7 +296,7 @@ async fn an_owner_whose_lease_is_taken_stops_consuming() {
     publish_spread(&client, "f", 1, 100).await;
     sleep(Duration::from_millis(1_000)).await;
     assert_eq!(seen.lock().unwrap().len(), before, "a fenced owner kept consuming");
-    assert_eq!(cursor(&server, "fenced").await, Some(100));
+    assert_eq!(server.stored_cursor("fenced").await, Some(100));
     // When the thief's lease lapses, the worker takes over again and catches up.
     wait_for(Duration::from_secs(10), "the worker to own the consumer again", || {
         seen.lock().unwrap().len() >= 200
@@ -385,7 +376,7 @@ async fn extractors_state_and_handler_failures() {
         "bad JSON and a permanent error skip one message each; a panic is retried until it succeeds"
     );
     running.stop().await.unwrap();
-    assert!(cursor(&server, "signups").await >= Some(ids[4].get()));
+    assert!(server.stored_cursor("signups").await >= Some(ids[4].get()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -449,11 +440,11 @@ async fn a_new_consumer_stores_its_start_at_once_even_on_an_empty_namespace() {
         worker.start_from(StartFrom::Latest).checkpoint_interval(Duration::from_secs(60)),
     );
     let deadline = Instant::now() + Duration::from_secs(10);
-    while cursor(&server, "fresh").await.is_none() {
+    while server.stored_cursor("fresh").await.is_none() {
         assert!(Instant::now() < deadline, "the start position was never stored");
         sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(cursor(&server, "fresh").await, Some(0));
+    assert_eq!(server.stored_cursor("fresh").await, Some(0));
     running.stop().await.unwrap();
 }
 
@@ -464,8 +455,7 @@ async fn a_foreign_entry_with_a_non_utf8_channel_is_skipped_not_fatal() {
     let before = client.publish("x.ok", "1").await.unwrap();
     // Something other than Remq registers a channel whose name is not UTF-8 and
     // stores an entry on it (the scripts refuse such names).
-    let mut raw =
-        redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut raw = server.connection().await;
     let bad: &[u8] = b"x.\xff";
     let _: () = redis::cmd("SADD").arg("remq:channels").arg(bad).query_async(&mut raw).await.unwrap();
     let _: () = redis::cmd("INCR").arg("remq:id").query_async(&mut raw).await.unwrap();

@@ -134,8 +134,7 @@ struct Db(MultiplexedConnection);
 
 impl Db {
     async fn connect(server: &RedisServer) -> Db {
-        let client = redis::Client::open(server.url()).unwrap();
-        Db(client.get_multiplexed_async_connection().await.unwrap())
+        Db(server.connection().await)
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &mut redis::Cmd) -> T {
