@@ -11,8 +11,8 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Settings, StartFrom};
 use crate::consumer::{Consumer, Runtime};
 use crate::extract::States;
-use crate::middleware::{self, BoxedLayer, HandlerService};
-use crate::{BoxedHandler, Delivery, Error, Handler, HandlerOptions, Result, RetryPolicy, handler, protocol};
+use crate::middleware::{BoxedLayer, HandlerLayer};
+use crate::{BoxedHandler, Error, Handler, HandlerOptions, Result, RetryPolicy, handler, protocol};
 
 /// A worker process: every handler registered with `#[remq::handler]` (and any
 /// added with [`handler`](Self::handler)) consumes its pattern in id order, with
@@ -112,16 +112,12 @@ impl Worker {
     }
 
     /// Wraps every handler in `layer`, any `tower::Layer` over
-    /// [`HandlerService`](crate::middleware::HandlerService). Layers run inside the
+    /// [`HandlerService`](crate::middleware::HandlerService) (see
+    /// [`HandlerLayer`](crate::middleware::HandlerLayer)). Layers run inside the
     /// retry loop (once per attempt) and the tracing span, outside the timeout;
     /// the first one added is the outermost.
-    pub fn layer<L>(mut self, layer: L) -> Self
-    where
-        L: tower::Layer<HandlerService> + Send + Sync + 'static,
-        L::Service: tower::Service<Delivery, Response = (), Error = Error> + Clone + Send + 'static,
-        <L::Service as tower::Service<Delivery>>::Future: Send + 'static,
-    {
-        self.layers.push(middleware::boxed_layer(layer));
+    pub fn layer(mut self, layer: impl HandlerLayer) -> Self {
+        self.layers.push(BoxedLayer(Arc::new(layer)));
         self
     }
 
@@ -129,13 +125,8 @@ impl Worker {
     /// `#[remq::handler]` without `name`, its path such as `my_app::on_signup`),
     /// in `layer`, inside the layers added with [`layer`](Self::layer). Naming a
     /// consumer that does not exist fails `run()`.
-    pub fn handler_layer<L>(mut self, consumer: impl Into<String>, layer: L) -> Self
-    where
-        L: tower::Layer<HandlerService> + Send + Sync + 'static,
-        L::Service: tower::Service<Delivery, Response = (), Error = Error> + Clone + Send + 'static,
-        <L::Service as tower::Service<Delivery>>::Future: Send + 'static,
-    {
-        self.handler_layers.entry(consumer.into()).or_default().push(middleware::boxed_layer(layer));
+    pub fn handler_layer(mut self, consumer: impl Into<String>, layer: impl HandlerLayer) -> Self {
+        self.handler_layers.entry(consumer.into()).or_default().push(BoxedLayer(Arc::new(layer)));
         self
     }
 

@@ -52,9 +52,30 @@ use crate::{BoxedHandler, Delivery, Error, Result};
 /// The type-erased service a delivery is sent to.
 pub type HandlerService = BoxCloneService<Delivery, (), Error>;
 
+/// A `tower::Layer` that can wrap a handler's stack: what
+/// [`Worker::layer`](crate::Worker::layer) and
+/// [`Worker::handler_layer`](crate::Worker::handler_layer) take. Implemented for
+/// every layer whose service takes a [`Delivery`] and returns `()` or a
+/// [`remq::Error`](Error); there is nothing to implement by hand.
+pub trait HandlerLayer: Send + Sync + 'static {
+    /// Wraps `inner`, erasing the resulting service's type.
+    fn wrap(&self, inner: HandlerService) -> HandlerService;
+}
+
+impl<L> HandlerLayer for L
+where
+    L: Layer<HandlerService> + Send + Sync + 'static,
+    L::Service: Service<Delivery, Response = (), Error = Error> + Clone + Send + 'static,
+    <L::Service as Service<Delivery>>::Future: Send + 'static,
+{
+    fn wrap(&self, inner: HandlerService) -> HandlerService {
+        BoxCloneService::new(self.layer(inner))
+    }
+}
+
 /// An application layer, type-erased so layers of any type can be stacked.
 #[derive(Clone)]
-pub(crate) struct BoxedLayer(Arc<dyn Fn(HandlerService) -> HandlerService + Send + Sync>);
+pub(crate) struct BoxedLayer(pub(crate) Arc<dyn HandlerLayer>);
 
 impl std::fmt::Debug for BoxedLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -99,7 +120,7 @@ pub(crate) fn stack(handler: BoxedHandler, config: StackConfig<'_>) -> HandlerSe
         service = BoxCloneService::new(RateLimitLayer::per_second(per_second).layer(service));
     }
     for layer in config.layers.iter().rev() {
-        service = (layer.0)(service);
+        service = layer.0.wrap(service);
     }
     let halt = Arc::new(config.shutdown);
     let retried = ServiceBuilder::new()
@@ -111,16 +132,6 @@ pub(crate) fn stack(handler: BoxedHandler, config: StackConfig<'_>) -> HandlerSe
         Some(dead_letter) => BoxCloneService::new(dead_letter.layer(retried)),
         None => BoxCloneService::new(retried),
     }
-}
-
-/// Erases a layer for [`Worker::layer`](crate::Worker::layer).
-pub(crate) fn boxed_layer<L>(layer: L) -> BoxedLayer
-where
-    L: tower::Layer<HandlerService> + Send + Sync + 'static,
-    L::Service: Service<Delivery, Response = (), Error = Error> + Clone + Send + 'static,
-    <L::Service as Service<Delivery>>::Future: Send + 'static,
-{
-    BoxedLayer(Arc::new(move |inner| BoxCloneService::new(layer.layer(inner))))
 }
 
 /// The handler as the innermost service.
