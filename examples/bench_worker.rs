@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use remq::{Client, MessageId, StartFrom, Worker};
-use remq_testkit::RedisServer;
+use remq_testkit::{RedisServer, RunningWorker};
 
 /// Messages published while the worker follows live.
 const LIVE: u64 = 500_000;
@@ -63,25 +63,32 @@ impl Progress {
     }
 }
 
-/// A worker for `pattern` whose handler only counts; returns its stop token.
+/// A worker for `pattern` whose handler works for `work` (no time at all when
+/// zero), then counts the message and notes the highest id seen.
 fn counting_worker(
     url: &str,
     name: &str,
     pattern: &str,
     start: StartFrom,
+    work: Duration,
     progress: Arc<Progress>,
 ) -> Worker {
-    Worker::new(url).without_registered_handlers().without_signal_handlers().start_from(start).named_handler(
-        name,
-        pattern,
-        move |id: MessageId| {
-            let progress = progress.clone();
-            async move {
-                progress.count.fetch_add(1, Ordering::Relaxed);
-                progress.last.store(id.get(), Ordering::Release);
+    bench_worker(url).start_from(start).named_handler(name, pattern, move |id: MessageId| {
+        let progress = progress.clone();
+        async move {
+            // A zero sleep would still wait for the timer's next tick.
+            if !work.is_zero() {
+                tokio::time::sleep(work).await;
             }
-        },
-    )
+            progress.count.fetch_add(1, Ordering::Relaxed);
+            progress.last.fetch_max(id.get(), Ordering::AcqRel);
+        }
+    })
+}
+
+/// A worker that runs only the handler the scenario adds and ignores signals.
+fn bench_worker(url: &str) -> Worker {
+    Worker::new(url).without_registered_handlers().without_signal_handlers()
 }
 
 /// Publishes [`LIVE`] messages over 100 channels `<prefix>.N` with [`DEPTH`] calls
@@ -127,11 +134,6 @@ async fn raw_subscriber(
     }))
 }
 
-/// Runs `worker` in the background until the returned token is cancelled.
-fn start(worker: Worker) -> (tokio_util::sync::CancellationToken, tokio::task::JoinHandle<remq::Result<()>>) {
-    (worker.shutdown_token(), tokio::spawn(worker.run()))
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = match std::env::var("REMQ_BENCH_URL") {
@@ -158,14 +160,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         pubsub.abort();
 
         let progress = Arc::new(Progress::default());
-        let (stop, run) =
-            start(counting_worker(&url, "bench-live", "live.*", StartFrom::Latest, progress.clone()));
+        let running = RunningWorker::start(counting_worker(
+            &url,
+            "bench-live",
+            "live.*",
+            StartFrom::Latest,
+            Duration::ZERO,
+            progress.clone(),
+        ));
         tokio::time::sleep(Duration::from_millis(500)).await;
         let (_, published, total) = publish_live(&client, "live", &body, &progress).await?;
         rows.push(("live: producer → worker", LIVE, total));
         rows.push(("  (of which publishing)", LIVE, published));
-        stop.cancel();
-        run.await??;
+        running.stop().await?;
     }
 
     // Replay: a million stored messages on 10 channels, read by a bare consume
@@ -192,12 +199,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let progress = Arc::new(Progress::default());
             let began = Instant::now();
             let name = format!("bench-replay-{channels}");
-            let worker = counting_worker(&url, &name, &pattern, StartFrom::Earliest, progress.clone());
-            let (stop, run) = start(worker);
+            let worker =
+                counting_worker(&url, &name, &pattern, StartFrom::Earliest, Duration::ZERO, progress.clone());
+            let running = RunningWorker::start(worker);
             progress.wait_for(last).await;
             rows.push((worker_row, progress.count.load(Ordering::Relaxed), began.elapsed()));
-            stop.cancel();
-            run.await??;
+            running.stop().await?;
         }
     }
 
@@ -217,28 +224,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 client.publish_batch(&channel, std::iter::repeat_n(&body, 100)).await?;
             }
             let progress = Arc::new(Progress::default());
-            let seen = progress.clone();
-            let worker = Worker::new(&url)
-                .without_registered_handlers()
-                .without_signal_handlers()
-                .start_from(StartFrom::Earliest)
-                .concurrency(concurrency)
-                .named_handler(&prefix, format!("{prefix}.*"), move |id: MessageId| {
-                    let seen = seen.clone();
-                    async move {
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                        seen.count.fetch_add(1, Ordering::Relaxed);
-                        seen.last.fetch_max(id.get(), Ordering::AcqRel);
-                    }
-                });
+            let pattern = format!("{prefix}.*");
+            let work = Duration::from_millis(1);
+            let worker =
+                counting_worker(&url, &prefix, &pattern, StartFrom::Earliest, work, progress.clone())
+                    .concurrency(concurrency);
             let began = Instant::now();
-            let (stop, run) = start(worker);
+            let running = RunningWorker::start(worker);
             while progress.count.load(Ordering::Acquire) < count {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             rows.push((row, count, began.elapsed()));
-            stop.cancel();
-            run.await??;
+            running.stop().await?;
         }
     }
 
@@ -250,19 +247,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let epoch = Instant::now();
     let latencies = Arc::new(Mutex::new(Vec::with_capacity((RATE * LATENCY_SECONDS) as usize)));
     let recorded = latencies.clone();
-    let worker = Worker::new(&url).without_registered_handlers().without_signal_handlers().named_handler(
-        "bench-latency",
-        "lat.*",
-        move |body: String| {
-            let recorded = recorded.clone();
-            async move {
-                let sent: u64 = body.parse().unwrap_or(0);
-                let now = epoch.elapsed().as_micros() as u64;
-                recorded.lock().unwrap().push(now.saturating_sub(sent));
-            }
-        },
-    );
-    let (stop, run) = start(worker);
+    let worker = bench_worker(&url).named_handler("bench-latency", "lat.*", move |body: String| {
+        let recorded = recorded.clone();
+        async move {
+            let sent: u64 = body.parse().unwrap_or(0);
+            let now = epoch.elapsed().as_micros() as u64;
+            recorded.lock().unwrap().push(now.saturating_sub(sent));
+        }
+    });
+    let running = RunningWorker::start(worker);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut tick = tokio::time::interval(Duration::from_secs(1) / RATE as u32);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -274,8 +267,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     while latencies.lock().unwrap().len() < (RATE * LATENCY_SECONDS) as usize {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    stop.cancel();
-    run.await??;
+    running.stop().await?;
 
     print_rows(&rows);
     let mut latencies = latencies.lock().unwrap().clone();
