@@ -1,14 +1,19 @@
 -- consume.lua: read stored messages after a cursor from every channel matching a pattern.
 --
---   EVAL <consume.lua> 0 <pattern> <cursor> [<limit>]
---   EVAL <consume.lua> 1 <base> <pattern> <cursor> [<limit>]
+--   EVAL <consume.lua> 0 <pattern> <cursor> [<limit> [state]]
+--   EVAL <consume.lua> 1 <base> <pattern> <cursor> [<limit> [state]]
 --
 -- KEYS[1]  (optional) the namespace base; "remq" when numkeys is 0
 -- ARGV[1]  pattern: a Redis glob over channel names (the same syntax as PSUBSCRIBE)
 -- ARGV[2]  cursor: only messages with an id strictly greater than this are returned
 -- ARGV[3]  (optional) limit: at most this many messages; default 1000, capped at 10000
+-- ARGV[4]  (optional) the word "state": put the log's state first in the reply
 -- Reply    array of "<channel>@<id>\n<message>", ascending by id across all channels;
---          fewer than limit (possibly none) means the log holds nothing more for now
+--          fewer than limit (possibly none) means the log holds nothing more for now.
+--          With "state", the first element is {head, removed}: head is the last id
+--          issued (<base>:id), removed the highest id flush.lua removed from a
+--          matching channel (the hash <base>:removed), 0 if none. removed > cursor means messages after the cursor are gone;
+--          head < cursor means the id counter went backwards (data loss in Redis).
 -- Errors   "ERR remq: invalid cursor ..." / "ERR remq: invalid limit ..."
 --
 -- Channels are found through the registry set <base>:channels (SSCAN MATCH), never
@@ -31,6 +36,11 @@ else
   return redis.error_reply('ERR remq: invalid limit: it must be a positive integer (it is capped at 10000)')
 end
 
+local with_state = ARGV[4] == 'state'
+if ARGV[4] ~= nil and not with_state then
+  return redis.error_reply('ERR remq: invalid option: the fourth argument can only be "state"')
+end
+
 local registry = base .. ':channels'
 local channels = {}
 if string.find(pattern, '[%*%?%[\\]') then
@@ -43,7 +53,24 @@ if string.find(pattern, '[%*%?%[\\]') then
 elseif redis.call('SISMEMBER', registry, pattern) == 1 then
   channels[1] = pattern
 end
-if #channels == 0 then return {} end
+
+-- {head, removed}, see the header.
+local function state()
+  local removed = 0
+  -- in slices: unpack() of thousands of names would overflow Lua's stack
+  for i = 1, #channels, 1000 do
+    local ids = redis.call('HMGET', base .. ':removed', unpack(channels, i, math.min(i + 999, #channels)))
+    for _, id in ipairs(ids) do
+      if id and tonumber(id) > removed then removed = tonumber(id) end
+    end
+  end
+  return {tonumber(redis.call('GET', base .. ':id') or '0'), removed}
+end
+
+if #channels == 0 then
+  if with_state then return {state()} end
+  return {}
+end
 
 local after = cursor .. '-0'
 
@@ -61,6 +88,7 @@ if #channels == 1 then
     local entry_id = entry[1]
     page[i] = header .. sub(entry_id, 1, find(entry_id, '-', 1, true) - 1) .. '\n' .. entry[2][2]
   end
+  if with_state then table.insert(page, 1, state()) end
   return page
 end
 
@@ -108,10 +136,12 @@ end
 for i = math.floor(size / 2), 1, -1 do sift_down(i) end
 
 local out = {}
+if with_state then out[1] = state() end
+local skip = #out
 while size > 0 do
   local s = heap[1]
   n = n + 1
-  out[n] = s.header .. s.digits .. '\n' .. s.entries[s.pos][2][2]
+  out[n + skip] = s.header .. s.digits .. '\n' .. s.entries[s.pos][2][2]
   -- Stop as soon as the page is full: refilling a source now would read entries
   -- this call cannot return.
   if n == limit then break end

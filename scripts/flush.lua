@@ -1,16 +1,23 @@
 -- flush.lua: remove old messages from every channel matching a pattern.
 --
---   EVAL <flush.lua> 0 <pattern> <before-id>
---   EVAL <flush.lua> 1 <base> <pattern> <before-id>
+--   EVAL <flush.lua> 0 <pattern> <before-id> [<max>]
+--   EVAL <flush.lua> 1 <base> <pattern> <before-id> [<max>]
 --
 -- KEYS[1]  (optional) the namespace base; "remq" when numkeys is 0
 -- ARGV[1]  pattern: a Redis glob over channel names (the same syntax as PSUBSCRIBE)
 -- ARGV[2]  before-id: messages with an id strictly below this are removed
+-- ARGV[3]  (optional) max: remove at most this many messages, so one call stays
+--          short however much there is to remove; call again until the reply is 0
 -- Reply    the number of messages removed (integer)
--- Errors   "ERR remq: invalid before-id ..." / "ERR remq: invalid pattern ..."
+-- Errors   "ERR remq: invalid before-id ..." / "ERR remq: invalid pattern ..." /
+--          "ERR remq: invalid max ..."
 --
 -- Each matching stream is trimmed with XTRIM MINID (exact); channels stay
--- registered, so their id history and subscribers are unaffected.
+-- registered, so their id history and subscribers are unaffected. The highest id
+-- removed from each channel is kept in the hash <base>:removed (channel -> id),
+-- which consume.lua reports, so a consumer whose cursor is below it knows that
+-- messages it had not read are gone. With a max, the call reads the ids it
+-- removes (XRANGE COUNT max) to stop exactly there.
 local base = KEYS[1] or 'remq'
 local pattern, before = ARGV[1], ARGV[2]
 if pattern == nil or pattern == '' then
@@ -19,10 +26,32 @@ end
 if before == nil or not string.find(before, '^%d+$') then
   return redis.error_reply('ERR remq: invalid before-id: it must be a message id, a non-negative integer')
 end
-local registry = base .. ':channels'
+local max
+if ARGV[3] ~= nil then
+  max = tonumber(ARGV[3])
+  if not string.find(ARGV[3], '^%d+$') or max < 1 then
+    return redis.error_reply('ERR remq: invalid max: it must be a positive integer')
+  end
+end
+local registry, ledger = base .. ':channels', base .. ':removed'
 local removed = 0
 local function trim(name)
-  removed = removed + redis.call('XTRIM', base .. ':channel:' .. name, 'MINID', before .. '-0')
+  local key, cut, highest = base .. ':channel:' .. name, tonumber(before)
+  if max then
+    if removed >= max then return end
+    local page = redis.call('XRANGE', key, '-', '(' .. before .. '-0', 'COUNT', max - removed)
+    if #page == 0 then return end
+    highest = tonumber(string.match(page[#page][1], '^(%d+)'))
+    if #page == max - removed then cut = highest + 1 end
+  else
+    local below = redis.call('XREVRANGE', key, '(' .. before .. '-0', '-', 'COUNT', 1)
+    if #below == 0 then return end
+    highest = tonumber(string.match(below[1][1], '^(%d+)'))
+  end
+  removed = removed + redis.call('XTRIM', key, 'MINID', string.format('%d-0', cut))
+  if highest > tonumber(redis.call('HGET', ledger, name) or '0') then
+    redis.call('HSET', ledger, name, string.format('%d', highest))
+  end
 end
 if string.find(pattern, '[%*%?%[\\]') then
   local scan = '0'

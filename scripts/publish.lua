@@ -13,6 +13,11 @@
 -- SADD <base>:channels <channel>; PUBLISH <base>:channel:<channel>
 -- "<channel>@<id>\n<message>". The push happens in the same call that stores the
 -- message, so a subscriber never sees a message the log does not hold.
+-- Time index: the first publish of each second (server clock) adds
+-- ZADD <base>:time <unix-seconds> <id>, so age-based retention can find the first
+-- id published at or after a time (ZRANGE <base>:time <t> +inf BYSCORE LIMIT 0 1).
+-- It costs a TIME and a ZRANGE per call and one entry per second of publishing;
+-- retention prunes it with the messages.
 -- A channel name must be UTF-8 (so every client can decode it): checked byte by
 -- byte only when it has non-ASCII bytes at all.
 local function is_utf8(s)
@@ -55,4 +60,7 @@ local id = string.format('%d', redis.call('INCR', base .. ':id'))
 redis.call('XADD', key, id .. '-0', 'm', message)
 redis.call('SADD', base .. ':channels', channel)
 redis.call('PUBLISH', key, channel .. '@' .. id .. '\n' .. message)
+local clock, now = base .. ':time', redis.call('TIME')[1]
+local last = redis.call('ZRANGE', clock, -1, -1, 'WITHSCORES')
+if last[2] ~= now then redis.call('ZADD', clock, now, id) end
 return tonumber(id)

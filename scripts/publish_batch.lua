@@ -10,7 +10,8 @@
 -- Errors   "ERR remq: invalid channel ..." naming the rule that was broken
 --
 -- Each message is stored and pushed exactly as publish.lua does it, so
--- subscribers and consumers cannot tell a batch from single publishes.
+-- subscribers and consumers cannot tell a batch from single publishes; the time
+-- index (see publish.lua) records the batch's first id.
 -- A channel name must be UTF-8 (so every client can decode it): checked byte by
 -- byte only when it has non-ASCII bytes at all.
 local function is_utf8(s)
@@ -60,4 +61,7 @@ for i = 1, count do
   redis.call('PUBLISH', key, header .. id .. '\n' .. message)
 end
 redis.call('SADD', base .. ':channels', channel)
+local clock, now = base .. ':time', redis.call('TIME')[1]
+local newest = redis.call('ZRANGE', clock, -1, -1, 'WITHSCORES')
+if newest[2] ~= now then redis.call('ZADD', clock, now, string.format('%d', first)) end
 return {first, last}

@@ -11,15 +11,20 @@
 //! [`RunningWorker`] runs a worker in the background and stops it gracefully (or
 //! crashes it).
 //!
+//! [`wait_for`], [`http_get`] and [`metric`] poll a condition and read a worker's
+//! `/metrics`, `/healthz` and `/readyz`.
+//!
 //! [`redis_url_or_local`] is what the examples use: the URL from the environment, or
 //! the Redis on 127.0.0.1:6379 when one answers, or else a throwaway server.
 
 mod local;
+mod probe;
 mod redis_server;
 mod running;
 mod tls;
 
 pub use local::{RedisTarget, redis_url_or_local};
+pub use probe::{free_local_addr, http_get, metric, wait_for};
 pub use redis_server::{RedisServer, RedisServerBuilder};
 pub use running::RunningWorker;
 pub use tls::TlsFiles;

@@ -223,6 +223,72 @@ async fn flush_removes_ids_below_the_bound_from_matching_channels() {
 }
 
 #[tokio::test]
+async fn flush_in_steps_and_consume_reports_what_was_removed() {
+    let server = RedisServer::start();
+    let mut conn = server.connection().await;
+    for i in 0..10 {
+        publish(&mut conn, if i % 2 == 0 { "f.a" } else { "g.a" }, b"m").await;
+    }
+    // With a max, a call removes at most that many; 0 means done.
+    let mut steps = Vec::new();
+    for _ in 0..4 {
+        steps.push(eval::<u64>(&mut conn, FLUSH, &[], &[b"*", b"6", b"2"]).await.unwrap());
+    }
+    assert_eq!(steps, [2, 2, 1, 0]);
+    let err = eval::<u64>(&mut conn, FLUSH, &[], &[b"*", b"6", b"0"]).await.unwrap_err();
+    assert!(err.to_string().contains("invalid max"), "{err}");
+    // "state" puts {head, highest id removed from a matching channel} first.
+    let reply: (Vec<u64>, Vec<Vec<u8>>) = {
+        let mut all: Vec<redis::Value> =
+            eval(&mut conn, CONSUME, &[], &[b"f.*", b"0", b"2", b"state"]).await.unwrap();
+        let frames = all.split_off(1);
+        (
+            redis::from_redis_value(all.remove(0)).unwrap(),
+            frames.into_iter().map(|f| redis::from_redis_value(f).unwrap()).collect(),
+        )
+    };
+    assert_eq!(reply, (vec![10, 5], vec![frame("f.a", 7, b"m"), frame("f.a", 9, b"m")]));
+    let empty: Vec<redis::Value> =
+        eval(&mut conn, CONSUME, &[], &[b"none.*", b"0", b"10", b"state"]).await.unwrap();
+    assert_eq!(empty.len(), 1, "the state comes even without messages");
+    let err = eval::<Value>(&mut conn, CONSUME, &[], &[b"*", b"0", b"10", b"nonsense"]).await.unwrap_err();
+    assert!(err.to_string().contains("invalid option"), "{err}");
+}
+
+#[tokio::test]
+async fn publishing_keeps_a_time_index_of_the_first_id_of_each_second() {
+    let server = RedisServer::start();
+    let mut conn = server.connection().await;
+    for _ in 0..5 {
+        publish(&mut conn, "t", b"m").await;
+    }
+    let _: Value = eval(&mut conn, PUBLISH_BATCH, &[], &[b"t", b"x", b"y"]).await.unwrap();
+    let index: Vec<(u64, u64)> = redis::cmd("ZRANGE")
+        .arg("remq:time")
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let (now, _): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+    assert!(!index.is_empty() && index.len() <= 2, "one entry per second: {index:?}");
+    assert_eq!(index[0].0, 1, "the first id of its second");
+    assert!(index.iter().all(|&(_, second)| second + 2 >= now && second <= now));
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let id = publish(&mut conn, "t", b"later").await;
+    let newest: Vec<(u64, u64)> = redis::cmd("ZRANGE")
+        .arg("remq:time")
+        .arg(-1)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(newest[0].0, id, "a new second starts a new entry");
+}
+
+#[tokio::test]
 async fn batch_publish_assigns_consecutive_ids_and_pushes_each_message() {
     let server = RedisServer::start();
     let mut conn = server.connection().await;
@@ -264,9 +330,11 @@ async fn namespaces_are_independent_and_keep_keys_under_their_base() {
             "remq:channel:o",
             "remq:channels",
             "remq:id",
+            "remq:time",
             "remq:{orders}:channel:o",
             "remq:{orders}:channels",
-            "remq:{orders}:id"
+            "remq:{orders}:id",
+            "remq:{orders}:time"
         ]
     );
     let removed: u64 = eval(&mut conn, FLUSH, &[base], &[b"*", b"2"]).await.unwrap();

@@ -28,6 +28,8 @@ pub(crate) struct Checkpointer {
     every: u64,
     /// Whether the last store failed: failures are logged once per outage.
     failing: bool,
+    /// `remq_checkpoint_id`.
+    gauge: ::metrics::Gauge,
 }
 
 impl Checkpointer {
@@ -41,7 +43,8 @@ impl Checkpointer {
         done: MessageId,
         every: u64,
     ) -> Self {
-        Checkpointer { client, consumer, token, done, saved, pending: 0, every, failing: false }
+        let gauge = crate::metrics::handler_gauge(crate::metrics::CHECKPOINT, &consumer);
+        Checkpointer { client, consumer, token, done, saved, pending: 0, every, failing: false, gauge }
     }
 
     /// Loads the stored cursor of `consumer`, or `None` for a new consumer.
@@ -108,6 +111,7 @@ impl Checkpointer {
                 other => other,
             })?;
         self.saved = Some(MessageId::new(stored));
+        self.gauge.set(stored as f64);
         self.pending = 0;
         tracing::debug!(consumer = &*self.consumer, cursor = stored, "checkpoint stored");
         Ok(())

@@ -5,12 +5,41 @@ use std::ops::RangeInclusive;
 
 use bytes::Bytes;
 use redis::aio::ConnectionManager;
-use redis::{FromRedisValue, Script, ToRedisArgs};
+use redis::{FromRedisValue, ParsingError, Script, ToRedisArgs, Value};
 
 use crate::connect::ClientBuilder;
 use crate::error::RedisAddr;
 use crate::protocol::{self, MAX_CONSUME_LIMIT, Namespace};
+use crate::registry::{self, RegisteredConsumer};
 use crate::{Error, Message, MessageId, Result};
+
+/// What `consume.lua` reports about the log beside a page of messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LogState {
+    /// The last id issued in the namespace.
+    pub(crate) head: MessageId,
+    /// The highest id retention removed from a matching channel (0: none).
+    pub(crate) removed: MessageId,
+}
+
+/// A `consume.lua … state` reply: the log's state, then the page's frames.
+pub(crate) struct StatedPage {
+    /// What the log looked like when the page was read.
+    pub(crate) state: LogState,
+    /// The page, raw.
+    pub(crate) frames: Vec<Bytes>,
+}
+
+impl FromRedisValue for StatedPage {
+    fn from_redis_value(value: Value) -> std::result::Result<Self, ParsingError> {
+        let mut items = Vec::<Value>::from_redis_value(value)?.into_iter();
+        let (head, removed): (u64, u64) =
+            redis::from_redis_value(items.next().ok_or("consume.lua replied without its state")?)?;
+        let frames = items.map(Bytes::from_redis_value).collect::<std::result::Result<_, _>>()?;
+        let state = LogState { head: MessageId::new(head), removed: MessageId::new(removed) };
+        Ok(StatedPage { state, frames })
+    }
+}
 
 /// A handle to a Remq namespace on one Redis server.
 ///
@@ -133,23 +162,25 @@ impl Client {
     /// fails; [`Error::MalformedFrame`] when something other than Remq wrote to a
     /// channel's stream.
     pub async fn consume(&self, pattern: &str, after: MessageId, limit: usize) -> Result<Vec<Message>> {
-        let frames = self.consume_frames(pattern, after, limit).await?;
+        protocol::validate_pattern(pattern)?;
+        let frames: Vec<Bytes> = self
+            .eval("consume", &protocol::CONSUME, (pattern, after.get(), limit.clamp(1, MAX_CONSUME_LIMIT)))
+            .await?;
         frames.into_iter().map(Message::from_frame).collect()
     }
 
-    /// [`consume`](Self::consume) without parsing: the raw frames, so a caller can
-    /// skip a malformed one without losing the rest of the page.
-    pub(crate) async fn consume_frames(
+    /// One page of raw frames after `after`, with the log's [`LogState`], read
+    /// in one script call so the two agree. The frames are not parsed, so a
+    /// caller can skip a malformed one without losing the rest of the page.
+    pub(crate) async fn consume_page(
         &self,
         pattern: &str,
         after: MessageId,
         limit: usize,
-    ) -> Result<Vec<Bytes>> {
+    ) -> Result<StatedPage> {
         protocol::validate_pattern(pattern)?;
-        let frames: Vec<Vec<u8>> = self
-            .eval("consume", &protocol::CONSUME, (pattern, after.get(), limit.clamp(1, MAX_CONSUME_LIMIT)))
-            .await?;
-        Ok(frames.into_iter().map(Bytes::from).collect())
+        let limit = limit.clamp(1, MAX_CONSUME_LIMIT);
+        self.eval("consume", &protocol::CONSUME, (pattern, after.get(), limit, "state")).await
     }
 
     /// Removes the messages with ids strictly below `before` from every channel
@@ -160,6 +191,21 @@ impl Client {
     pub async fn flush(&self, pattern: &str, before: MessageId) -> Result<u64> {
         protocol::validate_pattern(pattern)?;
         self.eval("flush", &protocol::FLUSH, (pattern, before.get())).await
+    }
+
+    /// One bounded step of a flush: removes at most `max` messages below
+    /// `before` from the channels matching `pattern`; 0 means nothing is left.
+    pub(crate) async fn flush_step(&self, pattern: &str, before: MessageId, max: u64) -> Result<u64> {
+        self.eval("flush", &protocol::FLUSH, (pattern, before.get(), max.max(1))).await
+    }
+
+    /// Every consumer registered in this namespace (workers register theirs
+    /// while they own them), with pattern, cursor, owner and when it was last seen.
+    ///
+    /// # Errors
+    /// [`Error::Redis`] when the call fails.
+    pub async fn consumers(&self) -> Result<Vec<RegisteredConsumer>> {
+        registry::list(self).await
     }
 
     /// The last id issued in this namespace ([`MessageId::ZERO`] before the first publish).
@@ -189,7 +235,21 @@ impl Client {
 
     /// `GET key`; `op` names the operation in errors.
     pub(crate) async fn get<T: FromRedisValue>(&self, op: &'static str, key: &str) -> Result<T> {
-        redis::cmd("GET").arg(key).query_async(&mut self.conn.clone()).await.map_err(|e| Error::redis(op, e))
+        self.query(op, redis::cmd("GET").arg(key)).await
+    }
+
+    /// Runs a command on the shared connection; `op` names the operation in errors.
+    pub(crate) async fn query<T: FromRedisValue>(&self, op: &'static str, command: &redis::Cmd) -> Result<T> {
+        command.query_async(&mut self.conn.clone()).await.map_err(|e| Error::redis(op, e))
+    }
+
+    /// Runs a pipeline on the shared connection; `op` names the operation in errors.
+    pub(crate) async fn query_pipe<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        pipe: &redis::Pipeline,
+    ) -> Result<T> {
+        pipe.query_async(&mut self.conn.clone()).await.map_err(|e| Error::redis(op, e))
     }
 
     /// The connection factory for dedicated (pub/sub) connections.

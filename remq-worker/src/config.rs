@@ -75,6 +75,8 @@ pub(crate) struct Settings {
     pub(crate) tls_root_cert: Option<Vec<u8>>,
     /// PEM client certificate and key for servers that verify clients.
     pub(crate) tls_client_cert: Option<(Vec<u8>, Vec<u8>)>,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz`, if anywhere.
+    pub(crate) metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl Settings {
@@ -98,6 +100,7 @@ impl Settings {
             dead_letter_prefix: Some("dead.".to_owned()),
             tls_root_cert: None,
             tls_client_cert: None,
+            metrics_addr: None,
         }
     }
 
@@ -178,6 +181,10 @@ impl Settings {
                 _ => return Err(invalid(name, &v, "expected `on` or `off`")),
             }
         }
+        if let Some((name, v)) = var("REMQ_METRICS_ADDR") {
+            s.metrics_addr =
+                Some(v.parse().map_err(|_| invalid(name, &v, "expected host:port such as `0.0.0.0:9090`"))?);
+        }
         if let Some((name, path)) = var("REMQ_TLS_CA_CERT") {
             s.tls_root_cert = Some(read_pem(name, &path)?);
         }
@@ -214,6 +221,7 @@ impl fmt::Debug for Settings {
             .field("dead_letter_prefix", &self.dead_letter_prefix)
             .field("tls_root_cert", &self.tls_root_cert.is_some())
             .field("tls_client_cert", &self.tls_client_cert.is_some())
+            .field("metrics_addr", &self.metrics_addr)
             .finish()
     }
 }

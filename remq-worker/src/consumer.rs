@@ -14,11 +14,13 @@ use crate::backoff::Backoff;
 use crate::checkpoint::Checkpointer;
 use crate::config::{Settings, StartFrom};
 use crate::extract::{Delivery, States};
+use crate::health::{ConsumerHealth, ConsumerState, Health};
 use crate::lanes::Lanes;
 use crate::lease::LeaseGuard;
 use crate::middleware::{self, BoxedLayer, DeadLetterLayer, HandlerService, StackConfig};
 use crate::subscription::MessageFeed;
 use crate::{BoxedHandler, Client, Error, HandlerOptions, Message, MessageId, Result};
+use crate::{metrics, registry};
 
 /// How long the final checkpoint and the lease release may take at shutdown, so
 /// a slow Redis cannot push the exit past the orchestrator's grace period.
@@ -61,12 +63,17 @@ struct Run<'a> {
     /// Stops retries and dead-letter attempts: cancelled at shutdown and when
     /// the lease is found lost.
     halt: CancellationToken,
+    /// This consumer's entry for `/readyz`.
+    health: &'a ConsumerHealth,
+    /// `remq_consumer_lag_messages`.
+    lag: ::metrics::Gauge,
 }
 
 impl Run<'_> {
     /// Between messages: stop on shutdown or a lost lease, and store the
-    /// checkpoint when its interval is up.
-    async fn between_messages(&mut self) -> Option<Stop> {
+    /// checkpoint and update the lag when the checkpoint interval is up.
+    /// `caught_up`: the feed follows live pushes with nothing buffered.
+    async fn between_messages(&mut self, caught_up: bool) -> Option<Stop> {
         if self.rt.shutdown.is_cancelled() {
             return Some(Stop::Shutdown);
         }
@@ -79,8 +86,19 @@ impl Run<'_> {
                 Err(Error::LeaseLost { .. }) => return Some(Stop::LeaseLost),
                 other => self.checkpointer.report(other),
             }
+            self.observe(caught_up).await;
         }
         None
+    }
+
+    /// Updates readiness and the lag gauge.
+    async fn observe(&mut self, caught_up: bool) {
+        if caught_up {
+            self.health.set(ConsumerState::Live);
+            self.lag.set(0.0);
+        } else if let Ok(head) = self.rt.client.head().await {
+            self.lag.set(head.get().saturating_sub(self.checkpointer.done().get()) as f64);
+        }
     }
 
     /// Records that everything up to `id` is processed.
@@ -117,6 +135,8 @@ pub(crate) struct Runtime {
     pub(crate) states: Arc<States>,
     /// Cancelled on shutdown.
     pub(crate) shutdown: CancellationToken,
+    /// Every consumer's state, for `/readyz`.
+    pub(crate) health: Health,
 }
 
 impl Consumer {
@@ -127,15 +147,18 @@ impl Consumer {
     /// Permanent failures (missing permissions, invalid settings).
     pub(crate) async fn run(self, rt: Runtime) -> Result<()> {
         let mut backoff = Backoff::default();
+        let health = rt.health.consumer(&self.name);
         loop {
             let lease = tokio::select! {
                 _ = rt.shutdown.cancelled() => return Ok(()),
-                lease = LeaseGuard::acquire(&rt.client, &self.name, rt.settings.lease_ttl) => lease,
+                lease = LeaseGuard::acquire(&rt.client, &self.name, rt.settings.lease_ttl, &health) => lease,
             };
             let outcome = match lease {
                 Ok(lease) => {
                     backoff.succeeded(&self.name);
-                    let outcome = self.own(&rt, &lease).await;
+                    health.set(ConsumerState::CatchingUp);
+                    let outcome = self.own(&rt, &lease, &health).await;
+                    health.set(ConsumerState::Starting);
                     if tokio::time::timeout(SHUTDOWN_IO, lease.release()).await.is_err() {
                         tracing::warn!(
                             consumer = &*self.name,
@@ -161,7 +184,7 @@ impl Consumer {
     }
 
     /// Consumes as the owner of the lease.
-    async fn own(&self, rt: &Runtime, lease: &LeaseGuard) -> Result<Stop> {
+    async fn own(&self, rt: &Runtime, lease: &LeaseGuard, health: &ConsumerHealth) -> Result<Stop> {
         let stored = Checkpointer::load(&rt.client, &self.name).await?;
         let cursor = match stored {
             Some(cursor) => cursor,
@@ -199,10 +222,17 @@ impl Consumer {
             }))
         };
         let service = self.service(rt, &halt);
+        let _registration = AbortOnDropHandle::new(tokio::spawn(registry::keep_registered(
+            rt.client.clone(),
+            self.name.clone(),
+            self.pattern.clone(),
+            (s.lease_ttl / 3).max(Duration::from_millis(100)),
+        )));
         let concurrency = self.options.concurrency.unwrap_or(s.concurrency).max(1);
         tracing::info!(consumer = &*self.name, pattern = %self.pattern, after = %cursor, concurrency, "consuming");
         let next_flush = Instant::now() + s.checkpoint_interval;
-        let mut run = Run { rt, lease, checkpointer, next_flush, halt };
+        let lag = metrics::handler_gauge(metrics::LAG, &self.name);
+        let mut run = Run { rt, lease, checkpointer, next_flush, halt, health, lag };
         let stop = if concurrency == 1 {
             self.in_order(&mut run, feed, service).await?
         } else {
@@ -233,11 +263,16 @@ impl Consumer {
         loop {
             // Flags and the clock are checked directly, and a buffered message is
             // taken without a `select!`: the fast path of a busy consumer.
-            if let Some(stop) = run.between_messages().await {
+            if let Some(stop) = run.between_messages(feed.caught_up()).await {
                 return Ok(stop);
             }
             let message = match feed.try_next() {
                 Some(message) => message,
+                None if feed.caught_up() && run.health.get() != ConsumerState::Live => {
+                    // Caught up for the first time in this ownership: ready.
+                    run.observe(true).await;
+                    continue;
+                }
                 None => tokio::select! {
                     biased;
                     _ = rt.shutdown.cancelled() => return Ok(Stop::Shutdown),
@@ -265,8 +300,11 @@ impl Consumer {
     async fn in_lanes(&self, run: &mut Run<'_>, mut feed: MessageFeed, mut lanes: Lanes) -> Result<Stop> {
         let rt = run.rt;
         let stop = loop {
-            if let Some(stop) = run.between_messages().await {
+            if let Some(stop) = run.between_messages(feed.caught_up() && !lanes.is_running()).await {
                 break stop;
+            }
+            if feed.caught_up() && !lanes.is_running() && run.health.get() != ConsumerState::Live {
+                run.observe(true).await;
             }
             let (has_room, is_running) = (lanes.has_room(), lanes.is_running());
             tokio::select! {
@@ -328,7 +366,10 @@ impl Consumer {
     /// Where a consumer without a stored cursor starts.
     async fn start_position(&self, rt: &Runtime) -> Result<MessageId> {
         Ok(match rt.settings.start_from {
-            StartFrom::Earliest => MessageId::ZERO,
+            // After what retention removed: those were never this consumer's to lose.
+            StartFrom::Earliest => {
+                rt.client.consume_page(&self.pattern, MessageId::ZERO, 1).await?.state.removed
+            }
             StartFrom::Latest => rt.client.head().await?,
             StartFrom::After(id) => id,
         })
@@ -373,6 +414,7 @@ impl Consumer {
             Ok(()) => Ok(true),
             Err(Error::ShuttingDown) => Ok(false),
             Err(error) if rt.settings.dead_letter_prefix.is_none() => {
+                metrics::handled(&self.name, "dropped").increment(1);
                 tracing::error!(consumer = &*self.name, %id, %error, "handler failed for good; dead letters are off, message skipped");
                 Ok(true)
             }

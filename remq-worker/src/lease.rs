@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
+use crate::health::{ConsumerHealth, ConsumerState};
 use crate::{Client, Result, protocol};
 
 /// How often a standby checks whether the lease became free, at most. Short, so
@@ -33,14 +34,6 @@ pub(crate) struct LeaseGuard {
     consumer: Arc<str>,
 }
 
-/// What `lease.lua acquire` answered.
-enum Acquire {
-    /// The lease is ours, with the token we offered.
-    Owned,
-    /// Another owner holds it for about this long still.
-    HeldFor(Duration),
-}
-
 impl LeaseGuard {
     /// Waits until this process owns `consumer`'s lease (a hot standby while
     /// another process holds it), then returns the guard.
@@ -51,27 +44,49 @@ impl LeaseGuard {
     /// # Cancel safety
     /// Cancel-safe while waiting; a lease acquired by a cancelled call simply
     /// expires after `ttl`.
-    pub(crate) async fn acquire(client: &Client, consumer: &Arc<str>, ttl: Duration) -> Result<LeaseGuard> {
+    pub(crate) async fn acquire(
+        client: &Client,
+        consumer: &Arc<str>,
+        ttl: Duration,
+        health: &ConsumerHealth,
+    ) -> Result<LeaseGuard> {
         let mut announced = false;
         loop {
-            let token = fastrand::u64(1..);
-            match try_acquire(client, consumer, ttl, token).await? {
-                Acquire::Owned => {
-                    tracing::info!(consumer = &**consumer, token, "acquired the consumer lease");
-                    return Ok(Self::start(client.clone(), consumer.clone(), token, ttl));
-                }
-                Acquire::HeldFor(remaining) => {
+            match Self::try_acquire(client, consumer, ttl).await? {
+                Ok(guard) => return Ok(guard),
+                Err(remaining) => {
                     if !announced {
                         tracing::info!(
                             consumer = &**consumer,
                             "another process owns this consumer; standing by"
                         );
+                        health.set(ConsumerState::Standby);
                         announced = true;
                     }
                     tokio::time::sleep(remaining.min(STANDBY_POLL)).await;
                 }
             }
         }
+    }
+
+    /// Takes the lease if it is free; else says how long its owner still holds it.
+    ///
+    /// # Errors
+    /// Redis errors.
+    pub(crate) async fn try_acquire(
+        client: &Client,
+        consumer: &Arc<str>,
+        ttl: Duration,
+    ) -> Result<std::result::Result<LeaseGuard, Duration>> {
+        let token = fastrand::u64(1..);
+        let (acquired, remaining): (u8, u64) = client
+            .eval("acquire lease", &protocol::LEASE, ("acquire", &**consumer, millis(ttl), token))
+            .await?;
+        if acquired != 1 {
+            return Ok(Err(Duration::from_millis(remaining.max(1))));
+        }
+        tracing::info!(consumer = &**consumer, token, "acquired the lease");
+        Ok(Ok(Self::start(client.clone(), consumer.clone(), token, ttl)))
     }
 
     fn start(client: Client, consumer: Arc<str>, token: u64, ttl: Duration) -> LeaseGuard {
@@ -111,12 +126,6 @@ impl LeaseGuard {
             }
         }
     }
-}
-
-async fn try_acquire(client: &Client, consumer: &str, ttl: Duration, token: u64) -> Result<Acquire> {
-    let (acquired, remaining): (u8, u64) =
-        client.eval("acquire lease", &protocol::LEASE, ("acquire", consumer, millis(ttl), token)).await?;
-    Ok(if acquired == 1 { Acquire::Owned } else { Acquire::HeldFor(Duration::from_millis(remaining.max(1))) })
 }
 
 /// Renews every `ttl / 3` until the lease is found taken, or no renewal got

@@ -94,6 +94,31 @@ impl Namespace {
         format!("{}:consumer:{consumer}:cursor", self.base)
     }
 
+    /// `<base>:consumer:<name>:info`, a registered consumer's pattern and owner.
+    pub(crate) fn consumer_info_key(&self, consumer: &str) -> String {
+        format!("{}:consumer:{consumer}:info", self.base)
+    }
+
+    /// `<base>:consumers`, the registry of consumers scored by when each was last seen.
+    pub(crate) fn consumers_key(&self) -> String {
+        format!("{}:consumers", self.base)
+    }
+
+    /// `<base>:channels`, the registry of channels.
+    pub(crate) fn channels_key(&self) -> String {
+        format!("{}:channels", self.base)
+    }
+
+    /// `<base>:channel:<channel>`, the stream of a channel.
+    pub(crate) fn channel_key(&self, channel: &str) -> String {
+        format!("{}:channel:{channel}", self.base)
+    }
+
+    /// `<base>:time`, the time index: the first id published in each second.
+    pub(crate) fn time_key(&self) -> String {
+        format!("{}:time", self.base)
+    }
+
     /// `<base>:channel:<pattern>`, what `PSUBSCRIBE` takes to follow a pattern live.
     pub fn subscription_pattern(&self, pattern: &str) -> String {
         format!("{}:channel:{pattern}", self.base)

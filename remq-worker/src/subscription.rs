@@ -19,6 +19,8 @@ use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::backoff::Backoff;
+use crate::client::{LogState, StatedPage};
+use crate::metrics;
 use crate::{Client, Error, Message, MessageId, Result};
 
 /// Why a consumer went back to the log instead of following pub/sub.
@@ -33,13 +35,20 @@ pub(crate) enum GapReason {
     Overflow,
 }
 
-impl fmt::Display for GapReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl GapReason {
+    /// The reason as a word, for logs and metric labels.
+    fn as_str(self) -> &'static str {
+        match self {
             GapReason::Startup => "startup",
             GapReason::Disconnect => "disconnect",
             GapReason::Overflow => "overflow",
-        })
+        }
+    }
+}
+
+impl fmt::Display for GapReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -93,11 +102,15 @@ type Opening = AbortOnDropHandle<Result<LiveFeed>>;
 
 /// One page read from the log.
 struct Page {
+    /// The cursor the page was read after.
+    after: MessageId,
     /// The messages that parsed, in id order.
     messages: Vec<Message>,
     /// How many frames the page held, malformed ones included: a full page
     /// means the log may hold more.
     frames: usize,
+    /// The log's state when the page was read.
+    state: LogState,
 }
 
 /// Where the feed is in the subscribe → replay → live cycle.
@@ -153,6 +166,42 @@ pub(crate) struct MessageFeed {
     /// After a failure, when the next attempt may start (kept in the feed so a
     /// cancelled `next` does not cut the back-off short).
     retry_at: Option<Instant>,
+    /// Notices messages that retention removed before they were read.
+    losses: LossWatch,
+    /// Messages read from the log.
+    replayed: ::metrics::Counter,
+    /// Subscriptions re-opened after a failure.
+    reconnects: ::metrics::Counter,
+}
+
+/// Notices, from the log's state read with each page, messages that retention
+/// removed before this consumer read them; logs and counts each loss once.
+struct LossWatch {
+    /// The highest id already reported.
+    reported: MessageId,
+    /// `remq_retention_gaps_total`.
+    gaps: ::metrics::Counter,
+}
+
+impl LossWatch {
+    /// Checks a page read after `after`: ids above it up to `state.removed` are
+    /// gone. Replay goes on from the oldest message kept.
+    fn check(&mut self, consumer: &str, pattern: &str, after: MessageId, state: LogState) {
+        let from = after.max(self.reported);
+        if state.removed <= from {
+            return;
+        }
+        let (first, last) = (from.get() + 1, state.removed);
+        tracing::error!(
+            consumer,
+            pattern,
+            lost_from = first,
+            lost_through = %last,
+            "messages with ids {first} through {last} on this pattern were removed by retention before this consumer processed them; continuing from the oldest message kept (a flush hard cap, a stale consumer registration or a manual flush let this happen)"
+        );
+        self.gaps.increment(1);
+        self.reported = last;
+    }
 }
 
 impl MessageFeed {
@@ -167,7 +216,6 @@ impl MessageFeed {
     ) -> Self {
         MessageFeed {
             client,
-            consumer,
             pattern: pattern.into(),
             cursor,
             buffer,
@@ -175,7 +223,20 @@ impl MessageFeed {
             phase: Phase::resync(GapReason::Startup),
             backoff: Backoff::default(),
             retry_at: None,
+            losses: LossWatch {
+                reported: MessageId::ZERO,
+                gaps: metrics::handler_counter(metrics::RETENTION_GAPS, &consumer),
+            },
+            replayed: metrics::handler_counter(metrics::REPLAYED, &consumer),
+            reconnects: metrics::handler_counter(metrics::RECONNECTS, &consumer),
+            consumer,
         }
+    }
+
+    /// Whether the feed follows live pushes with nothing buffered: the consumer
+    /// has processed everything published so far.
+    pub(crate) fn caught_up(&self) -> bool {
+        matches!(&self.phase, Phase::Live(live) if live.rx.is_empty())
     }
 
     /// The next message if one is already buffered (a replayed page or a live
@@ -228,6 +289,10 @@ impl MessageFeed {
                     match opened {
                         Ok(live) => {
                             self.backoff.succeeded(&self.consumer);
+                            metrics::gap_replay(&self.consumer, reason.as_str());
+                            if reason == GapReason::Disconnect {
+                                self.reconnects.increment(1);
+                            }
                             tracing::debug!(consumer = &*self.consumer, %reason, after = %self.cursor, "subscribed; replaying from the log");
                             self.phase = Phase::Replay {
                                 live,
@@ -256,6 +321,8 @@ impl MessageFeed {
                     match read {
                         Ok(read) => {
                             self.backoff.succeeded(&self.consumer);
+                            self.replayed.increment(read.messages.len() as u64);
+                            self.losses.check(&self.consumer, &self.pattern, read.after, read.state);
                             *exhausted = read.frames < self.batch;
                             if let Some(last) = read.messages.last().filter(|_| !*exhausted) {
                                 let after = last.id;
@@ -317,10 +384,10 @@ fn read_page(
 ) -> AbortOnDropHandle<Result<Page>> {
     let (client, consumer, pattern) = (client.clone(), consumer.clone(), pattern.clone());
     AbortOnDropHandle::new(tokio::spawn(async move {
-        let frames = client.consume_frames(&pattern, after, batch).await?;
+        let StatedPage { state, frames } = client.consume_page(&pattern, after, batch).await?;
         let count = frames.len();
         let messages = frames.into_iter().filter_map(|frame| parse(&consumer, "the log", frame)).collect();
-        Ok(Page { messages, frames: count })
+        Ok(Page { after, messages, frames: count, state })
     }))
 }
 

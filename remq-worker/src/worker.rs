@@ -11,8 +11,12 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Settings, StartFrom};
 use crate::consumer::{Consumer, Runtime};
 use crate::extract::States;
+use crate::health::Health;
 use crate::middleware::{BoxedLayer, HandlerLayer};
-use crate::{BoxedHandler, Error, Handler, HandlerOptions, Result, RetryPolicy, handler, protocol};
+use crate::{
+    BoxedHandler, Error, FlushPolicy, Handler, HandlerOptions, Result, RetryPolicy, endpoints, flush,
+    handler, metrics, protocol,
+};
 
 /// A worker process: every handler registered with `#[remq::handler]` (and any
 /// added with [`handler`](Self::handler)) consumes its pattern in id order, with
@@ -49,6 +53,8 @@ pub struct Worker {
     shutdown: CancellationToken,
     /// Whether to install the signal handlers.
     signals: bool,
+    /// Retention policies the worker runs periodically.
+    flush: Vec<FlushPolicy>,
 }
 
 impl Worker {
@@ -79,6 +85,7 @@ impl Worker {
             states: States::default(),
             shutdown: CancellationToken::new(),
             signals: true,
+            flush: Vec::new(),
         }
     }
 
@@ -266,6 +273,23 @@ impl Worker {
         self
     }
 
+    /// Runs `policy` periodically (its [`every`](FlushPolicy::every) interval):
+    /// removes old messages as it allows. Workers of one deployment take turns
+    /// through a lock in Redis, so each pattern is flushed by one at a time. A
+    /// worker may run flush jobs only, without handlers.
+    pub fn flush(mut self, policy: FlushPolicy) -> Self {
+        self.flush.push(policy);
+        self
+    }
+
+    /// Serves Prometheus metrics on `http://<addr>/metrics`, and `/healthz` and
+    /// `/readyz` for orchestrators, on the same listener (also
+    /// `REMQ_METRICS_ADDR`). The metric names are listed in the README.
+    pub fn metrics(mut self, addr: std::net::SocketAddr) -> Self {
+        self.settings.metrics_addr = Some(addr);
+        self
+    }
+
     /// A token that shuts the worker down gracefully when cancelled.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
@@ -297,7 +321,13 @@ impl Worker {
                     .to_owned(),
             })?;
         }
+        for policy in &self.flush {
+            protocol::validate_pattern(policy.pattern())?;
+        }
         let consumers = self.consumers()?;
+        // Before any consumer starts: series looked up earlier would not be recorded.
+        let metrics =
+            self.settings.metrics_addr.map(|addr| metrics::install().map(|m| (addr, m))).transpose()?;
         for consumer in &consumers {
             for &(type_id, type_name) in consumer.handler.required_states() {
                 if !self.states.contains(type_id) {
@@ -315,8 +345,16 @@ impl Worker {
             settings: Arc::new(self.settings),
             states: Arc::new(self.states),
             shutdown: self.shutdown.clone(),
+            health: Health::default(),
         };
         let tracker = TaskTracker::new();
+        if let Some((addr, handle)) = metrics {
+            endpoints::serve(addr, handle.clone(), rt.health.clone(), self.shutdown.clone(), &tracker)
+                .await?;
+        }
+        for policy in self.flush {
+            tracker.spawn(flush::run_periodically(rt.client.clone(), policy, self.shutdown.clone()));
+        }
         let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
         for consumer in consumers {
             let (rt, failures) = (rt.clone(), failures.clone());
@@ -354,7 +392,7 @@ impl Worker {
             let layers = self.layers.iter().chain(own_layers).cloned().collect();
             consumers.push(Consumer { name: name.into(), pattern, handler, options, layers });
         }
-        if consumers.is_empty() {
+        if consumers.is_empty() && self.flush.is_empty() {
             return Err(Error::NoHandlers);
         }
         if let Some(unknown) = self.handler_layers.keys().find(|name| !by_name.contains_key(*name)) {

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tower::{Layer, Service};
 
 use crate::backoff::Backoff;
+use crate::metrics;
 use crate::{Client, Delivery, Error, Message, MessageId, Result};
 
 /// The first line of every envelope.
@@ -41,6 +42,8 @@ pub struct DeadLetterLayer {
     /// Cancelled at shutdown: a dead letter that cannot be published by then
     /// leaves its message unprocessed.
     shutdown: CancellationToken,
+    /// `remq_messages_handled_total{outcome="dead_lettered"}`.
+    dead_lettered: ::metrics::Counter,
 }
 
 impl DeadLetterLayer {
@@ -54,6 +57,7 @@ impl DeadLetterLayer {
     ) -> Self {
         DeadLetterLayer {
             client,
+            dead_lettered: metrics::handled(&consumer, "dead_lettered"),
             consumer,
             prefix: prefix.into(),
             channel: channel.map(Into::into),
@@ -122,6 +126,7 @@ where
                 match published {
                     Ok(dead) => {
                         tracing::error!(consumer = &*config.consumer, id = %message.id, channel = message.channel, %error, attempts, dead_letter = %channel, dead_letter_id = %dead, "message dead-lettered");
+                        config.dead_lettered.increment(1);
                         return Ok(());
                     }
                     Err(publish_error) if publish_error.is_permanent() => return Err(publish_error),

@@ -1,10 +1,12 @@
-//! A `tracing` span around every attempt at a delivery.
+//! A `tracing` span and the per-attempt metrics around every attempt at a delivery.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tower::{Layer, Service};
 use tracing::Instrument;
 
+use crate::metrics::AttemptMetrics;
 use crate::{Delivery, Error};
 
 /// Wraps services in [`Trace`] for one consumer.
@@ -12,12 +14,14 @@ use crate::{Delivery, Error};
 pub struct TraceLayer {
     /// The consumer's durable name, a field of every span.
     consumer: Arc<str>,
+    /// Its attempt metrics, looked up once.
+    metrics: AttemptMetrics,
 }
 
 impl TraceLayer {
-    /// Spans for deliveries to `consumer`.
+    /// Spans and metrics for deliveries to `consumer`.
     pub fn new(consumer: Arc<str>) -> Self {
-        TraceLayer { consumer }
+        TraceLayer { metrics: AttemptMetrics::new(&consumer), consumer }
     }
 }
 
@@ -25,19 +29,40 @@ impl<S> Layer<S> for TraceLayer {
     type Service = Trace<S>;
 
     fn layer(&self, inner: S) -> Trace<S> {
-        Trace { inner, consumer: self.consumer.clone() }
+        Trace { inner, consumer: self.consumer.clone(), metrics: self.metrics.clone() }
     }
 }
 
 /// Runs each attempt inside an INFO span `delivery` with the fields `handler`,
 /// `channel`, `id`, `attempt` and, once it is known, `outcome` (`ok`, `retryable`
-/// or `permanent`); a failure is logged as a WARN event inside the span.
+/// or `permanent`); a failure is logged as a WARN event inside the span. Records
+/// `remq_handler_duration_seconds`, `remq_handlers_in_flight`, and
+/// `remq_messages_handled_total` with outcome `ok` (a successful attempt) or
+/// `retried` (an attempt after the first).
 #[derive(Clone, Debug)]
 pub struct Trace<S> {
     /// The wrapped service.
     inner: S,
     /// The consumer's durable name.
     consumer: Arc<str>,
+    /// Its attempt metrics.
+    metrics: AttemptMetrics,
+}
+
+/// Counts an attempt in flight until it finishes or is dropped.
+struct InFlight(metrics::Gauge);
+
+impl InFlight {
+    fn start(gauge: &metrics::Gauge) -> Self {
+        gauge.increment(1.0);
+        InFlight(gauge.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
 }
 
 impl<S> Service<Delivery> for Trace<S>
@@ -56,13 +81,22 @@ where
             attempt = delivery.attempt,
             outcome = tracing::field::Empty,
         );
+        if delivery.attempt > 1 {
+            self.metrics.retried.increment(1);
+        }
+        let metrics = self.metrics.clone();
+        let in_flight = InFlight::start(&metrics.in_flight);
+        let started = Instant::now();
         let future = span.in_scope(|| self.inner.call(delivery));
         Box::pin(
             async move {
                 let result = future.await;
+                metrics.duration.record(started.elapsed().as_secs_f64());
+                drop(in_flight);
                 let span = tracing::Span::current();
                 match &result {
                     Ok(()) => {
+                        metrics.ok.increment(1);
                         span.record("outcome", "ok");
                     }
                     Err(error) => {

@@ -1,0 +1,128 @@
+//! The consumer registry: every consumer that owns its lease records itself in
+//! Redis (name, pattern, owner, last seen), so retention knows whose cursor to
+//! respect and operators can list consumers and their lag.
+//!
+//! Keys (all under the namespace base):
+//! - `<base>:consumers`: a sorted set of durable names, scored by when each was
+//!   last seen (Unix milliseconds);
+//! - `<base>:consumer:<name>:info`: a hash with `pattern` and `owner` (host and
+//!   process id of the instance that last owned it);
+//! - `<base>:consumer:<name>:cursor`: the checkpoint (see `checkpoint.lua`).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::{Client, MessageId, Result};
+
+/// A consumer as the registry holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegisteredConsumer {
+    /// The durable name.
+    pub name: String,
+    /// The channel pattern it consumes.
+    pub pattern: String,
+    /// Its checkpoint: everything up to this id is processed.
+    pub cursor: MessageId,
+    /// Host and process id of the instance that last owned it.
+    pub owner: String,
+    /// When it was last seen, in Unix milliseconds.
+    pub seen_ms: u64,
+}
+
+impl RegisteredConsumer {
+    /// How long ago it was last seen, at `now_ms`.
+    pub fn unseen_for(&self, now_ms: u64) -> Duration {
+        Duration::from_millis(now_ms.saturating_sub(self.seen_ms))
+    }
+}
+
+/// Now, in Unix milliseconds.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// This process, as named in the registry: `<host>:<pid>`.
+pub(crate) fn owner_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".to_owned());
+    format!("{host}:{}", std::process::id())
+}
+
+/// Records that consumer `name` (pattern `pattern`) is alive and owned by `owner`.
+///
+/// # Errors
+/// When Redis cannot be written.
+pub(crate) async fn heartbeat(client: &Client, name: &str, pattern: &str, owner: &str) -> Result<()> {
+    let ns = client.namespace();
+    let now = now_ms();
+    let mut pipe = redis::pipe();
+    pipe.hset_multiple(ns.consumer_info_key(name), &[("pattern", pattern), ("owner", owner)])
+        .ignore()
+        .zadd(ns.consumers_key(), name, now)
+        .ignore();
+    client.query_pipe("register consumer", &pipe).await
+}
+
+/// Every registered consumer, with its cursor.
+///
+/// # Errors
+/// When Redis cannot be read.
+pub(crate) async fn list(client: &Client) -> Result<Vec<RegisteredConsumer>> {
+    let ns = client.namespace();
+    let names: Vec<(String, u64)> = client
+        .query(
+            "list consumers",
+            redis::cmd("ZRANGE").arg(ns.consumers_key()).arg(0).arg(-1).arg("WITHSCORES"),
+        )
+        .await?;
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for (name, _) in &names {
+        pipe.cmd("HMGET")
+            .arg(ns.consumer_info_key(name))
+            .arg("pattern")
+            .arg("owner")
+            .get(ns.cursor_key(name));
+    }
+    let details: Vec<redis::Value> = client.query_pipe("list consumers", &pipe).await?;
+    let mut details = details.into_iter();
+    let mut consumers = Vec::with_capacity(names.len());
+    for (name, seen_ms) in names {
+        let (Some(info), Some(cursor)) = (details.next(), details.next()) else { break };
+        let (pattern, owner): (Option<String>, Option<String>) =
+            redis::from_redis_value(info).map_err(|e| crate::Error::redis("list consumers", e.into()))?;
+        let cursor: Option<u64> =
+            redis::from_redis_value(cursor).map_err(|e| crate::Error::redis("list consumers", e.into()))?;
+        consumers.push(RegisteredConsumer {
+            name,
+            pattern: pattern.unwrap_or_default(),
+            cursor: MessageId::new(cursor.unwrap_or(0)),
+            owner: owner.unwrap_or_default(),
+            seen_ms,
+        });
+    }
+    Ok(consumers)
+}
+
+/// Keeps consumer `name` registered: a heartbeat now and every `every` after,
+/// until the task is dropped. Failures are retried at the next beat (an outage
+/// is reported by the consumer's other calls).
+pub(crate) async fn keep_registered(
+    client: Client,
+    name: std::sync::Arc<str>,
+    pattern: String,
+    every: Duration,
+) {
+    let owner = owner_name();
+    loop {
+        if let Err(error) = heartbeat(&client, &name, &pattern, &owner).await {
+            tracing::debug!(consumer = &*name, %error, "could not refresh the consumer registration");
+        }
+        tokio::time::sleep(every).await;
+    }
+}

@@ -1,0 +1,56 @@
+//! Small helpers for tests that watch a running worker: poll until something
+//! holds, and read its HTTP endpoints.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, sleep};
+
+/// Polls `done` every 20 ms until it holds, panicking with `what` after `limit`.
+pub async fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A loopback address with a port that was free a moment ago, for a listener.
+pub fn free_local_addr() -> SocketAddr {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+}
+
+/// `GET http://<addr><path>` with HTTP/1.1 on a fresh connection: the status
+/// code and the body, within 5 s.
+///
+/// # Panics
+/// When the connection fails, times out, or the reply is not HTTP.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).await?;
+        std::io::Result::Ok(reply)
+    };
+    let reply = tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .expect("the endpoint answers within 5 s")
+        .expect("an HTTP exchange");
+    let (head, body) = reply.split_once("\r\n\r\n").expect("an HTTP reply");
+    let status = head.split(' ').nth(1).and_then(|code| code.parse().ok()).expect("a status code");
+    (status, body.to_owned())
+}
+
+/// The value of the Prometheus sample `series` (name with its labels exactly
+/// as rendered, e.g. `remq_checkpoint_id{handler="a"}`) in a `/metrics` body.
+pub fn metric(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
