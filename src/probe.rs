@@ -25,13 +25,21 @@ pub fn free_local_addr() -> SocketAddr {
 }
 
 /// `GET http://<addr><path>` with HTTP/1.1 on a fresh connection: the status
-/// code and the body, within 5 s.
+/// code and the body, within 5 s. A refused connection is tried again until
+/// then, so a listener that is still starting up is waited for.
 ///
 /// # Panics
-/// When the connection fails, times out, or the reply is not HTTP.
+/// When there is no answer within 5 s, or the reply is not HTTP.
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let exchange = async {
-        let mut stream = TcpStream::connect(addr).await?;
+        let mut stream = loop {
+            match TcpStream::connect(addr).await {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    sleep(Duration::from_millis(20)).await
+                }
+                connected => break connected?,
+            }
+        };
         let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await?;
         let mut reply = String::new();
