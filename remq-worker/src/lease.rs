@@ -53,7 +53,14 @@ impl LeaseGuard {
         let mut announced = false;
         loop {
             match Self::try_acquire(client, consumer, ttl).await? {
-                Ok(guard) => return Ok(guard),
+                Ok(guard) => {
+                    tracing::info!(
+                        consumer = &**consumer,
+                        token = guard.token,
+                        "acquired the consumer lease"
+                    );
+                    return Ok(guard);
+                }
                 Err(remaining) => {
                     if !announced {
                         tracing::info!(
@@ -85,7 +92,6 @@ impl LeaseGuard {
         if acquired != 1 {
             return Ok(Err(Duration::from_millis(remaining.max(1))));
         }
-        tracing::info!(consumer = &**consumer, token, "acquired the lease");
         Ok(Ok(Self::start(client.clone(), consumer.clone(), token, ttl)))
     }
 
