@@ -26,7 +26,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use remq::{Client, FlushPolicy};
 use remq_testkit::RedisServer;
 
-type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 /// Channels the messages are spread over.
 const CHANNELS: usize = 10;
