@@ -99,7 +99,18 @@ async fn metrics_after_a_known_workload() {
 async fn readiness_waits_for_catch_up_and_counts_a_standby_as_ready() {
     let server = RedisServer::start();
     let client = Client::connect(&server.url()).await.unwrap();
-    client.publish_batch("ready", (0..2_000).map(|i| i.to_string())).await.unwrap();
+    let backlog = client.publish_batch("ready", (0..2_000).map(|i| i.to_string())).await.unwrap();
+    // The time index says the backlog was published an hour ago.
+    let mut redis = server.connection().await;
+    let (now, _): (u64, u64) = redis::cmd("TIME").query_async(&mut redis).await.unwrap();
+    let _: () = redis::cmd("ZADD")
+        .arg("remq:time")
+        .arg("XX")
+        .arg(now - 3600)
+        .arg(backlog.start().get())
+        .query_async(&mut redis)
+        .await
+        .unwrap();
     // The handler waits for permits: the consumer cannot catch up until the test lets it.
     let gate = Arc::new(Semaphore::new(0));
     let handler = {
@@ -127,14 +138,27 @@ async fn readiness_waits_for_catch_up_and_counts_a_standby_as_ready() {
     };
     assert_eq!(readiness, (503, "ready-1: catching up\n".to_owned()), "replaying 2000 messages: not ready");
     gate.add_permits(1_000);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    scrape_until(addr, r#"remq_checkpoint_id{handler="ready-1"}"#, 1_000.0).await;
     assert_eq!(http_get(addr, "/readyz").await.0, 503, "half way: still not ready");
+    // Stuck in a handler, the consumer still reports its lag: 1000 ids, an hour.
+    scrape_until(addr, r#"remq_consumer_lag_messages{handler="ready-1"}"#, 1_000.0).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = http_get(addr, "/metrics").await;
+        if metric(&body, r#"remq_consumer_lag_seconds{handler="ready-1"}"#).is_some_and(|s| s >= 3600.0) {
+            assert!(metric(&body, r#"remq_consumer_lag_seconds{handler="ready-1"}"#) < Some(3700.0));
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no lag in seconds:\n{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     gate.add_permits(1_000_000);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while http_get(addr, "/readyz").await != (200, "ready-1: live\n".to_owned()) {
         assert!(tokio::time::Instant::now() < deadline, "never became ready after catching up");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    scrape_until(addr, r#"remq_consumer_lag_seconds{handler="ready-1"}"#, 0.0).await;
 
     // A second worker of the same consumer stands by, and is ready as such.
     let standby_addr = free_local_addr();

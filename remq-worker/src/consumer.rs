@@ -15,6 +15,7 @@ use crate::checkpoint::Checkpointer;
 use crate::config::{Settings, StartFrom};
 use crate::extract::{Delivery, States};
 use crate::health::{ConsumerHealth, ConsumerState, Health};
+use crate::lag::{self, Progress};
 use crate::lanes::Lanes;
 use crate::lease::LeaseGuard;
 use crate::middleware::{self, BoxedLayer, DeadLetterLayer, HandlerService, StackConfig};
@@ -65,15 +66,19 @@ struct Run<'a> {
     halt: CancellationToken,
     /// This consumer's entry for `/readyz`.
     health: &'a ConsumerHealth,
-    /// `remq_consumer_lag_messages`.
-    lag: ::metrics::Gauge,
+    /// What the lag task reads.
+    progress: Arc<Progress>,
 }
 
 impl Run<'_> {
     /// Between messages: stop on shutdown or a lost lease, and store the
-    /// checkpoint and update the lag when the checkpoint interval is up.
-    /// `caught_up`: the feed follows live pushes with nothing buffered.
+    /// checkpoint when its interval is up. `caught_up`: the feed follows live
+    /// pushes with nothing buffered (the first time, the consumer becomes ready).
     async fn between_messages(&mut self, caught_up: bool) -> Option<Stop> {
+        self.progress.set_caught_up(caught_up);
+        if caught_up && self.health.get() != ConsumerState::Live {
+            self.health.set(ConsumerState::Live);
+        }
         if self.rt.shutdown.is_cancelled() {
             return Some(Stop::Shutdown);
         }
@@ -86,23 +91,13 @@ impl Run<'_> {
                 Err(Error::LeaseLost { .. }) => return Some(Stop::LeaseLost),
                 other => self.checkpointer.report(other),
             }
-            self.observe(caught_up).await;
         }
         None
     }
 
-    /// Updates readiness and the lag gauge.
-    async fn observe(&mut self, caught_up: bool) {
-        if caught_up {
-            self.health.set(ConsumerState::Live);
-            self.lag.set(0.0);
-        } else if let Ok(head) = self.rt.client.head().await {
-            self.lag.set(head.get().saturating_sub(self.checkpointer.done().get()) as f64);
-        }
-    }
-
     /// Records that everything up to `id` is processed.
     async fn processed(&mut self, id: MessageId) -> Option<Stop> {
+        self.progress.processed(id);
         match self.checkpointer.processed(id).await {
             Err(Error::LeaseLost { .. }) => Some(Stop::LeaseLost),
             other => {
@@ -231,8 +226,14 @@ impl Consumer {
         let concurrency = self.options.concurrency.unwrap_or(s.concurrency).max(1);
         tracing::info!(consumer = &*self.name, pattern = %self.pattern, after = %cursor, concurrency, "consuming");
         let next_flush = Instant::now() + s.checkpoint_interval;
-        let lag = metrics::handler_gauge(metrics::LAG, &self.name);
-        let mut run = Run { rt, lease, checkpointer, next_flush, halt, health, lag };
+        let progress = Progress::new(cursor);
+        let _lag = AbortOnDropHandle::new(tokio::spawn(lag::watch(
+            rt.client.clone(),
+            self.name.clone(),
+            progress.clone(),
+            s.checkpoint_interval.max(Duration::from_millis(100)),
+        )));
+        let mut run = Run { rt, lease, checkpointer, next_flush, halt, health, progress };
         let stop = if concurrency == 1 {
             self.in_order(&mut run, feed, service).await?
         } else {
@@ -268,11 +269,6 @@ impl Consumer {
             }
             let message = match feed.try_next() {
                 Some(message) => message,
-                None if feed.caught_up() && run.health.get() != ConsumerState::Live => {
-                    // Caught up for the first time in this ownership: ready.
-                    run.observe(true).await;
-                    continue;
-                }
                 None => tokio::select! {
                     biased;
                     _ = rt.shutdown.cancelled() => return Ok(Stop::Shutdown),
@@ -302,9 +298,6 @@ impl Consumer {
         let stop = loop {
             if let Some(stop) = run.between_messages(feed.caught_up() && !lanes.is_running()).await {
                 break stop;
-            }
-            if feed.caught_up() && !lanes.is_running() && run.health.get() != ConsumerState::Live {
-                run.observe(true).await;
             }
             let (has_room, is_running) = (lanes.has_room(), lanes.is_running());
             tokio::select! {

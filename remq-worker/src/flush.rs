@@ -13,7 +13,7 @@ use crate::registry::{self, RegisteredConsumer};
 use crate::{Client, Error, MessageId, Result, metrics, protocol};
 
 /// Entries read per call when walking a stream to find a rank.
-const WALK_PAGE: usize = 1000;
+pub(crate) const WALK_PAGE: usize = 1000;
 
 /// What a flush of one pattern may remove. Policies combine: the size and time
 /// limits ([`keep_last`](Self::keep_last), [`max_age`](Self::max_age),
@@ -250,7 +250,7 @@ impl Client {
     }
 
     /// The registered channels matching `pattern`.
-    async fn matching_channels(&self, pattern: &str) -> Result<Vec<String>> {
+    pub(crate) async fn matching_channels(&self, pattern: &str) -> Result<Vec<String>> {
         let mut cursor = 0u64;
         let mut channels = Vec::new();
         loop {
@@ -288,35 +288,6 @@ impl Client {
         }
         let matching = self.matching_channels(&consumer.pattern).await?;
         Ok(among.iter().filter(|c| matching.binary_search(c).is_ok()).map(String::as_str).collect())
-    }
-
-    /// The Redis server's clock, since the Unix epoch.
-    async fn server_time(&self) -> Result<Duration> {
-        let (secs, micros): (u64, u64) = self.query("read the server time", &redis::cmd("TIME")).await?;
-        Ok(Duration::from_secs(secs) + Duration::from_micros(micros))
-    }
-
-    /// The first id published at or after `age` ago (everything older is below
-    /// it); the next id to be issued when nothing was published since.
-    async fn first_id_since(&self, age: Duration) -> Result<MessageId> {
-        let since = self.server_time().await?.saturating_sub(age).as_secs();
-        let first: Vec<u64> = self
-            .query(
-                "read the time index",
-                redis::cmd("ZRANGE")
-                    .arg(self.namespace().time_key())
-                    .arg(since)
-                    .arg("+inf")
-                    .arg("BYSCORE")
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(1),
-            )
-            .await?;
-        match first.first() {
-            Some(&id) => Ok(MessageId::new(id)),
-            None => Ok(MessageId::new(self.head().await?.get() + 1)),
-        }
     }
 
     /// The id from which the newest `keep` messages of `channel` start (remove
@@ -389,51 +360,10 @@ impl Client {
             }
         }
     }
-
-    /// Drops time-index entries that no stored message needs any more: those
-    /// before the entry covering the oldest message still kept in any channel.
-    async fn prune_time_index(&self) -> Result<()> {
-        let channels = self.matching_channels("*").await?;
-        let mut pipe = redis::pipe();
-        for channel in &channels {
-            pipe.cmd("XRANGE")
-                .arg(self.namespace().channel_key(channel))
-                .arg("-")
-                .arg("+")
-                .arg("COUNT")
-                .arg(1);
-        }
-        let firsts: Vec<Vec<(String, redis::Value)>> =
-            self.query_pipe("find the oldest message", &pipe).await?;
-        let mut oldest = MessageId::new(self.head().await?.get() + 1);
-        for first in firsts.iter().filter_map(|page| page.first()) {
-            oldest = oldest.min(entry_id(&first.0)?);
-        }
-        let key = self.namespace().time_key();
-        loop {
-            let entries: Vec<u64> = self
-                .query("read the time index", redis::cmd("ZRANGE").arg(&key).arg(0).arg(WALK_PAGE - 1))
-                .await?;
-            // Entry i may go when the next one also starts at or below `oldest`.
-            let droppable = entries.windows(2).take_while(|pair| MessageId::new(pair[1]) <= oldest).count();
-            if droppable == 0 {
-                return Ok(());
-            }
-            let _: () = self
-                .query(
-                    "prune the time index",
-                    redis::cmd("ZREMRANGEBYRANK").arg(&key).arg(0).arg(droppable - 1),
-                )
-                .await?;
-            if droppable < WALK_PAGE - 1 {
-                return Ok(());
-            }
-        }
-    }
 }
 
 /// The message id of a stream entry id `<id>-0`.
-fn entry_id(entry: &str) -> Result<MessageId> {
+pub(crate) fn entry_id(entry: &str) -> Result<MessageId> {
     entry
         .split_once('-')
         .and_then(|(id, _)| id.parse().ok())

@@ -71,6 +71,7 @@ mod extract;
 mod flush;
 mod handler;
 mod health;
+mod lag;
 mod lanes;
 mod lease;
 mod message;
@@ -79,6 +80,7 @@ pub mod middleware;
 mod protocol;
 mod registry;
 mod subscription;
+mod time_index;
 mod worker;
 
 pub use client::Client;

@@ -11,6 +11,7 @@
 //! | `remq_handler_duration_seconds` | histogram | `handler` |
 //! | `remq_handlers_in_flight` | gauge | `handler` |
 //! | `remq_consumer_lag_messages` | gauge | `handler` |
+//! | `remq_consumer_lag_seconds` | gauge | `handler` |
 //! | `remq_checkpoint_id` | gauge | `handler` |
 //! | `remq_replayed_messages_total` | counter | `handler` |
 //! | `remq_gap_replays_total` | counter | `handler`, `reason` = `startup`, `disconnect`, `overflow` |
@@ -37,6 +38,9 @@ pub(crate) const IN_FLIGHT: &str = "remq_handlers_in_flight";
 /// The last id issued minus the consumer's cursor; 0 when it follows live pushes
 /// with nothing buffered.
 pub(crate) const LAG: &str = "remq_consumer_lag_messages";
+/// How long ago the first message after the cursor was published (to the second,
+/// by the time index); 0 when caught up.
+pub(crate) const LAG_SECONDS: &str = "remq_consumer_lag_seconds";
 /// The id up to which the consumer has processed everything.
 pub(crate) const CHECKPOINT: &str = "remq_checkpoint_id";
 /// Messages read from the log rather than from pub/sub.
@@ -101,6 +105,11 @@ fn describe() {
     describe_gauge!(
         LAG,
         "Last id issued minus the consumer's cursor (0 when following live with nothing buffered)"
+    );
+    describe_gauge!(
+        LAG_SECONDS,
+        Unit::Seconds,
+        "How long ago the first message after the cursor was published (0 when caught up)"
     );
     describe_gauge!(CHECKPOINT, "The id up to which the consumer has processed everything");
     describe_counter!(REPLAYED, "Messages read from the log rather than from pub/sub");
