@@ -11,12 +11,16 @@
 //! taking over when the first one stops.
 //!
 //! Settings come from `REMQ_*` variables (see the README); `RUST_LOG` sets the
-//! log level (default `info`).
+//! log level (default `info`). With `REMQ_METRICS_ADDR=127.0.0.1:9090` it serves
+//! `/metrics`, `/healthz` and `/readyz` there. Every minute it flushes the demo
+//! channels down to what both handlers have processed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use remq::{Channel, Json, Message, State, Worker};
+use std::time::Duration;
+
+use remq::{Channel, FlushPolicy, Json, Message, State, Worker};
 use serde::Deserialize;
 
 /// An order event, as the producer publishes it.
@@ -58,6 +62,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let target = remq_testkit::redis_url_or_local()?;
-    Worker::from_env()?.redis_url(target.url).state(Ledger::default()).run().await?;
+    Worker::from_env()?
+        .redis_url(target.url)
+        .state(Ledger::default())
+        .flush(FlushPolicy::new("demo.*").every(Duration::from_secs(60)))
+        .run()
+        .await?;
     Ok(())
 }

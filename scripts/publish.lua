@@ -7,7 +7,9 @@
 -- ARGV[1]  channel: non-empty UTF-8, no "\n", none of the glob characters * ? [ ]
 -- ARGV[2]  message: any bytes
 -- Reply    the new message id (integer), unique and increasing in the namespace
--- Errors   "ERR remq: invalid channel ..." naming the rule that was broken
+-- Errors   "ERR remq: invalid channel ..." naming the rule that was broken;
+--          "ERR remq: id counter behind ..." when <base>:id went backwards below
+--          the channel's last message (Redis lost writes)
 --
 -- Effects: INCR <base>:id; XADD <base>:channel:<channel> <id>-0 m <message>;
 -- SADD <base>:channels <channel>; PUBLISH <base>:channel:<channel>
@@ -57,7 +59,14 @@ if not is_utf8(channel) then
 end
 local key = base .. ':channel:' .. channel
 local id = string.format('%d', redis.call('INCR', base .. ':id'))
-redis.call('XADD', key, id .. '-0', 'm', message)
+local added = redis.pcall('XADD', key, id .. '-0', 'm', message)
+if type(added) == 'table' and added.err then
+  if string.find(added.err, 'equal or smaller', 1, true) then
+    return redis.error_reply('ERR remq: id counter behind: id ' .. id .. ' is not above the last message of channel '
+      .. channel .. '; the counter ' .. base .. ':id went backwards (Redis lost writes): move it past the highest id in use, see "Failover" in the README')
+  end
+  return redis.error_reply(added.err)
+end
 redis.call('SADD', base .. ':channels', channel)
 redis.call('PUBLISH', key, channel .. '@' .. id .. '\n' .. message)
 local clock, now = base .. ':time', redis.call('TIME')[1]

@@ -7,7 +7,9 @@
 -- ARGV[1]  channel: non-empty UTF-8, no "\n", none of the glob characters * ? [ ]
 -- ARGV[2…] the messages, in order; at least one
 -- Reply    {first id, last id}: the messages got the consecutive ids first..last
--- Errors   "ERR remq: invalid channel ..." naming the rule that was broken
+-- Errors   "ERR remq: invalid channel ..." naming the rule that was broken;
+--          "ERR remq: id counter behind ..." when <base>:id went backwards below
+--          the channel's last message (Redis lost writes)
 --
 -- Each message is stored and pushed exactly as publish.lua does it, so
 -- subscribers and consumers cannot tell a batch from single publishes; the time
@@ -57,7 +59,14 @@ local header = channel .. '@'
 for i = 1, count do
   local id = string.format('%d', first + i - 1)
   local message = ARGV[i + 1]
-  redis.call('XADD', key, id .. '-0', 'm', message)
+  local added = redis.pcall('XADD', key, id .. '-0', 'm', message)
+  if type(added) == 'table' and added.err then
+    if i == 1 and string.find(added.err, 'equal or smaller', 1, true) then
+      return redis.error_reply('ERR remq: id counter behind: id ' .. id .. ' is not above the last message of channel '
+        .. channel .. '; the counter ' .. base .. ':id went backwards (Redis lost writes): move it past the highest id in use, see "Failover" in the README')
+    end
+    return redis.error_reply(added.err)
+  end
   redis.call('PUBLISH', key, header .. id .. '\n' .. message)
 end
 redis.call('SADD', base .. ':channels', channel)

@@ -242,6 +242,8 @@ async fn a_checkpoint_with_a_stale_lease_token_is_refused() {
     let lease = include_str!("../scripts/lease.lua");
     let checkpoint = include_str!("../scripts/checkpoint.lua");
     let eval = |script: &str, args: &[&str]| redis::cmd("EVAL").arg(script).arg(0).arg(args).to_owned();
+    // Checkpoints name ids that were issued.
+    let _: () = redis::cmd("SET").arg("remq:id").arg(100).query_async(&mut raw).await.unwrap();
     let (got, _): (u64, u64) =
         eval(lease, &["acquire", "c", "60000", "old"]).query_async(&mut raw).await.unwrap();
     assert_eq!(got, 1);
@@ -267,6 +269,13 @@ async fn a_checkpoint_with_a_stale_lease_token_is_refused() {
     assert_eq!(released, 0, "nor release the new owner's lease");
     let stored: u64 = eval(checkpoint, &["c", "new", "20"]).query_async(&mut raw).await.unwrap();
     assert_eq!(stored, 20);
+    // Above the last id issued (the counter went back), a checkpoint is refused;
+    // a rewind moves the cursor back.
+    let err = eval(checkpoint, &["c", "new", "101"]).query_async::<u64>(&mut raw).await.unwrap_err();
+    assert_eq!(err.code(), Some("BEHIND"), "{err}");
+    assert!(err.detail().unwrap().ends_with(" 100"), "the head ends the message: {err}");
+    let stored: u64 = eval(checkpoint, &["c", "new", "7", "rewind"]).query_async(&mut raw).await.unwrap();
+    assert_eq!(stored, 7);
     // The first checkpoint of a consumer is stored even when it is 0.
     let _: (u64, u64) = eval(lease, &["acquire", "fresh", "60000", "t"]).query_async(&mut raw).await.unwrap();
     let stored: u64 = eval(checkpoint, &["fresh", "t", "0"]).query_async(&mut raw).await.unwrap();

@@ -91,6 +91,16 @@ impl Checkpointer {
         if self.pending >= self.every { self.flush().await } else { Ok(()) }
     }
 
+    /// Moves the cursor back to `id` and stores it (fenced), for a consumer that
+    /// found the id counter went backwards; it replays from there.
+    ///
+    /// # Errors
+    /// [`Error::LeaseLost`] when fenced; Redis errors.
+    pub(crate) async fn rewind(&mut self, id: MessageId) -> Result<()> {
+        self.done = id;
+        self.store(Some("rewind")).await
+    }
+
     /// Stores the cursor now if it moved since the last store.
     ///
     /// # Errors
@@ -100,14 +110,27 @@ impl Checkpointer {
         if self.saved.is_some_and(|saved| self.done <= saved) {
             return Ok(());
         }
+        self.store(None).await
+    }
+
+    /// Runs `checkpoint.lua` for `done`, with its optional mode.
+    async fn store(&mut self, mode: Option<&str>) -> Result<()> {
         let stored: u64 = self
             .client
-            .eval("checkpoint", &protocol::CHECKPOINT, (&*self.consumer, self.token, self.done.get()))
+            .eval("checkpoint", &protocol::CHECKPOINT, (&*self.consumer, self.token, self.done.get(), mode))
             .await
             .map_err(|e| match e {
                 Error::Redis { ref source, .. } if source.code() == Some("FENCED") => {
                     Error::LeaseLost { consumer: self.consumer.to_string() }
                 }
+                Error::Redis { ref source, .. } if source.code() == Some("BEHIND") => Error::CounterReset {
+                    consumer: self.consumer.to_string(),
+                    cursor: self.done,
+                    head: MessageId::new(
+                        source.detail().and_then(|d| d.rsplit(' ').next()?.parse().ok()).unwrap_or(0),
+                    ),
+                    first_new: None,
+                },
                 other => other,
             })?;
         self.saved = Some(MessageId::new(stored));

@@ -281,6 +281,7 @@ mod tests {
             ("REMQ_RATE_LIMIT", "250"),
             ("REMQ_HANDLER_TIMEOUT_PERMANENT", "true"),
             ("REMQ_DEAD_LETTER_PREFIX", "dlq."),
+            ("REMQ_METRICS_ADDR", "0.0.0.0:9090"),
         ])
         .unwrap();
         assert_eq!(s.namespace, "remq:{x}");
@@ -297,6 +298,7 @@ mod tests {
         assert_eq!(s.rate_limit, Some(250));
         assert!(s.timeout_permanent);
         assert_eq!(s.dead_letter_prefix.as_deref(), Some("dlq."));
+        assert_eq!(s.metrics_addr, Some("0.0.0.0:9090".parse().unwrap()));
         assert_eq!(from(&[("REMQ_DEAD_LETTERS", "off")]).unwrap().dead_letter_prefix, None);
         assert_eq!(from(&[("REMQ_START_FROM", "earliest")]).unwrap().start_from, StartFrom::Earliest);
     }
@@ -305,6 +307,7 @@ mod tests {
     fn invalid_values_name_the_variable() {
         for (name, value) in [
             ("REMQ_START_FROM", "yesterday"),
+            ("REMQ_METRICS_ADDR", "localhost"),
             ("REMQ_CHECKPOINT_EVERY", "0"),
             ("REMQ_LEASE_TTL", "soon"),
             ("REMQ_SHUTDOWN_DEADLINE", "0s"),

@@ -49,6 +49,8 @@ enum Stop {
     Shutdown,
     /// Another process took the lease; go back to standing by.
     LeaseLost,
+    /// A checkpoint was refused because the id counter went backwards; rewind.
+    CounterReset(Error),
 }
 
 /// The state of one period of ownership that both consuming loops share.
@@ -89,6 +91,7 @@ impl Run<'_> {
             self.next_flush = Instant::now() + self.rt.settings.checkpoint_interval;
             match self.checkpointer.flush().await {
                 Err(Error::LeaseLost { .. }) => return Some(Stop::LeaseLost),
+                Err(reset @ Error::CounterReset { .. }) => return Some(Stop::CounterReset(reset)),
                 other => self.checkpointer.report(other),
             }
         }
@@ -100,6 +103,7 @@ impl Run<'_> {
         self.progress.processed(id);
         match self.checkpointer.processed(id).await {
             Err(Error::LeaseLost { .. }) => Some(Stop::LeaseLost),
+            Err(reset @ Error::CounterReset { .. }) => Some(Stop::CounterReset(reset)),
             other => {
                 self.checkpointer.report(other);
                 None
@@ -166,6 +170,11 @@ impl Consumer {
             };
             match outcome {
                 Ok(Stop::Shutdown) => return Ok(()),
+                // A rewind is already stored; start over from it like after an error.
+                Ok(Stop::CounterReset(reset)) => tokio::select! {
+                    _ = rt.shutdown.cancelled() => return Ok(()),
+                    _ = backoff.failed(&self.name, "consumer restart", &reset) => {}
+                },
                 Ok(Stop::LeaseLost) => {
                     tracing::warn!(consumer = &*self.name, "lost ownership; standing by again");
                 }
@@ -235,10 +244,16 @@ impl Consumer {
         )));
         let mut run = Run { rt, lease, checkpointer, next_flush, halt, health, progress };
         let stop = if concurrency == 1 {
-            self.in_order(&mut run, feed, service).await?
+            self.in_order(&mut run, feed, service).await
         } else {
             let lanes = Lanes::new(service, concurrency, s.buffer_size, cursor);
-            self.in_lanes(&mut run, feed, lanes).await?
+            self.in_lanes(&mut run, feed, lanes).await
+        };
+        let stop = match stop {
+            Err(reset @ Error::CounterReset { .. }) | Ok(Stop::CounterReset(reset)) => {
+                return Err(self.rewind(rt, &mut run.checkpointer, reset).await);
+            }
+            other => other?,
         };
         if matches!(stop, Stop::LeaseLost) {
             return Ok(stop);
@@ -354,6 +369,36 @@ impl Consumer {
             return Ok(lost);
         }
         Ok(stop)
+    }
+
+    /// After the id counter went backwards (`reset`): logs it, counts it, and
+    /// moves the stored cursor back so the next ownership replays instead of
+    /// skipping new messages whose ids it believes it has seen. Returns `reset`,
+    /// which restarts the consumer. Where to:
+    /// - seen live, the first new message is known: just before it, or the
+    ///   stored checkpoint if that is lower;
+    /// - otherwise the stored checkpoint when it is at most the head (a restored
+    ///   snapshot brings back a matching checkpoint);
+    /// - otherwise nothing tells old ids from new: the start, so every message
+    ///   still in the log is replayed (duplicates rather than a loss).
+    async fn rewind(&self, rt: &Runtime, checkpointer: &mut Checkpointer, reset: Error) -> Error {
+        let Error::CounterReset { head, cursor, first_new, .. } = &reset else { return reset };
+        let stored = match Checkpointer::load(&rt.client, &self.name).await {
+            Ok(stored) => stored.unwrap_or(MessageId::ZERO),
+            // Decided by the next attempt, which notices the reset again.
+            Err(error) => return error,
+        };
+        let to = match first_new {
+            Some(_) => stored.min(*head),
+            None if stored <= *head => stored,
+            None => MessageId::ZERO,
+        };
+        tracing::error!(consumer = &*self.name, %cursor, %head, %stored, rewind_to = %to, error = %reset, "the id counter went backwards; rewinding");
+        metrics::handler_counter(metrics::COUNTER_RESETS, &self.name).increment(1);
+        if let Err(error) = checkpointer.rewind(to).await {
+            tracing::error!(consumer = &*self.name, %error, "could not store the rewound cursor; the next owner starts from the stored one");
+        }
+        reset
     }
 
     /// Where a consumer without a stored cursor starts.

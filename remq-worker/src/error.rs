@@ -182,6 +182,27 @@ pub enum Error {
         consumer: String,
     },
 
+    /// The namespace's id counter went backwards: Redis lost writes (a restore
+    /// from an old snapshot, or a failover to a replica that was behind), so new
+    /// messages get ids this consumer believes it has processed. The consumer
+    /// rewinds (see the README's "Failover") and replays rather than skip them;
+    /// retrying is the fix.
+    #[error(
+        "the id counter went backwards: consumer {consumer:?} had processed up to id {cursor}, but the last id issued is {head}; Redis lost writes (restored from an old snapshot, or failed over to a replica that was behind). The consumer rewinds to replay what may be new; see \"Failover\" in the README"
+    )]
+    CounterReset {
+        /// The consumer that noticed.
+        consumer: String,
+        /// How far it had got.
+        cursor: crate::MessageId,
+        /// The last id issued, as far as the consumer could tell: the counter in
+        /// Redis, or one below `first_new`.
+        head: crate::MessageId,
+        /// The first message that arrived live with an id not above the one
+        /// before it, when that is how the reset showed.
+        first_new: Option<crate::MessageId>,
+    },
+
     /// A handler attempt ran past its deadline (the attempt was cancelled).
     #[error("the handler did not finish within its timeout")]
     HandlerTimeout {
@@ -238,7 +259,7 @@ impl Error {
     /// permanent.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Connect { .. } | Error::Timeout { .. } => true,
+            Error::Connect { .. } | Error::Timeout { .. } | Error::CounterReset { .. } => true,
             Error::HandlerTimeout { permanent } => !permanent,
             Error::Handler { permanent, .. } => !permanent,
             Error::Redis { source, .. } => !is_permanent_redis_error(source),

@@ -18,6 +18,7 @@
 //! | `remq_redis_reconnects_total` | counter | `handler` |
 //! | `remq_lease_owner` | gauge | `handler` (1 owner, 0 standby) |
 //! | `remq_retention_gaps_total` | counter | `handler` |
+//! | `remq_counter_resets_total` | counter | `handler` |
 //! | `remq_flush_runs_total` | counter | `pattern`, `result` = `ok`, `error`, `locked` |
 //! | `remq_flush_removed_messages_total` | counter | `pattern` |
 //! | `remq_flush_stale_consumers_total` | counter | `pattern` |
@@ -53,6 +54,8 @@ pub(crate) const RECONNECTS: &str = "remq_redis_reconnects_total";
 pub(crate) const LEASE_OWNER: &str = "remq_lease_owner";
 /// Ranges of messages removed by retention before this consumer processed them.
 pub(crate) const RETENTION_GAPS: &str = "remq_retention_gaps_total";
+/// Times a consumer found the id counter had gone backwards and rewound.
+pub(crate) const COUNTER_RESETS: &str = "remq_counter_resets_total";
 /// Flush job runs, by result.
 pub(crate) const FLUSH_RUNS: &str = "remq_flush_runs_total";
 /// Messages removed by flush jobs.
@@ -119,6 +122,10 @@ fn describe() {
     describe_counter!(
         RETENTION_GAPS,
         "Ranges of messages removed by retention before the consumer processed them"
+    );
+    describe_counter!(
+        COUNTER_RESETS,
+        "Times the consumer found the id counter had gone backwards and rewound"
     );
     describe_counter!(FLUSH_RUNS, "Flush job runs, by result");
     describe_counter!(FLUSH_REMOVED, "Messages removed by flush jobs");

@@ -33,6 +33,9 @@ pub(crate) enum GapReason {
     Disconnect,
     /// The local live buffer filled up faster than the handler drained it.
     Overflow,
+    /// A push came with an id not above the one before it: the id counter went
+    /// backwards; the push is the first message after the reset.
+    CounterReset(MessageId),
 }
 
 impl GapReason {
@@ -42,6 +45,7 @@ impl GapReason {
             GapReason::Startup => "startup",
             GapReason::Disconnect => "disconnect",
             GapReason::Overflow => "overflow",
+            GapReason::CounterReset(_) => "counter_reset",
         }
     }
 }
@@ -70,12 +74,19 @@ impl LiveFeed {
         let (tx, rx) = mpsc::channel(capacity);
         let reader = tokio::spawn(async move {
             let mut pushes = pubsub.into_on_message();
+            // Pushes come in publish order, so their ids only grow, unless the
+            // counter went backwards.
+            let mut last = MessageId::ZERO;
             while let Some(push) = pushes.next().await {
                 let Some(message) =
                     parse(&consumer, "pub/sub", Bytes::copy_from_slice(push.get_payload_bytes()))
                 else {
                     continue;
                 };
+                if message.id <= last {
+                    return GapReason::CounterReset(message.id);
+                }
+                last = message.id;
                 match tx.try_send(message) {
                     Ok(()) => {}
                     Err(TrySendError::Full(_)) => return GapReason::Overflow,
@@ -168,6 +179,13 @@ pub(crate) struct MessageFeed {
     retry_at: Option<Instant>,
     /// Notices messages that retention removed before they were read.
     losses: LossWatch,
+    /// Whether the live phase has shown the id counter did not go back: a live
+    /// push above the cursor, or the head checked after a push at or below it.
+    live_checked: bool,
+    /// The first live push at or below the cursor while `live_checked` is
+    /// false: a replayed message pushed again, or the first message after the
+    /// counter went back. `next` asks Redis which.
+    suspect: Option<MessageId>,
     /// Messages read from the log.
     replayed: ::metrics::Counter,
     /// Subscriptions re-opened after a failure.
@@ -227,6 +245,8 @@ impl MessageFeed {
                 reported: MessageId::ZERO,
                 gaps: metrics::handler_counter(metrics::RETENTION_GAPS, &consumer),
             },
+            live_checked: false,
+            suspect: None,
             replayed: metrics::handler_counter(metrics::REPLAYED, &consumer),
             reconnects: metrics::handler_counter(metrics::RECONNECTS, &consumer),
             consumer,
@@ -245,7 +265,14 @@ impl MessageFeed {
         loop {
             let message = match &mut self.phase {
                 Phase::Replay { page, .. } => page.pop_front()?,
-                Phase::Live(live) => live.rx.try_recv().ok()?,
+                Phase::Live(_) if self.suspect.is_some() => return None,
+                Phase::Live(live) => {
+                    let message = live.rx.try_recv().ok()?;
+                    match self.take_live(message) {
+                        Some(message) => return Some(message),
+                        None => continue,
+                    }
+                }
                 Phase::Resync { .. } => return None,
             };
             if let Some(message) = self.hand_out(message) {
@@ -272,6 +299,23 @@ impl MessageFeed {
             if let Some(retry_at) = self.retry_at {
                 tokio::time::sleep_until(retry_at).await;
                 self.retry_at = None;
+            }
+            if let Some(first) = self.suspect {
+                match self.client.head().await {
+                    Ok(head) if head < self.cursor => {
+                        self.suspect = None;
+                        self.phase = Phase::resync(GapReason::Startup);
+                        return Err(
+                            self.counter_reset(MessageId::new(first.get().saturating_sub(1)), Some(first))
+                        );
+                    }
+                    Ok(_) => {
+                        self.suspect = None;
+                        self.live_checked = true;
+                    }
+                    Err(error) => self.failed("check the head", error)?,
+                }
+                continue;
             }
             match &mut self.phase {
                 Phase::Resync { reason, opening } => {
@@ -310,6 +354,7 @@ impl MessageFeed {
                         std::mem::replace(&mut self.phase, Phase::resync(GapReason::Startup))
                     {
                         self.phase = Phase::Live(live);
+                        self.live_checked = false;
                     }
                 }
                 Phase::Replay { page, next_page, exhausted, .. } => {
@@ -322,6 +367,11 @@ impl MessageFeed {
                         Ok(read) => {
                             self.backoff.succeeded(&self.consumer);
                             self.replayed.increment(read.messages.len() as u64);
+                            if read.state.head < read.after {
+                                let head = read.state.head;
+                                self.phase = Phase::resync(GapReason::Startup);
+                                return Err(self.counter_reset(head, None));
+                            }
                             self.losses.check(&self.consumer, &self.pattern, read.after, read.state);
                             *exhausted = read.frames < self.batch;
                             if let Some(last) = read.messages.last().filter(|_| !*exhausted) {
@@ -341,9 +391,15 @@ impl MessageFeed {
                 }
                 Phase::Live(live) => match live.next().await {
                     Ok(message) => {
-                        if let Some(message) = self.hand_out(message) {
+                        if let Some(message) = self.take_live(message) {
                             return Ok(message);
                         }
+                    }
+                    Err(GapReason::CounterReset(first)) => {
+                        self.phase = Phase::resync(GapReason::Startup);
+                        return Err(
+                            self.counter_reset(MessageId::new(first.get().saturating_sub(1)), Some(first))
+                        );
                     }
                     Err(reason) => {
                         tracing::info!(consumer = &*self.consumer, %reason, after = %self.cursor, "live feed ended; replaying from the log");
@@ -352,6 +408,24 @@ impl MessageFeed {
                 },
             }
         }
+    }
+
+    /// The error for a counter that went back to `head`, below the cursor.
+    fn counter_reset(&self, head: MessageId, first_new: Option<MessageId>) -> Error {
+        Error::CounterReset { consumer: self.consumer.to_string(), cursor: self.cursor, head, first_new }
+    }
+
+    /// A live push: handed out when above the cursor; else dropped as a replayed
+    /// message pushed again, except that the first such push of a live phase is
+    /// held as a suspect until `next` has checked the counter did not go back
+    /// (later ones are caught by the reader: pushes only grow).
+    fn take_live(&mut self, message: Message) -> Option<Message> {
+        if message.id > self.cursor {
+            self.live_checked = true;
+        } else if !self.live_checked {
+            self.suspect.get_or_insert(message.id);
+        }
+        self.hand_out(message)
     }
 
     /// Moves the cursor past `message`, or drops it when it was already handed out.
