@@ -167,6 +167,21 @@ impl RedisServer {
             .unwrap_or_else(|e| panic!("cannot read the cursor of {consumer}: {e}"))
     }
 
+    /// Waits until the cursor stored for `consumer` is at least `id`.
+    ///
+    /// # Panics
+    /// When it is not within `limit`, or the server cannot be reached.
+    pub async fn wait_for_cursor(&self, consumer: &str, id: u64, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.stored_cursor(consumer).await < Some(id) {
+            assert!(
+                Instant::now() < deadline,
+                "the cursor of {consumer} did not reach {id} within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The server's working directory (where AOF and RDB files go).
     pub fn dir(&self) -> &Path {
         self.dir.path()

@@ -53,11 +53,7 @@ async fn a_live_consumer_rewinds_when_the_counter_goes_back() {
     wait_for(Duration::from_secs(10), "the first 100", || seen.lock().unwrap().len() == 100).await;
     // Everything processed is flushed (interest), then a replica that was 50 ids
     // behind takes over: the counter stands at 50.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while server.stored_cursor("live-reset").await != Some(100) {
-        assert!(tokio::time::Instant::now() < deadline, "no checkpoint at 100");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    server.wait_for_cursor("live-reset", 100, Duration::from_secs(5)).await;
     assert_eq!(client.flush_with(&FlushPolicy::new("r.*")).await.unwrap().removed(), 100);
     set_counter(&server, 50).await;
     let new = client.publish_batch("r.new", (0..20).map(|i| i.to_string())).await.unwrap();
@@ -80,11 +76,7 @@ async fn a_restored_snapshot_brings_the_consumer_back_to_its_checkpoint() {
     let running = RunningWorker::start(recording_worker(&server, "restored", &seen));
     client.publish_batch("r.a", (0..60).map(|i| i.to_string())).await.unwrap();
     wait_for(Duration::from_secs(10), "60 messages", || seen.lock().unwrap().len() == 60).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while server.stored_cursor("restored").await != Some(60) {
-        assert!(tokio::time::Instant::now() < deadline, "no checkpoint at 60");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    server.wait_for_cursor("restored", 60, Duration::from_secs(5)).await;
     // The snapshot: counter 60, checkpoint 60.
     let _: () = redis::cmd("SAVE").query_async(&mut redis).await.unwrap();
     let snapshot = std::fs::read(server.dir().join("dump.rdb")).unwrap();

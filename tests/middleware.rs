@@ -40,14 +40,6 @@ async fn wait_for_messages(client: &Client, channel: &str, count: usize) -> Vec<
     }
 }
 
-async fn wait_for_cursor(server: &RedisServer, consumer: &str, id: MessageId) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.stored_cursor(consumer).await < Some(id.get()) {
-        assert!(Instant::now() < deadline, "the cursor of {consumer} never reached {id}");
-        sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_permanent_failure_is_dead_lettered_at_once_and_the_cursor_moves_on() {
     let server = RedisServer::start();
@@ -77,7 +69,7 @@ async fn a_permanent_failure_is_dead_lettered_at_once_and_the_cursor_moves_on() 
     assert!(envelope.error.contains("card declined by the bank"), "{}", envelope.error);
     let text = String::from_utf8_lossy(&dead[0].body);
     assert!(text.starts_with("remq-dead-letter: 1\nchannel: orders.created\n"), "{text}");
-    wait_for_cursor(&server, "billing", good).await;
+    server.wait_for_cursor("billing", good.get(), Duration::from_secs(10)).await;
     assert_eq!(calls.load(Ordering::SeqCst), 2, "a permanent failure is not retried");
     running.stop().await.unwrap();
 }
@@ -177,7 +169,7 @@ async fn application_layers_run_once_per_attempt() {
         });
     let running = RunningWorker::start(worker);
     let id = client.publish("l.1", "x").await.unwrap();
-    wait_for_cursor(&server, "layered", id).await;
+    server.wait_for_cursor("layered", id.get(), Duration::from_secs(10)).await;
     assert_eq!(seen.load(Ordering::SeqCst), 2, "the layer saw the first attempt and the retry");
     running.stop().await.unwrap();
 }
@@ -347,7 +339,7 @@ async fn the_checkpoint_waits_for_the_oldest_unfinished_message() {
         assert!(Instant::now() < deadline, "the unfinished message was not delivered again");
         sleep(Duration::from_millis(10)).await;
     }
-    wait_for_cursor(&server, "lanes", *fast.last().unwrap()).await;
+    server.wait_for_cursor("lanes", fast.last().unwrap().get(), Duration::from_secs(10)).await;
     running.stop().await.unwrap();
 }
 
@@ -371,7 +363,7 @@ async fn no_more_than_the_configured_number_run_at_once() {
     for i in 0..200 {
         last = client.publish(&format!("b.{}", i % 50), "m").await.unwrap();
     }
-    wait_for_cursor(&server, "bounded", last).await;
+    server.wait_for_cursor("bounded", last.get(), Duration::from_secs(10)).await;
     running.stop().await.unwrap();
     assert_eq!(max.load(Ordering::SeqCst), 3, "in flight at most 3, and 3 reached with 50 channels");
 }
@@ -395,8 +387,8 @@ async fn a_handler_layer_wraps_only_its_handler() {
     let running = RunningWorker::start(worker);
     let wrapped = client.publish("w.1", "x").await.unwrap();
     let plain = client.publish("p.1", "y").await.unwrap();
-    wait_for_cursor(&server, "wrapped", wrapped).await;
-    wait_for_cursor(&server, "plain", plain).await;
+    server.wait_for_cursor("wrapped", wrapped.get(), Duration::from_secs(10)).await;
+    server.wait_for_cursor("plain", plain.get(), Duration::from_secs(10)).await;
     assert_eq!(seen.load(Ordering::SeqCst), 1);
     running.stop().await.unwrap();
 
@@ -421,7 +413,7 @@ async fn a_rate_limit_spaces_the_attempts() {
     let worker = test_worker(&server).configured_handler("limited", "rl.*", options, |_: MessageId| async {});
     let began = Instant::now();
     let running = RunningWorker::start(worker);
-    wait_for_cursor(&server, "limited", last).await;
+    server.wait_for_cursor("limited", last.get(), Duration::from_secs(10)).await;
     // 21 attempts at 50 a second: the last starts 20 × 20 ms after the first.
     assert!(began.elapsed() >= Duration::from_millis(400), "{:?}", began.elapsed());
     running.stop().await.unwrap();
@@ -464,7 +456,7 @@ async fn a_failing_dead_letter_is_not_dead_lettered_again() {
     let running = RunningWorker::start(worker);
     client.publish("x", "m").await.unwrap();
     let dead = wait_for_messages(&client, "dead.x", 1).await;
-    wait_for_cursor(&server, "everything", dead[0].id).await;
+    server.wait_for_cursor("everything", dead[0].id.get(), Duration::from_secs(10)).await;
     sleep(Duration::from_millis(200)).await;
     running.stop().await.unwrap();
     assert!(client.consume("dead.dead.*", MessageId::ZERO, 10).await.unwrap().is_empty());
@@ -483,7 +475,7 @@ async fn a_failing_dead_letter_on_its_own_dead_letter_channel_stops_there() {
     let running = RunningWorker::start(worker);
     client.publish("y", "m").await.unwrap();
     let dead = wait_for_messages(&client, "dl.all", 1).await;
-    wait_for_cursor(&server, "loop", dead[0].id).await;
+    server.wait_for_cursor("loop", dead[0].id.get(), Duration::from_secs(10)).await;
     sleep(Duration::from_millis(200)).await;
     running.stop().await.unwrap();
     assert_eq!(

@@ -55,11 +55,7 @@ fn recording_worker(server: &RedisServer, name: &str, pattern: &str) -> (Worker,
 async fn consume_upto(server: &RedisServer, name: &str, pattern: &str, upto: MessageId) -> Seen {
     let (worker, seen) = recording_worker(server, name, pattern);
     let running = RunningWorker::start(worker);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while server.stored_cursor(name).await < Some(upto.get()) {
-        assert!(tokio::time::Instant::now() < deadline, "{name} did not reach {upto}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    server.wait_for_cursor(name, upto.get(), Duration::from_secs(20)).await;
     running.stop().await.unwrap();
     seen
 }
