@@ -8,6 +8,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep};
 
+/// Sends a test's logs to its captured output when `RUST_LOG` is set (e.g.
+/// `RUST_LOG=remq=debug`); calling it again is harmless.
+pub fn init_test_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .with_ansi(false)
+        .try_init();
+}
+
 /// Polls `done` every 20 ms until it holds, panicking with `what` after `limit`.
 pub async fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;

@@ -15,10 +15,7 @@ use remq_testkit::{RedisServer, RunningWorker, free_local_addr, http_get, metric
 type Seen = Arc<Mutex<Vec<(String, MessageId)>>>;
 
 fn recording_worker(server: &RedisServer, name: &str, seen: &Seen) -> Worker {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    remq_testkit::init_test_logs();
     let record = seen.clone();
     Worker::new(server.url())
         .without_registered_handlers()

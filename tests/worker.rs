@@ -15,7 +15,7 @@ type Seen = Arc<Mutex<Vec<MessageId>>>;
 /// A worker for `server` that runs only the handlers a test adds, ignores
 /// signals, and starts new consumers from the earliest message.
 fn test_worker(server: &RedisServer) -> Worker {
-    init_tracing();
+    remq_testkit::init_test_logs();
     Worker::new(server.url())
         .without_registered_handlers()
         .without_signal_handlers()
@@ -35,15 +35,6 @@ fn recording_worker(server: &RedisServer, name: &str, pattern: &str) -> (Worker,
             async move { record.lock().unwrap().push(id) }
         });
     (worker, seen)
-}
-
-/// Logs to the test's output when `RUST_LOG` is set, e.g. `RUST_LOG=remq=debug`.
-fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .with_ansi(false)
-        .try_init();
 }
 
 /// Polls `done` until it holds, failing the test after `limit`.

@@ -59,7 +59,12 @@ pub(crate) async fn heartbeat(client: &Client, name: &str, pattern: &str, owner:
     let ns = client.namespace();
     let now = now_ms();
     let mut pipe = redis::pipe();
-    pipe.hset_multiple(ns.consumer_info_key(name), &[("pattern", pattern), ("owner", owner)])
+    pipe.cmd("HSET")
+        .arg(ns.consumer_info_key(name))
+        .arg("pattern")
+        .arg(pattern)
+        .arg("owner")
+        .arg(owner)
         .ignore()
         .zadd(ns.consumers_key(), name, now)
         .ignore();
@@ -119,9 +124,19 @@ pub(crate) async fn keep_registered(
     every: Duration,
 ) {
     let owner = owner_name();
+    let mut failing = false;
     loop {
-        if let Err(error) = heartbeat(&client, &name, &pattern, &owner).await {
-            tracing::debug!(consumer = &*name, %error, "could not refresh the consumer registration");
+        match heartbeat(&client, &name, &pattern, &owner).await {
+            Ok(()) if std::mem::take(&mut failing) => {
+                tracing::info!(consumer = &*name, "consumer registration refreshed again");
+            }
+            Ok(()) => {}
+            // Without a registration, interest retention does not protect this
+            // consumer's messages: worth a warning, once per outage.
+            Err(error) if !std::mem::replace(&mut failing, true) => {
+                tracing::warn!(consumer = &*name, %error, "could not register the consumer; retention may not wait for it (logged once per outage)");
+            }
+            Err(error) => tracing::debug!(consumer = &*name, %error, "consumer registration still failing"),
         }
         tokio::time::sleep(every).await;
     }

@@ -1,0 +1,90 @@
+//! The minimal ACL the README documents: a user confined to `remq:` keys and
+//! channels, with only the commands Remq needs, runs the client (publish,
+//! consume, flush, retention) and a worker (leases, checkpoints, the consumer
+//! registry, dead letters, metrics); anything else is refused.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use remq::{Client, Error, FlushPolicy, MessageId, StartFrom, Worker};
+use remq_testkit::{RedisServer, RunningWorker, wait_for};
+
+/// The README's `ACL SETUSER` rules, after `ACL SETUSER <name> on ><password>`.
+/// The subscription pattern `&remq:channel:acl.*` is the one the worker below
+/// subscribes with (Redis matches PSUBSCRIBE patterns literally).
+const MINIMAL_RULES: &str = "resetkeys ~remq:* resetchannels &remq:* &remq:channel:acl.* -@all \
+    +ping +evalsha +script|load +psubscribe \
+    +get +time +xlen +xrange +xrevrange +sscan +hmget +hset +zadd +zrange +zcard +zremrangebyrank \
+    +incr +incrby +xadd +sadd +publish +sismember +xtrim +hget +set +pexpire +pttl +del";
+
+async fn confined_user(server: &RedisServer, rules: &str) -> String {
+    let mut admin = server.connection().await;
+    let mut command = redis::cmd("ACL");
+    command.arg("SETUSER").arg("app").arg("reset").arg("on").arg(">app-pass");
+    command.arg(rules.split_whitespace().collect::<Vec<_>>());
+    let _: () = command.query_async(&mut admin).await.unwrap();
+    format!("redis://app:app-pass@127.0.0.1:{}", server.port())
+}
+
+#[tokio::test]
+async fn the_minimal_acl_runs_the_client_and_a_worker() {
+    let server = RedisServer::start();
+    remq_testkit::init_test_logs();
+    let url = confined_user(&server, MINIMAL_RULES).await;
+    let client = Client::connect(&url).await.unwrap();
+    let first = client.publish("acl.a", "1").await.unwrap();
+    client.publish_batch("acl.b", ["2", "3", "poison"]).await.unwrap();
+    assert_eq!(client.consume("acl.*", MessageId::ZERO, 10).await.unwrap().len(), 4);
+    assert_eq!(client.head().await.unwrap().get(), 4);
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let worker = Worker::new(url.clone())
+        .without_registered_handlers()
+        .without_signal_handlers()
+        .start_from(StartFrom::Earliest)
+        .checkpoint_interval(Duration::from_millis(50))
+        .lease_ttl(Duration::from_millis(300))
+        .retry(remq::RetryPolicy::new().max_attempts(1))
+        .metrics(remq_testkit::free_local_addr())
+        .flush(FlushPolicy::new("acl.*").every(Duration::from_millis(100)))
+        .named_handler("acl-consumer", "acl.*", move |message: remq::Message| {
+            let record = record.clone();
+            async move {
+                record.lock().unwrap().push(message.id);
+                if &message.body[..] == b"poison" { Err(Error::permanent("poison")) } else { Ok(()) }
+            }
+        });
+    let running = RunningWorker::start(worker);
+    wait_for(Duration::from_secs(10), "the four messages", || seen.lock().unwrap().len() == 4).await;
+    server.wait_for_cursor("acl-consumer", 4, Duration::from_secs(10)).await;
+    let dead = client.consume("dead.acl.b", MessageId::ZERO, 10).await.unwrap();
+    assert_eq!(dead.len(), 1, "the dead letter was published");
+    // Interest retention ran as this user too: what the consumer processed is gone.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !client.consume("acl.*", MessageId::ZERO, 10).await.unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the flush job did not run");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The lease (300 ms) was renewed a few times meanwhile.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let consumers = client.consumers().await.unwrap();
+    assert_eq!(consumers.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["acl-consumer"]);
+    assert!(!running.is_finished(), "no permission error stopped the worker");
+    running.stop().await.unwrap();
+    assert_eq!(first.get(), 1);
+
+    // Size-based retention and the one-call flush.
+    client.publish_batch("acl.c", ["1", "2", "3", "4"]).await.unwrap();
+    let kept = client.flush_with(&FlushPolicy::new("acl.c").interest(false).keep_last(1)).await.unwrap();
+    assert_eq!(kept.removed(), 3);
+    assert_eq!(client.flush("acl.c", MessageId::new(100)).await.unwrap(), 1);
+
+    // The confinement is real.
+    let mut conn =
+        redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let err = redis::cmd("KEYS").arg("*").query_async::<()>(&mut conn).await.unwrap_err();
+    assert_eq!(err.code(), Some("NOPERM"), "{err}");
+    let err = redis::cmd("SET").arg("other").arg("x").query_async::<()>(&mut conn).await.unwrap_err();
+    assert_eq!(err.code(), Some("NOPERM"), "{err}");
+}
