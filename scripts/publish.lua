@@ -9,7 +9,9 @@
 -- Reply    the new message id (integer), unique and increasing in the namespace
 -- Errors   "ERR remq: invalid channel ..." naming the rule that was broken;
 --          "ERR remq: id counter behind ..." when <base>:id went backwards below
---          the channel's last message (Redis lost writes)
+--          the channel's last message (Redis lost writes); "ERR remq: message too
+--          large ..." above MAX_MESSAGE_SIZE bytes (8 MiB; a deployment-wide
+--          setting: change it here and in the other publish script)
 --
 -- Effects: INCR <base>:id; XADD <base>:channel:<channel> <id>-0 m <message>;
 -- SADD <base>:channels <channel>; PUBLISH <base>:channel:<channel>
@@ -43,10 +45,15 @@ local function is_utf8(s)
   end
   return true
 end
+local MAX_MESSAGE_SIZE = 8388608
 local base = KEYS[1] or 'remq'
 local channel, message = ARGV[1], ARGV[2]
 if message == nil or ARGV[3] ~= nil then
   return redis.error_reply('ERR remq: publish takes exactly two arguments, <channel> <message>')
+end
+if #message > MAX_MESSAGE_SIZE then
+  return redis.error_reply('ERR remq: message too large: ' .. #message .. ' bytes, the limit is ' .. MAX_MESSAGE_SIZE
+    .. ' (MAX_MESSAGE_SIZE in publish.lua); store big payloads elsewhere and publish a reference')
 end
 if channel == '' then
   return redis.error_reply('ERR remq: invalid channel: a channel name must not be empty')

@@ -9,7 +9,9 @@
 -- Reply    {first id, last id}: the messages got the consecutive ids first..last
 -- Errors   "ERR remq: invalid channel ..." naming the rule that was broken;
 --          "ERR remq: id counter behind ..." when <base>:id went backwards below
---          the channel's last message (Redis lost writes)
+--          the channel's last message (Redis lost writes); "ERR remq: message too
+--          large ..." above MAX_MESSAGE_SIZE bytes (8 MiB; a deployment-wide
+--          setting: change it here and in the other publish script)
 --
 -- Each message is stored and pushed exactly as publish.lua does it, so
 -- subscribers and consumers cannot tell a batch from single publishes; the time
@@ -37,11 +39,18 @@ local function is_utf8(s)
   end
   return true
 end
+local MAX_MESSAGE_SIZE = 8388608
 local base = KEYS[1] or 'remq'
 local channel = ARGV[1]
 local count = #ARGV - 1
 if count < 1 then
   return redis.error_reply('ERR remq: publish_batch takes a channel and at least one message')
+end
+for i = 2, #ARGV do
+  if #ARGV[i] > MAX_MESSAGE_SIZE then
+    return redis.error_reply('ERR remq: message too large: message ' .. (i - 1) .. ' has ' .. #ARGV[i]
+      .. ' bytes, the limit is ' .. MAX_MESSAGE_SIZE .. ' (MAX_MESSAGE_SIZE in publish_batch.lua); store big payloads elsewhere and publish a reference')
+  end
 end
 if channel == '' then
   return redis.error_reply('ERR remq: invalid channel: a channel name must not be empty')

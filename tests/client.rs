@@ -113,6 +113,31 @@ async fn invalid_channels_and_patterns_are_typed_errors_before_any_call() {
 }
 
 #[tokio::test]
+async fn messages_above_the_size_limit_are_refused_by_the_client_and_the_scripts() {
+    let server = RedisServer::start();
+    let small = remq::Client::builder(server.url()).max_message_size(1000).connect().await.unwrap();
+    small.publish("big", vec![b'x'; 1000]).await.unwrap();
+    let error = small.publish("big", vec![b'x'; 1001]).await.unwrap_err();
+    assert!(matches!(error, Error::MessageTooLarge { size: 1001, max: 1000 }), "{error}");
+    assert!(error.to_string().contains("store big payloads elsewhere"), "{error}");
+    let error = small.publish_batch("big", [vec![b'x'; 10], vec![b'x'; 1001]]).await.unwrap_err();
+    assert!(matches!(error, Error::MessageTooLarge { .. }), "{error}");
+    assert_eq!(small.head().await.unwrap().get(), 1, "nothing was sent");
+    // Another language's client cannot get past the scripts' own limit.
+    let mut raw = server.connection().await;
+    let over = vec![b'x'; remq::MAX_MESSAGE_SIZE + 1];
+    let publish = redis::Script::new(include_str!("../scripts/publish.lua"));
+    let error = publish.arg("big").arg(&over).invoke_async::<u64>(&mut raw).await.unwrap_err();
+    assert!(error.to_string().contains("message too large"), "{error}");
+    let batch = redis::Script::new(include_str!("../scripts/publish_batch.lua"));
+    let error = batch.arg("big").arg("ok").arg(&over).invoke_async::<(u64, u64)>(&mut raw).await.unwrap_err();
+    assert!(error.to_string().contains("message 2 has"), "{error}");
+    let at_limit =
+        publish.arg("big").arg(vec![b'x'; remq::MAX_MESSAGE_SIZE]).invoke_async::<u64>(&mut raw).await;
+    assert_eq!(at_limit.unwrap(), 2, "exactly the limit is fine");
+}
+
+#[tokio::test]
 async fn scripts_are_reloaded_after_script_flush() {
     let server = RedisServer::start();
     let client = client(&server).await;

@@ -58,6 +58,8 @@ pub struct Client {
     namespace: Namespace,
     /// Where the server is, for messages (never with the password).
     addr: RedisAddr,
+    /// The largest message `publish` sends.
+    max_message_size: usize,
 }
 
 impl fmt::Debug for Client {
@@ -91,8 +93,9 @@ impl Client {
         redis: redis::Client,
         namespace: Namespace,
         addr: RedisAddr,
+        max_message_size: usize,
     ) -> Self {
-        Client { conn, redis, namespace, addr }
+        Client { conn, redis, namespace, addr, max_message_size }
     }
 
     /// A view of the same connection working in another namespace, e.g.
@@ -119,12 +122,14 @@ impl Client {
     ///
     /// # Errors
     /// [`Error::InvalidChannel`] for a name that breaks the rules (see
-    /// [`validate_channel`](crate::validate_channel)); [`Error::Redis`] when the call fails.
+    /// [`validate_channel`](crate::validate_channel)); [`Error::MessageTooLarge`]
+    /// above the size limit; [`Error::Redis`] when the call fails.
     ///
     /// # Cancel safety
     /// Dropping the future after the command was sent may still publish the message.
     pub async fn publish(&self, channel: &str, body: impl AsRef<[u8]>) -> Result<MessageId> {
         protocol::validate_channel(channel)?;
+        self.check_size(body.as_ref())?;
         self.eval("publish", &protocol::PUBLISH, (channel, body.as_ref())).await.map(MessageId::new)
     }
 
@@ -147,6 +152,9 @@ impl Client {
             return Err(Error::EmptyBatch);
         }
         let args: Vec<&[u8]> = bodies.iter().map(AsRef::as_ref).collect();
+        for body in &args {
+            self.check_size(body)?;
+        }
         let (first, last): (u64, u64) =
             self.eval("publish_batch", &protocol::PUBLISH_BATCH, (channel, args)).await?;
         Ok(MessageId::new(first)..=MessageId::new(last))
@@ -215,6 +223,20 @@ impl Client {
     pub async fn head(&self) -> Result<MessageId> {
         let id: Option<u64> = self.get("head", &self.namespace.id_key()).await?;
         Ok(MessageId::new(id.unwrap_or(0)))
+    }
+
+    /// The same client with the scripts' own size limit, for dead letters: the
+    /// envelope of a message at the client's limit is a little larger.
+    pub(crate) fn with_script_size_limit(&self) -> Client {
+        Client { max_message_size: protocol::MAX_MESSAGE_SIZE, ..self.clone() }
+    }
+
+    /// [`Error::MessageTooLarge`] when `body` is above the limit.
+    fn check_size(&self, body: &[u8]) -> Result<()> {
+        if body.len() > self.max_message_size {
+            return Err(Error::MessageTooLarge { size: body.len(), max: self.max_message_size });
+        }
+        Ok(())
     }
 
     /// Calls `script` in this client's namespace with `args` (a tuple is spread

@@ -77,6 +77,8 @@ pub(crate) struct Settings {
     pub(crate) tls_client_cert: Option<(Vec<u8>, Vec<u8>)>,
     /// Where to serve `/metrics`, `/healthz` and `/readyz`, if anywhere.
     pub(crate) metrics_addr: Option<std::net::SocketAddr>,
+    /// The largest message the worker's client publishes (dead letters).
+    pub(crate) max_message_size: usize,
 }
 
 impl Settings {
@@ -101,12 +103,15 @@ impl Settings {
             tls_root_cert: None,
             tls_client_cert: None,
             metrics_addr: None,
+            max_message_size: crate::DEFAULT_MAX_MESSAGE_SIZE,
         }
     }
 
     /// A client builder for these settings.
     pub(crate) fn client_builder(&self) -> ClientBuilder {
-        let mut builder = ClientBuilder::new(&self.redis_url).namespace(&self.namespace);
+        let mut builder = ClientBuilder::new(&self.redis_url)
+            .namespace(&self.namespace)
+            .max_message_size(self.max_message_size);
         if let Some(pem) = &self.tls_root_cert {
             builder = builder.tls_root_cert(pem.clone());
         }
@@ -181,6 +186,9 @@ impl Settings {
                 _ => return Err(invalid(name, &v, "expected `on` or `off`")),
             }
         }
+        if let Some((name, v)) = var("REMQ_MAX_MESSAGE_SIZE") {
+            s.max_message_size = positive(name, &v)?.min(crate::MAX_MESSAGE_SIZE);
+        }
         if let Some((name, v)) = var("REMQ_METRICS_ADDR") {
             s.metrics_addr =
                 Some(v.parse().map_err(|_| invalid(name, &v, "expected host:port such as `0.0.0.0:9090`"))?);
@@ -222,6 +230,7 @@ impl fmt::Debug for Settings {
             .field("tls_root_cert", &self.tls_root_cert.is_some())
             .field("tls_client_cert", &self.tls_client_cert.is_some())
             .field("metrics_addr", &self.metrics_addr)
+            .field("max_message_size", &self.max_message_size)
             .finish()
     }
 }
@@ -282,6 +291,7 @@ mod tests {
             ("REMQ_HANDLER_TIMEOUT_PERMANENT", "true"),
             ("REMQ_DEAD_LETTER_PREFIX", "dlq."),
             ("REMQ_METRICS_ADDR", "0.0.0.0:9090"),
+            ("REMQ_MAX_MESSAGE_SIZE", "1024"),
         ])
         .unwrap();
         assert_eq!(s.namespace, "remq:{x}");
@@ -299,6 +309,7 @@ mod tests {
         assert!(s.timeout_permanent);
         assert_eq!(s.dead_letter_prefix.as_deref(), Some("dlq."));
         assert_eq!(s.metrics_addr, Some("0.0.0.0:9090".parse().unwrap()));
+        assert_eq!(s.max_message_size, 1024);
         assert_eq!(from(&[("REMQ_DEAD_LETTERS", "off")]).unwrap().dead_letter_prefix, None);
         assert_eq!(from(&[("REMQ_START_FROM", "earliest")]).unwrap().start_from, StartFrom::Earliest);
     }

@@ -48,6 +48,8 @@ pub struct ClientBuilder {
     root_cert: Option<Vec<u8>>,
     /// PEM client certificate and key, for servers that verify clients.
     client_cert: Option<(Vec<u8>, Vec<u8>)>,
+    /// The largest message `publish` sends, in bytes.
+    max_message_size: usize,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -57,6 +59,7 @@ impl fmt::Debug for ClientBuilder {
             .field("namespace", &self.namespace)
             .field("root_cert", &self.root_cert.is_some())
             .field("client_cert", &self.client_cert.is_some())
+            .field("max_message_size", &self.max_message_size)
             .finish()
     }
 }
@@ -64,7 +67,22 @@ impl fmt::Debug for ClientBuilder {
 impl ClientBuilder {
     /// A builder for the Redis at `url`.
     pub fn new(url: impl Into<String>) -> Self {
-        ClientBuilder { url: url.into(), namespace: None, root_cert: None, client_cert: None }
+        ClientBuilder {
+            url: url.into(),
+            namespace: None,
+            root_cert: None,
+            client_cert: None,
+            max_message_size: crate::protocol::DEFAULT_MAX_MESSAGE_SIZE,
+        }
+    }
+
+    /// Refuse to publish messages larger than `bytes` (default 4 MiB), with
+    /// [`Error::MessageTooLarge`] before anything is sent. The publish scripts
+    /// refuse more than [`MAX_MESSAGE_SIZE`](crate::MAX_MESSAGE_SIZE) (8 MiB)
+    /// whatever a client allows, so a larger value here changes nothing.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes.min(crate::protocol::MAX_MESSAGE_SIZE);
+        self
     }
 
     /// Work in the namespace with this base, e.g. `remq:{orders}` (see [`Namespace`]).
@@ -119,7 +137,7 @@ impl ClientBuilder {
         // A server that needs a password accepts the connection and refuses the
         // first command; find out now rather than at the first publish.
         redis::cmd("PING").query_async::<()>(&mut conn).await.map_err(connect_error)?;
-        Ok(Client::from_parts(conn, redis, namespace, addr))
+        Ok(Client::from_parts(conn, redis, namespace, addr, self.max_message_size))
     }
 
     #[cfg(feature = "tls")]

@@ -94,6 +94,19 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// A message is larger than the client's limit
+    /// ([`ClientBuilder::max_message_size`](crate::ClientBuilder::max_message_size)).
+    #[error(
+        "message too large: {size} bytes, the limit is {max} (ClientBuilder::max_message_size, REMQ_MAX_MESSAGE_SIZE; the scripts allow at most {}); store big payloads elsewhere and publish a reference",
+        crate::protocol::MAX_MESSAGE_SIZE
+    )]
+    MessageTooLarge {
+        /// The message's size in bytes.
+        size: usize,
+        /// The limit in bytes.
+        max: usize,
+    },
+
     /// A batch publish was given no messages.
     #[error("publish_batch needs at least one message")]
     EmptyBatch,

@@ -94,7 +94,10 @@ pub use handler::__private;
 pub use handler::{BoxedHandler, Handler, HandlerOptions, HandlerOutput};
 pub use message::{Message, MessageId};
 pub use middleware::{RetryPolicy, redrive};
-pub use protocol::{MAX_CONSUME_LIMIT, Namespace, validate_channel, validate_pattern};
+pub use protocol::{
+    DEFAULT_MAX_MESSAGE_SIZE, MAX_CONSUME_LIMIT, MAX_MESSAGE_SIZE, Namespace, validate_channel,
+    validate_pattern,
+};
 pub use registry::RegisteredConsumer;
 pub use remq_macros::handler;
 pub use worker::Worker;

@@ -31,6 +31,14 @@ pub(crate) static LEASE: LazyLock<Script> =
 pub(crate) static CHECKPOINT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../scripts/checkpoint.lua")));
 
+/// The largest message the publish scripts accept, in bytes (8 MiB): their
+/// `MAX_MESSAGE_SIZE`. Clients default to a lower limit of their own
+/// ([`DEFAULT_MAX_MESSAGE_SIZE`]), which leaves room for a dead letter's headers.
+pub const MAX_MESSAGE_SIZE: usize = 8 * 1024 * 1024;
+
+/// A client's default limit on the size of a message it publishes (4 MiB).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+
 /// The most messages one `consume.lua` call returns; larger limits are capped.
 pub const MAX_CONSUME_LIMIT: usize = 10_000;
 

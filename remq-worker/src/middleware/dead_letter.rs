@@ -56,7 +56,7 @@ impl DeadLetterLayer {
         shutdown: CancellationToken,
     ) -> Self {
         DeadLetterLayer {
-            client,
+            client: client.with_script_size_limit(),
             dead_lettered: metrics::handled(&consumer, "dead_lettered"),
             consumer,
             prefix: prefix.into(),
