@@ -252,7 +252,7 @@ impl Client {
             .arg(args)
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(|e| Error::redis(op, e))
+            .map_err(|e| Error::redis_in(op, self.namespace.base(), e))
     }
 
     /// `GET key`; `op` names the operation in errors.
@@ -262,7 +262,10 @@ impl Client {
 
     /// Runs a command on the shared connection; `op` names the operation in errors.
     pub(crate) async fn query<T: FromRedisValue>(&self, op: &'static str, command: &redis::Cmd) -> Result<T> {
-        command.query_async(&mut self.conn.clone()).await.map_err(|e| Error::redis(op, e))
+        command
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| Error::redis_in(op, self.namespace.base(), e))
     }
 
     /// Runs a pipeline on the shared connection; `op` names the operation in errors.
@@ -271,7 +274,9 @@ impl Client {
         op: &'static str,
         pipe: &redis::Pipeline,
     ) -> Result<T> {
-        pipe.query_async(&mut self.conn.clone()).await.map_err(|e| Error::redis(op, e))
+        pipe.query_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| Error::redis_in(op, self.namespace.base(), e))
     }
 
     /// The connection factory for dedicated (pub/sub) connections.

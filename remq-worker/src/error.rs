@@ -56,13 +56,26 @@ pub enum Error {
         source: redis::RedisError,
     },
 
-    /// A Redis command failed (the connection dropped, a timeout, a permission
-    /// missing from an ACL, or an error reply from a script).
+    /// A Redis command failed (the connection dropped, a timeout, or an error
+    /// reply from a script; a missing ACL permission is [`Error::Permission`]).
     #[error("{op} failed: {source}")]
     Redis {
         /// The operation that failed, e.g. `publish`.
         op: &'static str,
         /// The underlying error.
+        #[source]
+        source: redis::RedisError,
+    },
+
+    /// Redis refused a command because the user's ACL lacks a permission; the
+    /// message says which one to grant. Permanent: waiting does not add it.
+    #[error("{op} failed: the Redis user lacks a permission ({source}); grant it {needed}")]
+    Permission {
+        /// The operation that failed, e.g. `publish` or `subscribe`.
+        op: &'static str,
+        /// What to grant, with the `ACL SETUSER` rule that does it.
+        needed: String,
+        /// The underlying error (`NOPERM`, or a script's ACL failure).
         #[source]
         source: redis::RedisError,
     },
@@ -296,6 +309,47 @@ impl Error {
     /// Wraps the error of the Redis command behind operation `op`.
     pub(crate) fn redis(op: &'static str, source: redis::RedisError) -> Self {
         Error::Redis { op, source }
+    }
+
+    /// Wraps the error of a command of operation `op` on the keys and channels
+    /// of the namespace `base`: a missing ACL permission (a `NOPERM` reply, or
+    /// a script's ACL failure) becomes [`Error::Permission`] naming the
+    /// command, keys or channels to grant.
+    pub(crate) fn redis_in(op: &'static str, base: &str, source: redis::RedisError) -> Self {
+        let detail = source.to_string();
+        // Inside a script, Redis 7 reports a missing permission without the
+        // NOPERM code: "The user executing the script can't publish to the channel …".
+        if source.code() != Some("NOPERM") && !detail.contains("user executing the script can't") {
+            return Error::Redis { op, source };
+        }
+        // Redis 7 names a refused command in quotes: "no permissions to run the 'evalsha' command".
+        let command =
+            detail.split_once("run the '").and_then(|(_, rest)| rest.split_once('\'')).map(|(c, _)| c);
+        let needed = if let Some(command) = command {
+            format!(
+                "the command {command} (ACL SETUSER <user> +{command}; Remq runs its scripts with EVALSHA and EVAL)"
+            )
+        } else if detail.contains("channel") {
+            format!("the channels {base}:* (ACL SETUSER <user> &{base}:*)")
+        } else if detail.contains("key") {
+            format!("the keys {base}:* (ACL SETUSER <user> ~{base}:*)")
+        } else {
+            format!("the rules of the README's ACL section (~{base}:* &{base}:* and the scripting commands)")
+        };
+        Error::Permission { op, needed, source }
+    }
+
+    /// Wraps the error of `PSUBSCRIBE pattern` (the pattern as sent, namespace
+    /// included): a `NOPERM` reply becomes [`Error::Permission`] naming the
+    /// pattern, which the user's channel rules must match literally.
+    pub(crate) fn subscribe(pattern: &str, source: redis::RedisError) -> Self {
+        if source.code() != Some("NOPERM") {
+            return Error::Redis { op: "subscribe", source };
+        }
+        let needed = format!(
+            "the channel pattern {pattern} (ACL SETUSER <user> &{pattern}; Redis matches a PSUBSCRIBE pattern literally against the user's channel rules)"
+        );
+        Error::Permission { op: "subscribe", needed, source }
     }
 }
 

@@ -68,9 +68,10 @@ struct LiveFeed {
 
 impl LiveFeed {
     async fn open(client: &Client, pattern: &str, capacity: usize, consumer: Arc<str>) -> Result<LiveFeed> {
-        let subscribe = |e| Error::redis("subscribe", e);
+        let pattern = client.namespace().subscription_pattern(pattern);
+        let subscribe = |e| Error::subscribe(&pattern, e);
         let mut pubsub = client.redis().get_async_pubsub().await.map_err(subscribe)?;
-        pubsub.psubscribe(client.namespace().subscription_pattern(pattern)).await.map_err(subscribe)?;
+        pubsub.psubscribe(&pattern).await.map_err(subscribe)?;
         let (tx, rx) = mpsc::channel(capacity);
         let reader = tokio::spawn(async move {
             let mut pushes = pubsub.into_on_message();
