@@ -399,17 +399,32 @@ impl fmt::Debug for RedisAddr {
     }
 }
 
-/// Replaces the password (and user) in a URL with `***`, for error messages.
+/// Replaces the password (and user) in a URL with `***`, for error messages:
+/// the user info of `redis://user:password@host`, and the `user` and `pass`
+/// query parameters of `unix:///path?pass=…`.
 pub(crate) fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return if url.contains('@') { "***".to_owned() } else { url.to_owned() };
+        return if url.contains(['@', '?']) { "***".to_owned() } else { url.to_owned() };
     };
     // Everything up to the last `@` is credentials, even when a password holds
     // `/` or `@` characters that a URL should have escaped.
-    match rest.rfind('@') {
-        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-        None => url.to_owned(),
-    }
+    let rest = match rest.rfind('@') {
+        Some(at) => format!("***@{}", &rest[at + 1..]),
+        None => rest.to_owned(),
+    };
+    let Some((location, query)) = rest.split_once('?') else {
+        return format!("{scheme}://{rest}");
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|param| match param.split_once('=') {
+            Some((name, _)) if ["pass", "user", "password", "username"].contains(&name) => {
+                format!("{name}=***")
+            }
+            _ => param.to_owned(),
+        })
+        .collect();
+    format!("{scheme}://{location}?{}", query.join("&"))
 }
 
 #[cfg(test)]
@@ -425,5 +440,16 @@ mod tests {
         assert_eq!(redact_url("redis://host:6379"), "redis://host:6379");
         assert_eq!(redact_url("user:s3cret@host"), "***");
         assert_eq!(redact_url("host:6379"), "host:6379");
+        assert_eq!(redact_url("host?pass=s3cret"), "***");
+        assert_eq!(
+            redact_url("unix:///run/redis.sock?db=1&pass=s3cret&user=me"),
+            "unix:///run/redis.sock?db=1&pass=***&user=***"
+        );
+        assert_eq!(redact_url("redis+unix:///r.sock?pass=s3cret"), "redis+unix:///r.sock?pass=***");
+        assert_eq!(
+            redact_url("redis://:s3cret@host:6379/0?protocol=resp3"),
+            "redis://***@host:6379/0?protocol=resp3"
+        );
+        assert_eq!(redact_url("redis://host:6379/0?pass=s3cret"), "redis://host:6379/0?pass=***");
     }
 }
