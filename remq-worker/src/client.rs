@@ -77,6 +77,7 @@ impl Client {
     /// # Errors
     /// [`Error::InvalidUrl`] when the URL does not parse, [`Error::Auth`] when Redis
     /// refuses the credentials, [`Error::Tls`] when the TLS handshake fails,
+    /// [`Error::NotRedis`] when something other than Redis answers,
     /// [`Error::Connect`] when Redis cannot be reached.
     pub async fn connect(url: &str) -> Result<Client> {
         ClientBuilder::new(url).connect().await

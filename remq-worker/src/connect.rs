@@ -109,7 +109,8 @@ impl ClientBuilder {
     ///
     /// # Errors
     /// [`Error::InvalidUrl`], [`Error::InvalidNamespace`], [`Error::Auth`],
-    /// [`Error::Tls`] or [`Error::Connect`], each saying what to check.
+    /// [`Error::Tls`], [`Error::NotRedis`] or [`Error::Connect`], each saying
+    /// what to check.
     pub async fn connect(self) -> Result<Client> {
         let invalid_url =
             |e: redis::RedisError| Error::InvalidUrl { url: redact_url(&self.url), reason: e.to_string() };
@@ -164,11 +165,13 @@ impl ClientBuilder {
     }
 }
 
-/// Tells refused credentials and failed TLS handshakes apart from an
-/// unreachable server, so the message says what to check.
+/// Tells refused credentials, failed TLS handshakes and servers that are not
+/// Redis apart from an unreachable server, so the message says what to check.
 fn connect_error(addr: &RedisAddr, source: redis::RedisError) -> Error {
     let text = source.to_string();
-    if source.kind() == ErrorKind::AuthenticationFailed
+    if source.kind() == ErrorKind::Parse {
+        Error::NotRedis { addr: addr.clone(), source }
+    } else if source.kind() == ErrorKind::AuthenticationFailed
         || matches!(source.code(), Some("NOAUTH" | "WRONGPASS"))
     {
         Error::Auth { addr: addr.clone(), source }

@@ -56,6 +56,20 @@ pub enum Error {
         source: redis::RedisError,
     },
 
+    /// Something answered at the address, but not in the Redis protocol (a web
+    /// server, a database on the wrong port …). Permanent: the URL is wrong.
+    #[error(
+        "the server at {addr} does not speak the Redis protocol (its first reply did not parse); something other than Redis listens there: check the host and port in the URL"
+    )]
+    NotRedis {
+        /// Where we connected.
+        addr: RedisAddr,
+        /// The parse error of its first reply (left out of the message: it
+        /// quotes the reply, line breaks and all).
+        #[source]
+        source: redis::RedisError,
+    },
+
     /// A Redis command failed (the connection dropped, a timeout, or an error
     /// reply from a script; a missing ACL permission is [`Error::Permission`]).
     #[error("{op} failed: {source}")]
