@@ -1,13 +1,13 @@
-//! What the worker logs: an outage once (not once per reconnect attempt), and a
-//! span per delivery attempt. (Its own test binary: it installs a global log
-//! subscriber that captures every line.)
+//! What the worker logs: an outage once (not once per reconnect attempt), a
+//! span per delivery attempt, and never a password. (Its own test binary: it
+//! installs a global log subscriber that captures every line.)
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use remq::{Client, MessageId, StartFrom, Worker};
-use remq_testkit::{RedisServer, RunningWorker};
+use remq::{Client, Error, MessageId, StartFrom, Worker};
+use remq_testkit::{RedisServer, RunningWorker, TlsFiles};
 use tokio::time::{Instant, sleep};
 
 /// Every log line written, shared with the subscriber.
@@ -26,21 +26,26 @@ impl Write for Captured {
 }
 
 impl Captured {
+    /// Everything logged so far.
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
     /// The lines logged so far that mention `needle`.
     fn lines(&self, needle: &str) -> Vec<String> {
-        let text = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
-        text.lines().filter(|l| l.contains(needle)).map(str::to_owned).collect()
+        self.text().lines().filter(|l| l.contains(needle)).map(str::to_owned).collect()
     }
 }
 
-/// The log of this test binary, captured from the first call on.
+/// The log of this test binary, captured from the first call on: every level of
+/// every crate that logs through `tracing`, so a leak anywhere would show.
 fn captured() -> &'static Captured {
     static CAPTURED: OnceLock<Captured> = OnceLock::new();
     CAPTURED.get_or_init(|| {
         let captured = Captured::default();
         let writer = captured.clone();
         tracing_subscriber::fmt()
-            .with_env_filter("remq=debug")
+            .with_env_filter("trace")
             .with_ansi(false)
             .with_writer(move || writer.clone())
             .init();
@@ -83,7 +88,11 @@ async fn an_outage_is_logged_once_per_component_not_per_attempt() {
         sleep(Duration::from_millis(50)).await;
     };
     while seen.lock().unwrap().len() < 2 {
-        assert!(Instant::now() < deadline, "the worker did not recover");
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not recover:\n{}",
+            captured.lines("secrets").join("\n")
+        );
         sleep(Duration::from_millis(20)).await;
     }
     running.stop().await.unwrap();
@@ -148,5 +157,123 @@ async fn every_attempt_runs_in_a_delivery_span() {
         "flaky once",
     ] {
         assert!(line.contains(field), "{field} missing from: {line}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_password_of_a_redis_url_never_appears_in_any_output() {
+    const SECRET: &str = "pw-Zq8-never-print-me";
+    let captured = captured();
+    let files = TlsFiles::generate().unwrap();
+    let mut server = RedisServer::builder()
+        .arg("--requirepass")
+        .arg(SECRET)
+        .arg("--appendonly")
+        .arg("yes")
+        .arg("--appendfsync")
+        .arg("always")
+        .tls(&files)
+        .unwrap()
+        .start();
+    let port = server.port();
+    let url = format!("redis://:{SECRET}@127.0.0.1:{port}");
+    // Everything printed for a person to read, besides the log.
+    let mut shown = Vec::new();
+
+    let client = Client::connect(&url).await.unwrap();
+    shown.push(format!("{client:?} | {} | {:?}", client.addr(), client.addr()));
+    shown.push(format!("{:?}", Client::builder(format!("redis://default:{SECRET}@127.0.0.1:{port}/0"))));
+    shown.push(format!("{:?}", Worker::new(url.clone())));
+
+    // Errors, each with its Display, its Debug and its chain of sources.
+    let mut errors = Vec::new();
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    errors.push(Client::connect(&format!("redis://:{SECRET}@127.0.0.1:{closed_port}")).await.unwrap_err());
+    errors.push(Client::connect(&format!("redis://:{SECRET}-wrong@127.0.0.1:{port}")).await.unwrap_err());
+    errors.push(Client::connect(&format!("redis://someone:{SECRET}@127.0.0.1:{port}")).await.unwrap_err());
+    let tls_port = server.tls_url().rsplit(':').next().unwrap().to_owned();
+    errors.push(Client::connect(&format!("rediss://:{SECRET}@localhost:{tls_port}")).await.unwrap_err());
+    errors.push(Client::connect(&format!("redis://:{SECRET}@127.0.0.1:notaport")).await.unwrap_err());
+    errors.push(Client::connect(&format!("redis://:{SECRET}@127.0.0.1:{port}/x")).await.unwrap_err());
+    errors.push(
+        Worker::new(format!("redis://:{SECRET}-wrong@127.0.0.1:{port}"))
+            .without_registered_handlers()
+            .without_signal_handlers()
+            .handler("s.*", |_: MessageId| async {})
+            .run()
+            .await
+            .unwrap_err(),
+    );
+    let kinds: Vec<&str> = errors
+        .iter()
+        .map(|e| match e {
+            Error::Connect { .. } => "Connect",
+            Error::Auth { .. } => "Auth",
+            Error::Tls { .. } => "Tls",
+            Error::InvalidUrl { .. } => "InvalidUrl",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, ["Connect", "Auth", "Auth", "Tls", "InvalidUrl", "InvalidUrl", "Auth"], "{errors:?}");
+    for error in &errors {
+        let mut text = format!("{error} | {error:?}");
+        let mut source = std::error::Error::source(error);
+        while let Some(inner) = source {
+            text.push_str(&format!(" | {inner} | {inner:?}"));
+            source = inner.source();
+        }
+        shown.push(text);
+    }
+
+    // A worker with the password in its URL through an outage: its reconnect
+    // warnings and recovery lines name the server.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let worker = Worker::new(url.clone())
+        .without_registered_handlers()
+        .without_signal_handlers()
+        .start_from(StartFrom::Earliest)
+        .checkpoint_interval(Duration::from_millis(100))
+        .named_handler("secrets", "sec.*", move |id: MessageId| {
+            let record = record.clone();
+            async move { record.lock().unwrap().push(id) }
+        });
+    let running = RunningWorker::start(worker);
+    client.publish("sec.a", "before").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the worker did not start");
+        sleep(Duration::from_millis(10)).await;
+    }
+    server.kill();
+    sleep(Duration::from_millis(1_500)).await;
+    server.restart();
+    while client.publish("sec.a", "after").await.is_err() {
+        assert!(Instant::now() < deadline, "could not publish after the restart");
+        sleep(Duration::from_millis(50)).await;
+    }
+    while seen.lock().unwrap().len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not recover:\n{}",
+            captured.lines("secrets").join("\n")
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
+    running.stop().await.unwrap();
+    let outage = captured.lines("\"secrets\"");
+    assert!(
+        outage.iter().any(|l| l.contains(" WARN ")),
+        "the outage was not logged, so this test would not see a leak in it:\n{}",
+        outage.join("\n")
+    );
+
+    let log = captured.text();
+    for text in shown.iter().chain([&log]) {
+        assert!(!text.contains(SECRET), "the password leaked: {text}");
+    }
+    // The checks above are only worth something if the address is there to see.
+    for text in &shown {
+        assert!(text.contains("127.0.0.1") || text.contains("localhost"), "no address in: {text}");
     }
 }
