@@ -196,6 +196,62 @@ async fn a_full_live_buffer_falls_back_to_replay() {
     expect_exactly_then_stop(&seen, &ids, Duration::from_secs(30), running).await;
 }
 
+/// Redis itself disconnects a subscriber whose output buffer passes
+/// `client-output-buffer-limit pubsub`; the worker treats that as any other
+/// dropped connection and replays from the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_disconnecting_a_slow_subscriber_falls_back_to_replay() {
+    let server = RedisServer::start();
+    let client = Client::connect(&server.url()).await.unwrap();
+    let mut admin = server.connection().await;
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "client-output-buffer-limit", "pubsub 64kb 32kb 1"])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let seen = Seen::default();
+    let record = seen.clone();
+    // A local buffer far larger than what arrives, so only Redis' limit can cut the feed.
+    let worker = test_worker(&server).buffer_size(1_000_000).named_handler(
+        "slow-reader",
+        "ob.*",
+        move |id: MessageId| {
+            let record = record.clone();
+            async move {
+                if id.get().is_multiple_of(50) {
+                    sleep(Duration::from_millis(2)).await;
+                }
+                record.lock().unwrap().push(id)
+            }
+        },
+    );
+    let running = RunningWorker::start(worker);
+    wait_for(Duration::from_secs(10), "the worker to subscribe", || server_has_a_subscriber(server.port()))
+        .await;
+    // Each batch pushes 200 KiB in one go, past the 64 KiB hard limit.
+    let body = "x".repeat(1024);
+    let mut ids = Vec::new();
+    for batch in 0..20 {
+        let range = client.publish_batch(&format!("ob.{}", batch % 3), vec![&body; 200]).await.unwrap();
+        ids.extend((range.start().get()..=range.end().get()).map(MessageId::new));
+    }
+    expect_exactly_then_stop(&seen, &ids, Duration::from_secs(30), running).await;
+    // Redis logs each client it cuts off ("... scheduled to be closed ASAP for
+    // overcoming of output buffer limits"); without one, this test proved nothing.
+    let log = std::fs::read_to_string(server.dir().join("redis.log")).unwrap();
+    let disconnections = log.lines().filter(|l| l.contains("overcoming of output buffer limits")).count();
+    assert!(disconnections > 0, "Redis never cut the subscriber off, so the fallback was not exercised");
+    println!("Redis cut the subscriber off {disconnections} time(s)");
+}
+
+/// Whether a client of the server at `port` is subscribed to a pattern.
+fn server_has_a_subscriber(port: u16) -> bool {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let count: u64 = redis::cmd("PUBSUB").arg("NUMPAT").query(&mut conn).unwrap();
+    count > 0
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_takes_over_when_the_owner_shuts_down() {
     let server = RedisServer::start();
