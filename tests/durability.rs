@@ -64,7 +64,15 @@ async fn acknowledged_publishes_survive_a_redis_crash_with_appendfsync_always() 
     let last_acked = *acked.keys().next_back().unwrap();
 
     server.restart();
-    let client = Client::connect(&server.url()).await.unwrap();
+    // Redis answers `-LOADING` while it replays the AOF: a retryable error.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let client = loop {
+        match Client::connect(&server.url()).await {
+            Ok(client) => break client,
+            Err(e) if e.is_retryable() && Instant::now() < deadline => sleep(Duration::from_millis(20)).await,
+            Err(e) => panic!("cannot reconnect after the restart: {e}"),
+        }
+    };
     let mut stored = BTreeMap::new();
     let mut cursor = MessageId::ZERO;
     loop {
