@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use remq::{Client, Error, MessageId, StartFrom, Worker};
-use remq_testkit::{RedisServer, RunningWorker};
+use remq_testkit::{RedisServer, RunningWorker, wait_for};
 use tokio::time::{Instant, sleep, timeout};
 use tower::util::MapErrLayer;
 
@@ -41,14 +41,6 @@ fn worker(server_url: String) -> Worker {
         .start_from(StartFrom::Earliest)
         .checkpoint_interval(Duration::from_millis(50))
         .retry(remq::RetryPolicy::new().max_attempts(1))
-}
-
-async fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// A user `name` with password `pass`, confined to Remq's keys and channels
