@@ -295,8 +295,8 @@ impl Error {
 
     /// True when trying again later may succeed: the connection failed or dropped,
     /// Redis timed out, or a handler failed with a retryable error. Invalid input,
-    /// refused credentials, malformed data and bodies that do not deserialize are
-    /// permanent.
+    /// refused credentials, missing ACL permissions, a server that is not Redis,
+    /// malformed data and bodies that do not deserialize are permanent.
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Connect { .. } | Error::Timeout { .. } | Error::CounterReset { .. } => true,
