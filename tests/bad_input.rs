@@ -32,15 +32,17 @@ use tower::util::MapErrLayer;
 /// What a handler saw, in order: `(id, body)`.
 type Seen = Arc<Mutex<Vec<(MessageId, Vec<u8>)>>>;
 
-/// A worker on `server` with one recording handler, started from the earliest
-/// message, with no retries (every failure here is permanent anyway).
+/// A worker for the Redis at `server_url` that runs only the handlers a test
+/// adds and starts from the earliest message. Retries keep the default number
+/// of attempts with a short back-off, so a failure wrongly classed as
+/// retryable shows up as several attempts.
 fn worker(server_url: String) -> Worker {
     Worker::new(server_url)
         .without_registered_handlers()
         .without_signal_handlers()
         .start_from(StartFrom::Earliest)
         .checkpoint_interval(Duration::from_millis(50))
-        .retry(remq::RetryPolicy::new().max_attempts(1))
+        .retry(remq::RetryPolicy::new().initial_backoff(Duration::from_millis(1)))
 }
 
 /// A user `name` with password `pass`, confined to Remq's keys and channels
