@@ -24,7 +24,7 @@ mod running;
 mod tls;
 
 pub use local::{RedisTarget, redis_url_or_local};
-pub use probe::{free_local_addr, http_get, init_test_logs, metric, wait_for};
+pub use probe::{http_get, init_test_logs, local_listener, metric, wait_for};
 pub use redis_server::{RedisServer, RedisServerBuilder};
 pub use running::RunningWorker;
 pub use tls::TlsFiles;

@@ -27,11 +27,15 @@ pub async fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> boo
     }
 }
 
-/// A loopback address with a port that was free a moment ago, for a listener.
-pub fn free_local_addr() -> SocketAddr {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .expect("a free loopback port")
+/// A listener bound to a free loopback port, and its address: for a worker's
+/// endpoints (`Worker::metrics_listener`), with no race for the port.
+///
+/// # Panics
+/// When no loopback port can be bound.
+pub fn local_listener() -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("a free loopback port");
+    let addr = listener.local_addr().expect("a bound address");
+    (listener, addr)
 }
 
 /// `GET http://<addr><path>` with HTTP/1.1 on a fresh connection: the status

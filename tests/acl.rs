@@ -46,7 +46,7 @@ async fn the_minimal_acl_runs_the_client_and_a_worker() {
         .checkpoint_interval(Duration::from_millis(50))
         .lease_ttl(Duration::from_millis(300))
         .retry(remq::RetryPolicy::new().max_attempts(1))
-        .metrics(remq_testkit::free_local_addr())
+        .metrics_listener(remq_testkit::local_listener().0)
         .flush(FlushPolicy::new("acl.*").every(Duration::from_millis(100)))
         .named_handler("acl-consumer", "acl.*", move |message: remq::Message| {
             let record = record.clone();

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use remq::{Client, FlushPolicy, MessageId, StartFrom, Worker};
-use remq_testkit::{RedisServer, RunningWorker, free_local_addr, http_get, metric, wait_for};
+use remq_testkit::{RedisServer, RunningWorker, http_get, local_listener, metric, wait_for};
 
 /// (channel, id) pairs a handler saw, in order. (Tests use their own consumer
 /// names: the metrics recorder is shared by the process.)
@@ -44,8 +44,9 @@ async fn a_live_consumer_rewinds_when_the_counter_goes_back() {
     let server = RedisServer::start();
     let client = Client::connect(&server.url()).await.unwrap();
     let seen = Seen::default();
-    let addr = free_local_addr();
-    let running = RunningWorker::start(recording_worker(&server, "live-reset", &seen).metrics(addr));
+    let (listener, addr) = local_listener();
+    let running =
+        RunningWorker::start(recording_worker(&server, "live-reset", &seen).metrics_listener(listener));
     client.publish_batch("r.old", (0..100).map(|i| i.to_string())).await.unwrap();
     wait_for(Duration::from_secs(10), "the first 100", || seen.lock().unwrap().len() == 100).await;
     // Everything processed is flushed (interest), then a replica that was 50 ids

@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use remq::{Body, Client, Error, MessageId, RetryPolicy, StartFrom, Worker};
-use remq_testkit::{RedisServer, RunningWorker, free_local_addr, http_get, metric};
+use remq_testkit::{RedisServer, RunningWorker, http_get, local_listener, metric};
 use tokio::sync::Semaphore;
 
 /// A worker with fast retries, quick checkpoints and leases, starting from the
-/// earliest message, serving its endpoints on `addr`.
-fn observed_worker(server: &RedisServer, addr: std::net::SocketAddr) -> Worker {
+/// earliest message, serving its endpoints on `listener`.
+fn observed_worker(server: &RedisServer, listener: std::net::TcpListener) -> Worker {
     Worker::new(server.url())
         .without_registered_handlers()
         .without_signal_handlers()
@@ -22,7 +22,7 @@ fn observed_worker(server: &RedisServer, addr: std::net::SocketAddr) -> Worker {
         .checkpoint_interval(Duration::from_millis(50))
         .lease_ttl(Duration::from_secs(1))
         .retry(RetryPolicy::new().initial_backoff(Duration::from_millis(1)).max_attempts(3))
-        .metrics(addr)
+        .metrics_listener(listener)
 }
 
 /// Scrapes `/metrics` until `series` has `value`, returning the body.
@@ -64,8 +64,9 @@ async fn metrics_after_a_known_workload() {
             }
         }
     };
-    let addr = free_local_addr();
-    let running = RunningWorker::start(observed_worker(&server, addr).named_handler("obs", "obs.*", handler));
+    let (listener, addr) = local_listener();
+    let running =
+        RunningWorker::start(observed_worker(&server, listener).named_handler("obs", "obs.*", handler));
     let checkpoint = r#"remq_checkpoint_id{handler="obs"}"#;
     let body = scrape_until(addr, checkpoint, last.get() as f64).await;
     let value = |series: &str| metric(&body, series).unwrap_or_else(|| panic!("no {series} in\n{body}"));
@@ -120,8 +121,8 @@ async fn readiness_waits_for_catch_up_and_counts_a_standby_as_ready() {
             async move { gate.acquire().await.unwrap().forget() }
         }
     };
-    let addr = free_local_addr();
-    let running = RunningWorker::start(observed_worker(&server, addr).named_handler(
+    let (listener, addr) = local_listener();
+    let running = RunningWorker::start(observed_worker(&server, listener).named_handler(
         "ready-1",
         "ready",
         handler.clone(),
@@ -161,9 +162,9 @@ async fn readiness_waits_for_catch_up_and_counts_a_standby_as_ready() {
     scrape_until(addr, r#"remq_consumer_lag_seconds{handler="ready-1"}"#, 0.0).await;
 
     // A second worker of the same consumer stands by, and is ready as such.
-    let standby_addr = free_local_addr();
+    let (standby_listener, standby_addr) = local_listener();
     let standby = RunningWorker::start(
-        observed_worker(&server, standby_addr).named_handler("ready-1", "ready", handler),
+        observed_worker(&server, standby_listener).named_handler("ready-1", "ready", handler),
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {

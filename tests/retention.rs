@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use remq::{Client, FlushPolicy, MessageId, StartFrom, Worker};
-use remq_testkit::{RedisServer, RunningWorker, free_local_addr, http_get, metric, wait_for};
+use remq_testkit::{RedisServer, RunningWorker, http_get, local_listener, metric, wait_for};
 
 /// Ids a handler saw, in order.
 type Seen = Arc<Mutex<Vec<MessageId>>>;
@@ -236,9 +236,9 @@ async fn a_consumer_notices_messages_retention_removed_and_goes_on() {
     assert_eq!(stored(&client, "l.*").await, kept);
     assert!(ids.len() > 120);
 
-    let addr = free_local_addr();
+    let (listener, addr) = local_listener();
     let (worker, seen) = recording_worker(&server, "behind", "l.*");
-    let running = RunningWorker::start(worker.metrics(addr));
+    let running = RunningWorker::start(worker.metrics_listener(listener));
     wait_for(Duration::from_secs(20), "the kept messages", || seen.lock().unwrap().len() >= kept.len()).await;
     let (_, body) = http_get(addr, "/metrics").await;
     running.stop().await.unwrap();
@@ -299,8 +299,8 @@ async fn one_flusher_at_a_time_and_a_crashed_one_blocks_only_until_its_lock_expi
             .named_handler(name, "unrelated", |_: MessageId| async {})
             .flush(policy.clone())
     };
-    let addr = free_local_addr();
-    let first = RunningWorker::start(worker("w1").metrics(addr));
+    let (listener, addr) = local_listener();
+    let first = RunningWorker::start(worker("w1").metrics_listener(listener));
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(stored(&client, "f").await.len(), 1_000, "nothing is flushed while the lock is held");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);

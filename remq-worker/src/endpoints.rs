@@ -25,25 +25,45 @@ struct Endpoints {
     health: Health,
 }
 
-/// Binds `addr` and serves the endpoints until `shutdown`; returns the bound
-/// address (useful with port 0).
+/// Binds `addr` for the endpoints.
 ///
 /// # Errors
 /// [`Error::Config`] when the address cannot be bound.
-pub(crate) async fn serve(
-    addr: SocketAddr,
+pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| cannot_listen(addr.to_string(), &e))
+}
+
+/// Takes over a listener the application bound.
+///
+/// # Errors
+/// [`Error::Config`] when it cannot be made non-blocking.
+pub(crate) fn adopt(listener: std::net::TcpListener) -> Result<TcpListener> {
+    let value = listener.local_addr().map_or_else(|_| "a listener".to_owned(), |a| a.to_string());
+    listener
+        .set_nonblocking(true)
+        .and_then(|()| TcpListener::from_std(listener))
+        .map_err(|e| cannot_listen(value, &e))
+}
+
+fn cannot_listen(value: String, error: &std::io::Error) -> Error {
+    Error::Config {
+        name: "REMQ_METRICS_ADDR",
+        value,
+        reason: format!("cannot listen there ({error}); choose a free host:port"),
+    }
+}
+
+/// Serves the endpoints on `listener` until `shutdown`.
+pub(crate) fn serve(
+    listener: TcpListener,
     metrics: PrometheusHandle,
     health: Health,
     shutdown: CancellationToken,
     tracker: &TaskTracker,
-) -> Result<SocketAddr> {
-    let listener = TcpListener::bind(addr).await.map_err(|e| Error::Config {
-        name: "REMQ_METRICS_ADDR",
-        value: addr.to_string(),
-        reason: format!("cannot listen there ({e}); choose a free host:port"),
-    })?;
-    let bound = listener.local_addr().unwrap_or(addr);
-    tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
+) {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    }
     let endpoints = Endpoints { metrics, health };
     let connections = tracker.clone();
     tracker.spawn(async move {
@@ -74,7 +94,6 @@ pub(crate) async fn serve(
             });
         }
     });
-    Ok(bound)
 }
 
 impl Endpoints {

@@ -55,6 +55,8 @@ pub struct Worker {
     signals: bool,
     /// Retention policies the worker runs periodically.
     flush: Vec<FlushPolicy>,
+    /// A bound listener for the endpoints, instead of an address to bind.
+    metrics_listener: Option<std::net::TcpListener>,
 }
 
 impl Worker {
@@ -86,6 +88,7 @@ impl Worker {
             shutdown: CancellationToken::new(),
             signals: true,
             flush: Vec::new(),
+            metrics_listener: None,
         }
     }
 
@@ -290,6 +293,13 @@ impl Worker {
         self
     }
 
+    /// As [`metrics`](Self::metrics), on a listener bound already (say to port 0,
+    /// so tests never race for a free port).
+    pub fn metrics_listener(mut self, listener: std::net::TcpListener) -> Self {
+        self.metrics_listener = Some(listener);
+        self
+    }
+
     /// A token that shuts the worker down gracefully when cancelled.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
@@ -311,7 +321,7 @@ impl Worker {
     /// [`Error::Connect`] / [`Error::Auth`] when Redis is unreachable or refuses
     /// the credentials. While running: a consumer's permanent failure (e.g. an
     /// ACL permission missing), which stops the others gracefully.
-    pub async fn run(self) -> Result<()> {
+    pub async fn run(mut self) -> Result<()> {
         if let Some(prefix) = &self.settings.dead_letter_prefix {
             // Dead letters must land on channels of their own.
             protocol::validate_channel(prefix).map_err(|_| Error::Config {
@@ -325,9 +335,13 @@ impl Worker {
             protocol::validate_pattern(policy.pattern())?;
         }
         let consumers = self.consumers()?;
+        let listener = match (self.metrics_listener.take(), self.settings.metrics_addr) {
+            (Some(listener), _) => Some(endpoints::adopt(listener)?),
+            (None, Some(addr)) => Some(endpoints::bind(addr).await?),
+            (None, None) => None,
+        };
         // Before any consumer starts: series looked up earlier would not be recorded.
-        let metrics =
-            self.settings.metrics_addr.map(|addr| metrics::install().map(|m| (addr, m))).transpose()?;
+        let metrics = listener.map(|listener| metrics::install().map(|m| (listener, m))).transpose()?;
         for consumer in &consumers {
             for &(type_id, type_name) in consumer.handler.required_states() {
                 if !self.states.contains(type_id) {
@@ -348,9 +362,8 @@ impl Worker {
             health: Health::default(),
         };
         let tracker = TaskTracker::new();
-        if let Some((addr, handle)) = metrics {
-            endpoints::serve(addr, handle.clone(), rt.health.clone(), self.shutdown.clone(), &tracker)
-                .await?;
+        if let Some((listener, handle)) = metrics {
+            endpoints::serve(listener, handle.clone(), rt.health.clone(), self.shutdown.clone(), &tracker);
         }
         for policy in self.flush {
             tracker.spawn(flush::run_periodically(rt.client.clone(), policy, self.shutdown.clone()));
