@@ -17,11 +17,12 @@
 -- SADD <base>:channels <channel>; PUBLISH <base>:channel:<channel>
 -- "<channel>@<id>\n<message>". The push happens in the same call that stores the
 -- message, so a subscriber never sees a message the log does not hold.
--- Time index: the first publish of each second (server clock) adds
--- ZADD <base>:time <unix-seconds> <id>, so age-based retention can find the first
--- id published at or after a time (ZRANGE <base>:time <t> +inf BYSCORE LIMIT 0 1).
--- It costs a TIME and a ZRANGE per call and one entry per second of publishing;
--- retention prunes it with the messages.
+-- Time index: a publish whose id is a multiple of 64 records, when the second
+-- (server clock) changed since the newest entry, ZADD <base>:time <unix-seconds>
+-- <id>: "this id was published in this second". Age-based retention cuts below
+-- the newest entry older than its limit (ZRANGE <base>:time (<t> -inf BYSCORE REV
+-- LIMIT 0 1). Sampling keeps the cost to a TIME and a ZRANGE per 64 messages, and
+-- the index to at most one entry per second; retention prunes it.
 -- A channel name must be UTF-8 (so every client can decode it): checked byte by
 -- byte only when it has non-ASCII bytes at all.
 local function is_utf8(s)
@@ -76,7 +77,9 @@ if type(added) == 'table' and added.err then
 end
 redis.call('SADD', base .. ':channels', channel)
 redis.call('PUBLISH', key, channel .. '@' .. id .. '\n' .. message)
-local clock, now = base .. ':time', redis.call('TIME')[1]
-local last = redis.call('ZRANGE', clock, -1, -1, 'WITHSCORES')
-if last[2] ~= now then redis.call('ZADD', clock, now, id) end
+if tonumber(id) % 64 == 0 then
+  local clock, now = base .. ':time', redis.call('TIME')[1]
+  local newest = redis.call('ZRANGE', clock, -1, -1, 'WITHSCORES')
+  if newest[2] ~= now then redis.call('ZADD', clock, now, id) end
+end
 return tonumber(id)

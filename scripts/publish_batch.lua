@@ -14,8 +14,9 @@
 --          setting: change it here and in the other publish script)
 --
 -- Each message is stored and pushed exactly as publish.lua does it, so
--- subscribers and consumers cannot tell a batch from single publishes; the time
--- index (see publish.lua) records the batch's first id.
+-- subscribers and consumers cannot tell a batch from single publishes. For the
+-- time index (see publish.lua) every batch call counts as a sample: its last id,
+-- when the second changed since the newest entry.
 -- A channel name must be UTF-8 (so every client can decode it): checked byte by
 -- byte only when it has non-ASCII bytes at all.
 local function is_utf8(s)
@@ -81,5 +82,5 @@ end
 redis.call('SADD', base .. ':channels', channel)
 local clock, now = base .. ':time', redis.call('TIME')[1]
 local newest = redis.call('ZRANGE', clock, -1, -1, 'WITHSCORES')
-if newest[2] ~= now then redis.call('ZADD', clock, now, string.format('%d', first)) end
+if newest[2] ~= now then redis.call('ZADD', clock, now, string.format('%d', last)) end
 return {first, last}

@@ -108,7 +108,7 @@ async fn readiness_waits_for_catch_up_and_counts_a_standby_as_ready() {
         .arg("remq:time")
         .arg("XX")
         .arg(now - 3600)
-        .arg(backlog.start().get())
+        .arg(backlog.end().get())
         .query_async(&mut redis)
         .await
         .unwrap();

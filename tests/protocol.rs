@@ -256,36 +256,43 @@ async fn flush_in_steps_and_consume_reports_what_was_removed() {
 }
 
 #[tokio::test]
-async fn publishing_keeps_a_time_index_of_the_first_id_of_each_second() {
+async fn publishing_samples_ids_into_a_time_index() {
     let server = RedisServer::start();
     let mut conn = server.connection().await;
-    for _ in 0..5 {
+    let index = |conn: &mut MultiplexedConnection| {
+        let mut conn = conn.clone();
+        async move {
+            let entries: Vec<(u64, u64)> = redis::cmd("ZRANGE")
+                .arg("remq:time")
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            entries
+        }
+    };
+    for _ in 0..63 {
         publish(&mut conn, "t", b"m").await;
     }
-    let _: Value = eval(&mut conn, PUBLISH_BATCH, &[], &[b"t", b"x", b"y"]).await.unwrap();
-    let index: Vec<(u64, u64)> = redis::cmd("ZRANGE")
-        .arg("remq:time")
-        .arg(0)
-        .arg(-1)
-        .arg("WITHSCORES")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    assert!(index(&mut conn).await.is_empty(), "ids 1-63 are not samples");
+    publish(&mut conn, "t", b"m").await;
     let (now, _): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
-    assert!(!index.is_empty() && index.len() <= 2, "one entry per second: {index:?}");
-    assert_eq!(index[0].0, 1, "the first id of its second");
-    assert!(index.iter().all(|&(_, second)| second + 2 >= now && second <= now));
+    let sampled = index(&mut conn).await;
+    assert_eq!(sampled.len(), 1);
+    assert_eq!(sampled[0].0, 64, "a multiple of 64");
+    assert!(sampled[0].1 + 2 >= now && sampled[0].1 <= now, "the second it was published in");
+    // In a later second, a batch is a sample too: its last id.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let id = publish(&mut conn, "t", b"later").await;
-    let newest: Vec<(u64, u64)> = redis::cmd("ZRANGE")
-        .arg("remq:time")
-        .arg(-1)
-        .arg(-1)
-        .arg("WITHSCORES")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(newest[0].0, id, "a new second starts a new entry");
+    let (first, last): (u64, u64) = eval(&mut conn, PUBLISH_BATCH, &[], &[b"t", b"x", b"y"]).await.unwrap();
+    assert_eq!((first, last), (65, 66));
+    let sampled = index(&mut conn).await;
+    assert_eq!(sampled.iter().map(|e| e.0).collect::<Vec<_>>(), [64, 66]);
+    // At most one sample a second: a second batch in the same second adds none.
+    let _: (u64, u64) = eval(&mut conn, PUBLISH_BATCH, &[], &[b"t", b"z"]).await.unwrap();
+    let in_the_same_second = index(&mut conn).await;
+    assert!(in_the_same_second.len() == 2 || in_the_same_second[2].1 > in_the_same_second[1].1);
 }
 
 #[tokio::test]
@@ -330,11 +337,9 @@ async fn namespaces_are_independent_and_keep_keys_under_their_base() {
             "remq:channel:o",
             "remq:channels",
             "remq:id",
-            "remq:time",
             "remq:{orders}:channel:o",
             "remq:{orders}:channels",
-            "remq:{orders}:id",
-            "remq:{orders}:time"
+            "remq:{orders}:id"
         ]
     );
     let removed: u64 = eval(&mut conn, FLUSH, &[base], &[b"*", b"2"]).await.unwrap();

@@ -92,63 +92,49 @@ async fn max_age_uses_the_time_index() {
     let server = RedisServer::start();
     let client = Client::connect(&server.url()).await.unwrap();
     let mut redis = server.connection().await;
-    let old = client.publish_batch("t", (0..50).map(|i| i.to_string())).await.unwrap();
-    // The controllable clock: the index says the old batch was published two hours ago.
-    let now: (u64, u64) = redis::cmd("TIME").query_async(&mut redis).await.unwrap();
-    let _: () = redis::cmd("ZADD")
-        .arg("remq:time")
-        .arg("XX")
-        .arg(now.0 - 7200)
-        .arg(old.start().get())
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    let new = client.publish_batch("t", (0..20).map(|i| i.to_string())).await.unwrap();
-    let index: Vec<(u64, u64)> = redis::cmd("ZRANGE")
-        .arg("remq:time")
-        .arg(0)
-        .arg(-1)
-        .arg("WITHSCORES")
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    assert_eq!(
-        index,
-        vec![(old.start().get(), now.0 - 7200), (new.start().get(), now.0)],
-        "one entry per second"
-    );
+    let (now, _): (u64, u64) = redis::cmd("TIME").query_async(&mut redis).await.unwrap();
+    // The controllable clock: each batch is a sample of the index (its last id),
+    // moved back in time by hand.
+    let mut batch = async |count: usize, ago: u64| {
+        let ids = client.publish_batch("t", (0..count).map(|i| i.to_string())).await.unwrap();
+        let _: () = redis::cmd("ZADD")
+            .arg("remq:time")
+            .arg("XX")
+            .arg(now - ago)
+            .arg(ids.end().get())
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        ids
+    };
+    let two_hours = batch(50, 7200).await;
+    let an_hour_and_a_bit = batch(30, 3700).await;
+    let recent = batch(20, 0).await;
+    let index = || async {
+        let entries: Vec<(u64, u64)> = redis::cmd("ZRANGE")
+            .arg("remq:time")
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut server.connection().await)
+            .await
+            .unwrap();
+        entries.into_iter().map(|(id, _)| id).collect::<Vec<_>>()
+    };
+    assert_eq!(index().await, [two_hours.end().get(), an_hour_and_a_bit.end().get(), recent.end().get()]);
 
-    let report = client
-        .flush_with(&FlushPolicy::new("t").interest(false).max_age(Duration::from_secs(3600)))
-        .await
-        .unwrap();
-    assert_eq!(report.removed(), 50);
+    let older_than_an_hour = FlushPolicy::new("t").interest(false).max_age(Duration::from_secs(3600));
+    assert_eq!(client.flush_with(&older_than_an_hour).await.unwrap().removed(), 80);
     let kept = stored(&client, "t").await;
-    assert_eq!(kept.first(), Some(new.start()));
-    assert_eq!(kept.len(), 20);
-    // The index entry of the removed batch is pruned with it.
-    let index: Vec<u64> =
-        redis::cmd("ZRANGE").arg("remq:time").arg(0).arg(-1).query_async(&mut redis).await.unwrap();
-    assert_eq!(index, vec![new.start().get()]);
-    // Nothing is older than an hour now; everything is older than zero seconds... almost:
-    // max_age(1s) after a pause removes the rest.
-    assert_eq!(
-        client
-            .flush_with(&FlushPolicy::new("t").interest(false).max_age(Duration::from_secs(3600)))
-            .await
-            .unwrap()
-            .removed(),
-        0
-    );
+    assert_eq!((kept.first(), kept.len()), (Some(recent.start()), 20));
+    // The index keeps the sample just below the oldest message (it brackets the
+    // next ones); the one before goes.
+    assert_eq!(index().await, [an_hour_and_a_bit.end().get(), recent.end().get()]);
+    assert_eq!(client.flush_with(&older_than_an_hour).await.unwrap().removed(), 0);
+    // Once the recent batch's second is past, a 1 s limit removes it too.
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert_eq!(
-        client
-            .flush_with(&FlushPolicy::new("t").interest(false).max_age(Duration::from_secs(1)))
-            .await
-            .unwrap()
-            .removed(),
-        20
-    );
+    let older_than_a_second = FlushPolicy::new("t").interest(false).max_age(Duration::from_secs(1));
+    assert_eq!(client.flush_with(&older_than_a_second).await.unwrap().removed(), 20);
 }
 
 #[tokio::test]

@@ -93,8 +93,10 @@ impl FlushPolicy {
         self
     }
 
-    /// Remove messages published more than `age` ago (by the Redis server's
-    /// clock, to the second, through the time index the publish scripts keep).
+    /// Remove messages published more than `age` ago, by the Redis server's
+    /// clock, through the time index the publish scripts keep. The index holds a
+    /// sample every 64 ids (and every batch call), at most one a second, so up to
+    /// the messages between two samples older than `age` may stay a while longer.
     pub fn max_age(mut self, age: Duration) -> Self {
         self.max_age = Some(age);
         self
@@ -223,7 +225,7 @@ impl Client {
             }
         }
         let by_age = match policy.max_age {
-            Some(age) => Some(self.first_id_since(age).await?),
+            Some(age) => Some(self.cut_for_age(age).await?),
             None => None,
         };
         for channel in &channels {

@@ -37,8 +37,8 @@ impl Progress {
 /// Sets `remq_consumer_lag_messages` and `remq_consumer_lag_seconds` of
 /// `consumer` every `every`, until dropped. Ids: the last id issued minus the
 /// cursor. Seconds: how long ago the first message after the cursor was
-/// published, to the second, by the time index. Both are 0 when caught up; a
-/// failed read leaves the gauges as they were.
+/// published, by the time index (an upper bound, to a sample's precision).
+/// Both are 0 when caught up; a failed read leaves the gauges as they were.
 pub(crate) async fn watch(client: Client, consumer: Arc<str>, progress: Arc<Progress>, every: Duration) {
     let messages = metrics::handler_gauge(metrics::LAG, &consumer);
     let seconds = metrics::handler_gauge(metrics::LAG_SECONDS, &consumer);

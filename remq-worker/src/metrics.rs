@@ -39,8 +39,8 @@ pub(crate) const IN_FLIGHT: &str = "remq_handlers_in_flight";
 /// The last id issued minus the consumer's cursor; 0 when it follows live pushes
 /// with nothing buffered.
 pub(crate) const LAG: &str = "remq_consumer_lag_messages";
-/// How long ago the first message after the cursor was published (to the second,
-/// by the time index); 0 when caught up.
+/// How long ago the first message after the cursor was published (by the time
+/// index: an upper bound, to a sample's precision); 0 when caught up.
 pub(crate) const LAG_SECONDS: &str = "remq_consumer_lag_seconds";
 /// The id up to which the consumer has processed everything.
 pub(crate) const CHECKPOINT: &str = "remq_checkpoint_id";

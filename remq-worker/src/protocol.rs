@@ -122,7 +122,7 @@ impl Namespace {
         format!("{}:channel:{channel}", self.base)
     }
 
-    /// `<base>:time`, the time index: the first id published in each second.
+    /// `<base>:time`, the time index: sampled ids by the second they were published in.
     pub(crate) fn time_key(&self) -> String {
         format!("{}:time", self.base)
     }

@@ -1,7 +1,8 @@
-//! The time index: the first id published in each second, kept by the publish
-//! scripts in `<base>:time` (a sorted set: member = id, score = Unix seconds by
-//! the Redis server's clock). Age-based retention reads it one way (the first id
-//! since a time), lag in seconds the other (when an id was published).
+//! The time index, kept by the publish scripts in `<base>:time`: a sorted set of
+//! samples, member = an id, score = the Unix second (Redis server clock) it was
+//! published in; one sample per 64 ids and per batch call, at most one a second.
+//! Age-based retention reads it one way (the newest sample before a time), lag
+//! in seconds the other (when an id was published, to a sample's precision).
 
 use std::time::Duration;
 
@@ -15,55 +16,70 @@ impl Client {
         Ok(Duration::from_secs(secs) + Duration::from_micros(micros))
     }
 
-    /// The first id published at or after `age` ago (everything older is below
-    /// it); the next id to be issued when nothing was published since.
-    pub(crate) async fn first_id_since(&self, age: Duration) -> Result<MessageId> {
+    /// Where age-based retention may cut for messages older than `age`: just
+    /// past the newest index entry from before then (every id up to it was
+    /// published earlier). Ids after that entry may be older too, but the index
+    /// cannot tell, so they are kept: retention by age errs on the side of
+    /// keeping, by at most the messages between two entries. [`MessageId::ZERO`]
+    /// when the index has nothing that old.
+    pub(crate) async fn cut_for_age(&self, age: Duration) -> Result<MessageId> {
         let since = self.server_time().await?.saturating_sub(age).as_secs();
-        let first: Vec<u64> = self
+        let newest_before: Vec<u64> = self
             .query(
                 "read the time index",
                 redis::cmd("ZRANGE")
                     .arg(self.namespace().time_key())
-                    .arg(since)
-                    .arg("+inf")
+                    .arg(format!("({since}"))
+                    .arg("-inf")
                     .arg("BYSCORE")
+                    .arg("REV")
                     .arg("LIMIT")
                     .arg(0)
                     .arg(1),
             )
             .await?;
-        match first.first() {
-            Some(&id) => Ok(MessageId::new(id)),
-            None => Ok(MessageId::new(self.head().await?.get() + 1)),
-        }
+        Ok(newest_before.first().map_or(MessageId::ZERO, |&id| MessageId::new(id + 1)))
     }
 
-    /// The second (Unix time) in which `id` was issued, to the index's
-    /// precision: the score of the last entry whose id is at most `id`. `None`
-    /// when the index has nothing that old. Ids and seconds grow together, so a
-    /// binary search over ranks finds it in about log2(entries) reads.
+    /// About when `id` was published, in Unix seconds: interpolated by id
+    /// between the samples just before and just after it, or the one sample on
+    /// its side when there is only one; `None` for an empty index. Ids and
+    /// seconds grow together, so a binary search over ranks finds the pair in
+    /// about log2(entries) reads.
     pub(crate) async fn published_second(&self, id: MessageId) -> Result<Option<u64>> {
         let key = self.namespace().time_key();
         let entries: u64 = self.query("read the time index", redis::cmd("ZCARD").arg(&key)).await?;
-        let (mut low, mut high, mut found) = (0, entries, None);
+        let sample = |rank: u64| {
+            let key = key.clone();
+            async move {
+                let entry: Vec<(u64, u64)> = self
+                    .query(
+                        "read the time index",
+                        redis::cmd("ZRANGE").arg(&key).arg(rank).arg(rank).arg("WITHSCORES"),
+                    )
+                    .await?;
+                Ok::<_, crate::Error>(entry.first().copied())
+            }
+        };
+        // The first rank whose id is above `id`.
+        let (mut low, mut high, mut before) = (0, entries, None);
         while low < high {
             let middle = low + (high - low) / 2;
-            let entry: Vec<(u64, u64)> = self
-                .query(
-                    "read the time index",
-                    redis::cmd("ZRANGE").arg(&key).arg(middle).arg(middle).arg("WITHSCORES"),
-                )
-                .await?;
-            match entry.first() {
-                Some(&(first, second)) if MessageId::new(first) <= id => {
-                    found = Some(second);
+            match sample(middle).await? {
+                Some(entry) if MessageId::new(entry.0) <= id => {
+                    before = Some(entry);
                     low = middle + 1;
                 }
                 Some(_) => high = middle,
                 None => break,
             }
         }
-        Ok(found)
+        let after = if low < entries { sample(low).await? } else { None };
+        Ok(match (before, after) {
+            (Some((p, s)), Some((q, t))) if q > p && t >= s => Some(s + (id.get() - p) * (t - s) / (q - p)),
+            (Some((_, s)), _) => Some(s),
+            (None, after) => after.map(|(_, t)| t),
+        })
     }
 
     /// Drops time-index entries that no stored message needs any more: those
