@@ -74,10 +74,10 @@ async fn main() -> Result<()> {
         tokio::spawn(async move { publisher_latencies(&client, Some(busy), Duration::from_secs(3600)).await })
     };
     let started = Instant::now();
-    let flushed = client.flush_with(&policy).await?;
+    let flushed = client.flush_with(&policy).await.map_err(|e| format!("flush_with: {e:?}"))?;
     let took = started.elapsed();
     busy.store(false, Ordering::Relaxed);
-    let during = publisher.await??;
+    let during = publisher.await?.map_err(|e| format!("publisher: {e:?}"))?;
     let _: () = redis::cmd("CONFIG")
         .arg("SET")
         .arg("slowlog-log-slower-than")

@@ -16,8 +16,10 @@
 -- registered, so their id history and subscribers are unaffected. The highest id
 -- removed from each channel is kept in the hash <base>:removed (channel -> id),
 -- which consume.lua reports, so a consumer whose cursor is below it knows that
--- messages it had not read are gone. With a max, the call reads the ids it
--- removes (XRANGE COUNT max) to stop exactly there.
+-- messages it had not read are gone. With a max, a channel is cut at most max
+-- ids past its first message (a span of max ids holds at most max of its
+-- messages); XTRIM drops whole stream nodes without reading them, so a call
+-- stays short however large max is.
 local base = KEYS[1] or 'remq'
 local pattern, before = ARGV[1], ARGV[2]
 if pattern == nil or pattern == '' then
@@ -35,19 +37,20 @@ if ARGV[3] ~= nil then
 end
 local registry, ledger = base .. ':channels', base .. ':removed'
 local removed = 0
+local function id_of(entry) return tonumber(string.match(entry[1], '^(%d+)')) end
 local function trim(name)
-  local key, cut, highest = base .. ':channel:' .. name, tonumber(before)
+  local key, cut = base .. ':channel:' .. name, tonumber(before)
   if max then
+    -- A span of n ids holds at most n messages of a channel: cut at most
+    -- max - removed ids past its first message.
     if removed >= max then return end
-    local page = redis.call('XRANGE', key, '-', '(' .. before .. '-0', 'COUNT', max - removed)
-    if #page == 0 then return end
-    highest = tonumber(string.match(page[#page][1], '^(%d+)'))
-    if #page == max - removed then cut = highest + 1 end
-  else
-    local below = redis.call('XREVRANGE', key, '(' .. before .. '-0', '-', 'COUNT', 1)
-    if #below == 0 then return end
-    highest = tonumber(string.match(below[1][1], '^(%d+)'))
+    local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)
+    if #first == 0 then return end
+    cut = math.min(cut, id_of(first[1]) + max - removed)
   end
+  local below = redis.call('XREVRANGE', key, string.format('(%d-0', cut), '-', 'COUNT', 1)
+  if #below == 0 then return end
+  local highest = id_of(below[1])
   removed = removed + redis.call('XTRIM', key, 'MINID', string.format('%d-0', cut))
   if highest > tonumber(redis.call('HGET', ledger, name) or '0') then
     redis.call('HSET', ledger, name, string.format('%d', highest))
