@@ -243,7 +243,7 @@ async fn big_flushes_work_in_bounded_steps() {
     let before = ids[7_000];
     // Through the protocol: at most `max` per call.
     let flush = redis::Script::new(include_str!("../scripts/flush.lua"));
-    let mut calls = 0;
+    let (mut calls, mut total) = (0, 0);
     loop {
         let removed: u64 =
             flush.arg("b.*").arg(before.get()).arg(1000).invoke_async(&mut redis).await.unwrap();
@@ -251,9 +251,12 @@ async fn big_flushes_work_in_bounded_steps() {
         if removed == 0 {
             break;
         }
-        calls += 1;
+        (calls, total) = (calls + 1, total + removed);
     }
-    assert_eq!(calls, 7);
+    assert_eq!(total, 7_000);
+    // Interleaved channels take more calls than 7: a call cuts each channel by
+    // an id span, which holds fewer of its messages than ids.
+    assert!((7..=30).contains(&calls), "{calls} calls");
     assert_eq!(stored(&client, "b.*").await.first(), Some(&before));
     // The ledger of removed ids is what consumers compare their cursor with.
     let removed: Vec<(String, u64)> =
