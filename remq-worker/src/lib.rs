@@ -36,6 +36,16 @@
 //! - [`middleware`]: the tower stack around every handler: dead letters, retries
 //!   ([`RetryPolicy`]), tracing spans, the application's layers, timeouts, panics.
 //!
+//! Operations:
+//! - `flush`: retention, [`FlushPolicy`] (keep-last, max-age, interest, hard cap)
+//!   applied in short steps, and the periodic flush job with its lock;
+//!   `time_index`: the samples of which id was published when, for max-age and
+//!   lag in seconds; `registry`: consumers recorded in Redis
+//!   ([`RegisteredConsumer`]).
+//! - `metrics`: every Prometheus series, named in one place; `lag`: the task
+//!   that measures a consumer's lag; `health`: consumer states for `/readyz`;
+//!   `endpoints`: the `/metrics`, `/healthz`, `/readyz` listener.
+//!
 //! # Example
 //! ```no_run
 //! use remq::{Json, Message};
