@@ -17,6 +17,9 @@
 //! - `message`: [`Message`], [`MessageId`] and the wire frame `<channel>@<id>\n<body>`.
 //! - `protocol`: the scripts, the key layout of a [`Namespace`], and the rules for
 //!   channel names and patterns.
+//! - `tail`: [`Client::tail`], the gap-free feed of a pattern without a durable
+//!   consumer ([`Tail`]); `channels`: [`Client::channels`], what each channel
+//!   holds ([`ChannelInfo`]).
 //! - `error`: the one [`Error`] type, with [`RedisAddr`] so no password leaks into
 //!   messages.
 //!
@@ -70,6 +73,7 @@
 //! ```
 
 mod backoff;
+mod channels;
 mod checkpoint;
 mod client;
 mod config;
@@ -90,9 +94,11 @@ pub mod middleware;
 mod protocol;
 mod registry;
 mod subscription;
+mod tail;
 mod time_index;
 mod worker;
 
+pub use channels::ChannelInfo;
 pub use client::Client;
 pub use config::StartFrom;
 pub use connect::ClientBuilder;
@@ -103,11 +109,12 @@ pub use flush::{ChannelFlush, FlushPolicy, FlushReport};
 pub use handler::__private;
 pub use handler::{BoxedHandler, Handler, HandlerOptions, HandlerOutput};
 pub use message::{Message, MessageId};
-pub use middleware::{RetryPolicy, redrive};
+pub use middleware::{RetryPolicy, redrive, redrive_page};
 pub use protocol::{
     DEFAULT_MAX_MESSAGE_SIZE, MAX_CONSUME_LIMIT, MAX_MESSAGE_SIZE, Namespace, validate_channel,
     validate_pattern,
 };
 pub use registry::RegisteredConsumer;
 pub use remq_macros::handler;
+pub use tail::Tail;
 pub use worker::Worker;

@@ -208,25 +208,58 @@ impl DeadLetterEnvelope {
     }
 }
 
+/// One dead letter put back on its original channel by [`redrive_page`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Redriven {
+    /// The dead letter's own id, on its dead-letter channel.
+    pub dead_id: MessageId,
+    /// The original channel, where the message was published again.
+    pub channel: String,
+    /// The id the message got there.
+    pub id: MessageId,
+}
+
 /// Publishes the dead letters of `dead_channel` after `after` back to their
 /// original channels (as new messages, with new ids), up to `limit` of them, and
 /// returns the id of the last one replayed (pass it as `after` to continue).
 /// Dead letters are left where they are; flush them when done.
 ///
 /// # Errors
-/// Redis errors, or [`Error::MalformedFrame`] for a message on `dead_channel`
-/// that is not a dead letter.
+/// As [`redrive_page`].
 pub async fn redrive(
     client: &Client,
     dead_channel: &str,
     after: MessageId,
     limit: usize,
 ) -> Result<MessageId> {
-    let mut last = after;
-    for dead in client.consume(dead_channel, after, limit).await? {
-        let envelope = DeadLetterEnvelope::parse(&dead.body)?;
-        client.publish(&envelope.message.channel, &envelope.message.body).await?;
-        last = dead.id;
+    let page = redrive_page(client, dead_channel, after, limit).await?;
+    Ok(page.last().map_or(after, |redriven| redriven.dead_id))
+}
+
+/// [`redrive`], reporting each message replayed: its dead letter's id, its
+/// channel and its new id. An empty page means nothing is left after `after`.
+/// `dead_channel` is read like a [`consume`](Client::consume) pattern, so
+/// `dead.*` replays the dead letters of every channel at once, in id order.
+///
+/// # Errors
+/// Redis errors, or [`Error::MalformedFrame`] when a message of the page is not
+/// a dead letter: then none of the page is replayed, and the error quotes it.
+pub async fn redrive_page(
+    client: &Client,
+    dead_channel: &str,
+    after: MessageId,
+    limit: usize,
+) -> Result<Vec<Redriven>> {
+    let dead = client.consume(dead_channel, after, limit).await?;
+    let envelopes = dead
+        .iter()
+        .map(|dead| DeadLetterEnvelope::parse(&dead.body).map(|envelope| (dead.id, envelope.message)))
+        .collect::<Result<Vec<_>>>()?;
+    let mut redriven = Vec::with_capacity(envelopes.len());
+    for (dead_id, message) in envelopes {
+        let id = client.publish(&message.channel, &message.body).await?;
+        redriven.push(Redriven { dead_id, channel: message.channel, id });
     }
-    Ok(last)
+    Ok(redriven)
 }

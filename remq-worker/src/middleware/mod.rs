@@ -42,7 +42,7 @@ use tower::util::BoxCloneService;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 pub use catch_panic::{CatchPanic, CatchPanicLayer};
-pub use dead_letter::{DeadLetter, DeadLetterEnvelope, DeadLetterLayer, redrive};
+pub use dead_letter::{DeadLetter, DeadLetterEnvelope, DeadLetterLayer, Redriven, redrive, redrive_page};
 pub use rate_limit::{RateLimit, RateLimitLayer};
 pub use retry::RetryPolicy;
 pub use trace::{Trace, TraceLayer};
