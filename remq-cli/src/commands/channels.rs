@@ -1,0 +1,64 @@
+//! `remq channels [pattern]`: channels with their message count, id range and memory.
+
+use clap::Args;
+use remq::ChannelInfo;
+use serde_json::{Value, json};
+
+use crate::cli::Context;
+use crate::error::Result;
+use crate::output::{Column, Record, human_bytes};
+
+/// Arguments of `remq channels`.
+#[derive(Debug, Args)]
+pub(crate) struct ChannelsArgs {
+    /// Only channels matching this Redis glob.
+    #[arg(default_value = "*")]
+    pattern: String,
+}
+
+impl ChannelsArgs {
+    /// Lists the channels.
+    pub(crate) async fn run(self, context: &Context) -> Result<()> {
+        remq::validate_pattern(&self.pattern)?;
+        let client = context.client().await?;
+        let channels = client.channels(&self.pattern).await?;
+        let mut out = context.output();
+        out.all(&channels)?;
+        out.flush()?;
+        if channels.is_empty() && !out.is_json() {
+            eprintln!("remq: no channel matches '{}' in namespace {}", self.pattern, client.namespace());
+        }
+        Ok(())
+    }
+}
+
+impl Record for ChannelInfo {
+    const COLUMNS: &'static [Column] = &[
+        Column::text("CHANNEL"),
+        Column::number("MESSAGES"),
+        Column::number("FIRST"),
+        Column::number("LAST"),
+        Column::number("MEMORY"),
+    ];
+
+    fn json(&self) -> Value {
+        json!({
+            "channel": self.name,
+            "messages": self.messages,
+            "first_id": self.first.map(|id| id.get()),
+            "last_id": self.last.map(|id| id.get()),
+            "memory_bytes": self.memory_bytes,
+        })
+    }
+
+    fn cells(&self) -> Vec<String> {
+        let or_dash = |value: Option<String>| value.unwrap_or_else(|| "-".to_owned());
+        vec![
+            self.name.clone(),
+            self.messages.to_string(),
+            or_dash(self.first.map(|id| id.to_string())),
+            or_dash(self.last.map(|id| id.to_string())),
+            or_dash(self.memory_bytes.map(human_bytes)),
+        ]
+    }
+}

@@ -1,0 +1,102 @@
+//! `remq dead [pattern]`: the dead letters of the channels matching a pattern,
+//! with the handler that gave up, how often it tried, and why.
+
+use clap::Args;
+use remq::middleware::DeadLetterEnvelope;
+use remq::{Message, MessageId};
+use serde_json::{Value, json};
+
+use crate::cli::Context;
+use crate::error::Result;
+use crate::output::{Column, Record, body_text, insert_body, object};
+
+/// Arguments of `remq dead`.
+#[derive(Debug, Args)]
+pub(crate) struct DeadArgs {
+    /// The original channels whose dead letters to list: a Redis glob.
+    #[arg(default_value = "*")]
+    pattern: String,
+    /// The dead-letter prefix: failed messages of channel c are on <prefix>c.
+    #[arg(long, env = "REMQ_DEAD_LETTER_PREFIX", default_value = "dead.")]
+    prefix: String,
+    /// Only dead letters with an id strictly greater than this.
+    #[arg(long, value_name = "ID", default_value_t = MessageId::ZERO)]
+    after: MessageId,
+    /// At most this many dead letters (up to 10000).
+    #[arg(long, value_name = "N", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..=remq::MAX_CONSUME_LIMIT as u64))]
+    limit: u64,
+}
+
+/// A dead letter: where it is, and what it holds.
+struct DeadLetter {
+    /// The dead letter itself, on its dead-letter channel.
+    dead: Message,
+    /// Its contents: the original message and why it failed.
+    envelope: DeadLetterEnvelope,
+}
+
+impl DeadArgs {
+    /// Lists the dead letters.
+    pub(crate) async fn run(self, context: &Context) -> Result<()> {
+        let pattern = format!("{}{}", self.prefix, self.pattern);
+        remq::validate_pattern(&pattern)?;
+        let client = context.client().await?;
+        let limit = usize::try_from(self.limit).unwrap_or(remq::MAX_CONSUME_LIMIT);
+        let page = client.consume(&pattern, self.after, limit).await?;
+        let mut letters = Vec::with_capacity(page.len());
+        for dead in page {
+            match DeadLetterEnvelope::parse(&dead.body) {
+                Ok(envelope) => letters.push(DeadLetter { dead, envelope }),
+                Err(error) => eprintln!("remq: skipped {}@{}: {error}", dead.channel, dead.id),
+            }
+        }
+        let mut out = context.output();
+        out.all(&letters)?;
+        out.flush()?;
+        if letters.is_empty() && !out.is_json() {
+            eprintln!("remq: no dead letters on '{pattern}' after {}", self.after);
+        }
+        Ok(())
+    }
+}
+
+impl Record for DeadLetter {
+    const COLUMNS: &'static [Column] = &[
+        Column::number("ID"),
+        Column::text("DEAD CHANNEL"),
+        Column::text("ORIGINAL"),
+        Column::text("HANDLER"),
+        Column::number("ATTEMPTS"),
+        Column::text("ERROR"),
+        Column::text("BODY"),
+    ];
+
+    fn json(&self) -> Value {
+        let original = &self.envelope.message;
+        let mut letter = object(json!({
+            "id": self.dead.id.get(),
+            "channel": self.dead.channel,
+            "original_channel": original.channel,
+            "original_id": original.id.get(),
+            "handler": self.envelope.handler,
+            "attempts": self.envelope.attempts,
+            "error": self.envelope.error,
+        }));
+        insert_body(&mut letter, &original.body);
+        Value::Object(letter)
+    }
+
+    fn cells(&self) -> Vec<String> {
+        let original = &self.envelope.message;
+        vec![
+            self.dead.id.to_string(),
+            self.dead.channel.clone(),
+            format!("{}@{}", original.channel, original.id),
+            self.envelope.handler.clone(),
+            self.envelope.attempts.to_string(),
+            self.envelope.error.clone(),
+            body_text(&original.body),
+        ]
+    }
+}

@@ -1,0 +1,48 @@
+//! The subcommands, one module each: its clap arguments (`…Args`) and its `run`.
+
+mod bench;
+mod channels;
+mod consume;
+mod dead;
+mod publish;
+mod redrive;
+mod tail;
+
+use clap::Subcommand;
+
+use crate::cli::Context;
+use crate::error::Result;
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Publish a message (the argument, or stdin) and print its id.
+    Publish(publish::PublishArgs),
+    /// Print the messages of a pattern as they arrive, after replaying older ones when asked.
+    Tail(tail::TailArgs),
+    /// Print one page of stored messages after an id.
+    Consume(consume::ConsumeArgs),
+    /// List channels with their message count, first and last id, and memory.
+    Channels(channels::ChannelsArgs),
+    /// List dead letters: messages that handlers gave up on, with why.
+    Dead(dead::DeadArgs),
+    /// Publish dead letters back to their original channels, as new messages.
+    Redrive(redrive::RedriveArgs),
+    /// Measure publish and consume throughput against the server.
+    Bench(bench::BenchArgs),
+}
+
+impl Command {
+    /// Runs the subcommand.
+    pub(crate) async fn run(self, context: &Context) -> Result<()> {
+        match self {
+            Command::Publish(args) => args.run(context).await,
+            Command::Tail(args) => args.run(context).await,
+            Command::Consume(args) => args.run(context).await,
+            Command::Channels(args) => args.run(context).await,
+            Command::Dead(args) => args.run(context).await,
+            Command::Redrive(args) => args.run(context).await,
+            Command::Bench(args) => args.run(context).await,
+        }
+    }
+}

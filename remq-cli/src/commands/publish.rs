@@ -1,0 +1,104 @@
+//! `remq publish <channel> [message]`: one message from the argument or from
+//! stdin, or one per line of stdin.
+
+use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::ops::RangeInclusive;
+
+use clap::Args;
+use remq::{Client, MessageId};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+
+use crate::cli::Context;
+use crate::error::Result;
+use crate::output::Output;
+
+/// Lines published in one `publish_batch` call at most.
+const BATCH: usize = 1000;
+
+/// Arguments of `remq publish`.
+#[derive(Debug, Args)]
+#[command(after_help = "Prints the id of each message published, one per line.")]
+pub(crate) struct PublishArgs {
+    /// The channel, e.g. orders.created (no newline, none of * ? [ ]).
+    channel: String,
+    /// The message; without it, all of stdin is one message (any bytes).
+    message: Option<OsString>,
+    /// Publish each line of stdin as a message of its own (without its line
+    /// ending, \n or \r\n); lines already waiting are published in batches.
+    #[arg(long, conflicts_with = "message")]
+    lines: bool,
+}
+
+impl PublishArgs {
+    /// Publishes and prints the ids.
+    pub(crate) async fn run(self, context: &Context) -> Result<()> {
+        remq::validate_channel(&self.channel)?;
+        let client = context.client().await?;
+        let mut out = context.output();
+        if let Some(message) = &self.message {
+            let id = client.publish(&self.channel, message.as_encoded_bytes()).await?;
+            return print_ids(&mut out, &self.channel, id..=id);
+        }
+        if std::io::stdin().is_terminal() {
+            eprintln!(
+                "remq: reading the message{} from stdin; end with Ctrl-D",
+                if self.lines { "s" } else { "" }
+            );
+        }
+        let mut stdin = BufReader::with_capacity(1 << 16, tokio::io::stdin());
+        if !self.lines {
+            let mut body = Vec::new();
+            stdin.read_to_end(&mut body).await?;
+            let id = client.publish(&self.channel, body).await?;
+            return print_ids(&mut out, &self.channel, id..=id);
+        }
+        let mut batch = Vec::new();
+        loop {
+            let mut line = Vec::new();
+            let end = stdin.read_until(b'\n', &mut line).await? == 0;
+            if !end {
+                strip_line_ending(&mut line);
+                batch.push(line);
+            }
+            // Publish what came at once together, and a line typed on its own at
+            // once: a batch ends where the data waiting in the buffer ends.
+            let more_waiting = stdin.buffer().contains(&b'\n');
+            if !batch.is_empty() && (end || !more_waiting || batch.len() == BATCH) {
+                publish_lines(&client, &mut out, &self.channel, std::mem::take(&mut batch)).await?;
+            }
+            if end {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Publishes a batch of lines and prints their ids.
+async fn publish_lines(client: &Client, out: &mut Output, channel: &str, lines: Vec<Vec<u8>>) -> Result<()> {
+    let ids = client.publish_batch(channel, lines).await?;
+    print_ids(out, channel, ids)
+}
+
+/// Prints the ids `first..=last` of messages published on `channel`.
+fn print_ids(out: &mut Output, channel: &str, ids: RangeInclusive<MessageId>) -> Result<()> {
+    for id in ids.start().get()..=ids.end().get() {
+        if out.is_json() {
+            out.json_line(&json!({ "id": id, "channel": channel }))?;
+        } else {
+            out.line(&id.to_string())?;
+        }
+    }
+    Ok(out.flush()?)
+}
+
+/// Removes a trailing `\n` or `\r\n`.
+fn strip_line_ending(line: &mut Vec<u8>) {
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+    }
+}

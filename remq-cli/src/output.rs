@@ -1,0 +1,280 @@
+//! Standard output: aligned tables for people, one JSON object per line for
+//! scripts, and how a body is shown in each.
+
+use std::io::{self, BufWriter, Stdout, Write};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use remq::Message;
+use serde_json::{Map, Value, json};
+
+/// How a column lines up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Align {
+    /// Text.
+    Left,
+    /// Numbers.
+    Right,
+}
+
+/// One column of a table: its header and how it lines up.
+#[derive(Debug)]
+pub(crate) struct Column {
+    /// The header, in capitals.
+    pub(crate) name: &'static str,
+    /// How the cells line up.
+    pub(crate) align: Align,
+}
+
+impl Column {
+    /// A left-aligned (text) column.
+    pub(crate) const fn text(name: &'static str) -> Self {
+        Column { name, align: Align::Left }
+    }
+
+    /// A right-aligned (number) column.
+    pub(crate) const fn number(name: &'static str) -> Self {
+        Column { name, align: Align::Right }
+    }
+}
+
+/// Something a command prints: a row of a table, or a JSON object.
+pub(crate) trait Record {
+    /// The table's columns; [`cells`](Record::cells) returns one cell for each.
+    const COLUMNS: &'static [Column];
+
+    /// The JSON object printed with `--json`.
+    fn json(&self) -> Value;
+
+    /// The table row printed without `--json`.
+    fn cells(&self) -> Vec<String>;
+}
+
+/// Standard output, buffered, in one format.
+pub(crate) struct Output {
+    /// `--json`: one object per line instead of a table.
+    json: bool,
+    /// Flushed by [`flush`](Output::flush), or when full.
+    out: BufWriter<Stdout>,
+    /// Column widths of the table being streamed, once its header is out.
+    streamed: Option<Vec<usize>>,
+}
+
+impl Output {
+    /// Standard output, in JSON lines when `json`, else in tables.
+    pub(crate) fn new(json: bool) -> Self {
+        Output { json, out: BufWriter::new(io::stdout()), streamed: None }
+    }
+
+    /// Whether the output is JSON lines.
+    pub(crate) fn is_json(&self) -> bool {
+        self.json
+    }
+
+    /// Prints `records` as a table whose columns fit them all, or as JSON lines.
+    ///
+    /// # Errors
+    /// When stdout cannot be written (e.g. a closed pipe).
+    pub(crate) fn all<R: Record>(&mut self, records: &[R]) -> io::Result<()> {
+        if self.json {
+            return records.iter().try_for_each(|record| self.json_line(&record.json()));
+        }
+        if records.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<Vec<String>> = records.iter().map(Record::cells).collect();
+        let mut widths = header_widths::<R>();
+        for row in &rows {
+            widen(&mut widths, row);
+        }
+        write_row::<R>(&mut self.out, &widths, R::COLUMNS.iter().map(|c| c.name))?;
+        rows.iter().try_for_each(|row| write_row::<R>(&mut self.out, &widths, row.iter().map(String::as_str)))
+    }
+
+    /// Prints one record of a stream at once (a table whose columns widen as
+    /// wider cells come; the header comes before the first row), and flushes.
+    ///
+    /// # Errors
+    /// When stdout cannot be written (e.g. a closed pipe).
+    pub(crate) fn stream<R: Record>(&mut self, record: &R) -> io::Result<()> {
+        if self.json {
+            self.json_line(&record.json())?;
+        } else {
+            let row = record.cells();
+            if self.streamed.is_none() {
+                let widths = self.streamed.insert(header_widths::<R>());
+                widen(widths, &row);
+                write_row::<R>(&mut self.out, widths, R::COLUMNS.iter().map(|c| c.name))?;
+            }
+            let widths = self.streamed.as_mut().expect("set above");
+            widen(widths, &row);
+            write_row::<R>(&mut self.out, widths, row.iter().map(String::as_str))?;
+        }
+        self.out.flush()
+    }
+
+    /// Prints one JSON object on a line of its own.
+    ///
+    /// # Errors
+    /// When stdout cannot be written.
+    pub(crate) fn json_line(&mut self, value: &Value) -> io::Result<()> {
+        serde_json::to_writer(&mut self.out, value)?;
+        self.out.write_all(b"\n")
+    }
+
+    /// Prints a line of plain text.
+    ///
+    /// # Errors
+    /// When stdout cannot be written.
+    pub(crate) fn line(&mut self, text: &str) -> io::Result<()> {
+        writeln!(self.out, "{text}")
+    }
+
+    /// Writes out what is buffered.
+    ///
+    /// # Errors
+    /// When stdout cannot be written.
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// The widths of a table's headers.
+fn header_widths<R: Record>() -> Vec<usize> {
+    R::COLUMNS.iter().map(|c| c.name.chars().count()).collect()
+}
+
+/// Widens columns to fit `row`.
+fn widen(widths: &mut [usize], row: &[String]) {
+    for (width, cell) in widths.iter_mut().zip(row) {
+        *width = (*width).max(cell.chars().count());
+    }
+}
+
+/// Writes one line of a table, two spaces between columns; the last column is
+/// not padded, so a long body does not drag trailing blanks along.
+fn write_row<'a, R: Record>(
+    out: &mut impl Write,
+    widths: &[usize],
+    cells: impl Iterator<Item = &'a str>,
+) -> io::Result<()> {
+    let last = R::COLUMNS.len() - 1;
+    for (i, (cell, (column, width))) in cells.zip(R::COLUMNS.iter().zip(widths)).enumerate() {
+        let sep = if i == 0 { "" } else { "  " };
+        match (column.align, i == last) {
+            (Align::Right, _) => write!(out, "{sep}{cell:>width$}")?,
+            (Align::Left, false) => write!(out, "{sep}{cell:<width$}")?,
+            (Align::Left, true) => write!(out, "{sep}{cell}")?,
+        }
+    }
+    writeln!(out)
+}
+
+/// A body for people: UTF-8 text with control characters escaped (so each
+/// message stays on one line), or `base64:` and the bytes in base64.
+pub(crate) fn body_text(body: &[u8]) -> String {
+    let Ok(text) = std::str::from_utf8(body) else {
+        return format!("base64:{}", BASE64.encode(body));
+    };
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Adds `"body"` to a JSON object: the text when the body is UTF-8, else its
+/// base64 with `"encoding":"base64"`.
+pub(crate) fn insert_body(object: &mut Map<String, Value>, body: &[u8]) {
+    match std::str::from_utf8(body) {
+        Ok(text) => {
+            object.insert("body".into(), text.into());
+        }
+        Err(_) => {
+            object.insert("body".into(), BASE64.encode(body).into());
+            object.insert("encoding".into(), "base64".into());
+        }
+    }
+}
+
+/// A JSON object from `json!({..})`, to add a body to.
+pub(crate) fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        other => unreachable!("json!({{..}}) makes objects, not {other}"),
+    }
+}
+
+impl Record for Message {
+    const COLUMNS: &'static [Column] = &[Column::number("ID"), Column::text("CHANNEL"), Column::text("BODY")];
+
+    fn json(&self) -> Value {
+        let mut message = object(json!({ "id": self.id.get(), "channel": self.channel }));
+        insert_body(&mut message, &self.body);
+        Value::Object(message)
+    }
+
+    fn cells(&self) -> Vec<String> {
+        vec![self.id.to_string(), self.channel.clone(), body_text(&self.body)]
+    }
+}
+
+/// Bytes for people: `512 B`, `1.5 KiB`, `3.2 MiB` …
+pub(crate) fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+/// A count with thousands separators: `1,234,567`.
+pub(crate) fn human_count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_for_people_stay_on_one_line() {
+        assert_eq!(body_text(b"hello"), "hello");
+        assert_eq!(body_text("a\nb\tc\u{0}é".as_bytes()), "a\\nb\\tc\\u{0}é");
+        assert_eq!(body_text(&[0xff, 0x00]), "base64:/wA=");
+    }
+
+    #[test]
+    fn json_bodies_are_text_or_base64() {
+        let mut text = Map::new();
+        insert_body(&mut text, "a\nb".as_bytes());
+        assert_eq!(Value::Object(text), json!({ "body": "a\nb" }));
+        let mut binary = Map::new();
+        insert_body(&mut binary, &[0xff, 0x00]);
+        assert_eq!(Value::Object(binary), json!({ "body": "/wA=", "encoding": "base64" }));
+    }
+
+    #[test]
+    fn numbers_for_people() {
+        assert_eq!(human_count(0), "0");
+        assert_eq!(human_count(1234567), "1,234,567");
+        assert_eq!(human_count(100), "100");
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+    }
+}
