@@ -1,0 +1,441 @@
+//! The built `remq` binary against real redis-server processes: every
+//! subcommand in both output formats, binary bodies, error exits, and `tail`'s
+//! switch from replay to live while messages keep coming.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use remq::{Client, Error, Message, MessageId, StartFrom, Worker};
+use remq_testkit::{RedisServer, RunningWorker};
+use serde_json::{Value, json};
+
+/// The binary under test.
+const REMQ: &str = env!("CARGO_BIN_EXE_remq");
+
+/// `remq` pointed at `server`, with nothing else taken from the environment.
+fn remq(server: &RedisServer) -> Command {
+    let mut command = Command::new(REMQ);
+    command.env("REMQ_REDIS_URL", server.url());
+    for var in [
+        "REDIS_URL",
+        "REMQ_NAMESPACE",
+        "REMQ_DEAD_LETTER_PREFIX",
+        "REMQ_TLS_CA_CERT",
+        "REMQ_TLS_CLIENT_CERT",
+        "REMQ_TLS_CLIENT_KEY",
+    ] {
+        command.env_remove(var);
+    }
+    command
+}
+
+/// Runs `command` with `args` and `input` on stdin, to the end.
+fn run(mut command: Command, args: &[&str], input: &[u8]) -> Output {
+    let mut child = command
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the remq binary runs");
+    child.stdin.take().expect("piped").write_all(input).expect("stdin takes the input");
+    child.wait_with_output().expect("remq finishes")
+}
+
+/// Runs `remq args` against `server` with `input`, checks that it succeeded,
+/// and returns its stdout.
+fn ok_with_input(server: &RedisServer, args: &[&str], input: &[u8]) -> String {
+    let output = run(remq(server), args, input);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "remq {args:?} failed with {}: {stderr}", output.status);
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}
+
+/// [`ok_with_input`] with nothing on stdin.
+fn ok(server: &RedisServer, args: &[&str]) -> String {
+    ok_with_input(server, args, b"")
+}
+
+/// Runs `remq args`, checks that it failed with `code`, and returns its stderr.
+fn fails(command: Command, args: &[&str], code: i32) -> String {
+    let output = run(command, args, b"");
+    let stderr = String::from_utf8(output.stderr).expect("UTF-8 errors");
+    assert_eq!(output.status.code(), Some(code), "remq {args:?}: {stderr}");
+    assert!(output.stdout.is_empty(), "errors go to stderr only");
+    stderr
+}
+
+/// Parses JSON lines.
+fn json_lines(stdout: &str) -> Vec<Value> {
+    stdout.lines().map(|line| serde_json::from_str(line).expect("one JSON object per line")).collect()
+}
+
+/// Waits for `child` to exit, killing it and failing the test after `limit`.
+fn exit_within(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("waitable") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("remq did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts `remq --json tail args` with its stdout piped, and its first line.
+fn spawn_tail(server: &RedisServer, args: &[&str]) -> (Child, BufReader<std::process::ChildStdout>) {
+    let mut child = remq(server)
+        .args(["--json", "tail"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the remq binary runs");
+    let stdout = BufReader::new(child.stdout.take().expect("piped"));
+    (child, stdout)
+}
+
+/// The stderr of a finished child.
+fn stderr_of(child: &mut Child) -> String {
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().expect("piped"), &mut stderr).unwrap();
+    stderr
+}
+
+async fn client(server: &RedisServer) -> Client {
+    Client::connect(&server.url()).await.unwrap()
+}
+
+#[test]
+fn publish_takes_the_argument_all_of_stdin_or_each_line() {
+    let server = RedisServer::start();
+    assert_eq!(ok(&server, &["publish", "p", "from the argument"]), "1\n");
+    assert_eq!(ok_with_input(&server, &["publish", "p"], b"all\nof stdin\n"), "2\n");
+    let lines = ok_with_input(&server, &["--json", "publish", "p", "--lines"], b"a\nb\r\n\nc");
+    assert_eq!(
+        json_lines(&lines),
+        [3, 4, 5, 6].map(|id| json!({ "id": id, "channel": "p" })),
+        "one message per line; the last needs no newline"
+    );
+    let bodies: Vec<_> = json_lines(&ok(&server, &["--json", "consume", "p"]))
+        .into_iter()
+        .map(|m| m["body"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(bodies, ["from the argument", "all\nof stdin\n", "a", "b", "", "c"]);
+    // Many lines at once go out in batches, still one id each, in order.
+    let many: String = (0..2500).map(|i| format!("line {i}\n")).collect();
+    let ids = ok_with_input(&server, &["publish", "bulk", "--lines"], many.as_bytes());
+    let ids: Vec<u64> = ids.lines().map(|id| id.parse().unwrap()).collect();
+    assert_eq!(ids, (7..7 + 2500).collect::<Vec<_>>());
+}
+
+#[test]
+fn consume_prints_an_aligned_table_or_json_lines() {
+    let server = RedisServer::start();
+    ok(&server, &["publish", "orders.created", r#"{"order":1}"#]);
+    ok(&server, &["publish", "orders.paid", "two\nlines"]);
+    ok(&server, &["publish", "users.created", "not matched"]);
+    for i in 3..12 {
+        ok(&server, &["publish", "orders.paid", &format!("#{i}")]);
+    }
+    let table = ok(&server, &["consume", "orders.*", "--limit", "3"]);
+    assert_eq!(
+        table,
+        "ID  CHANNEL         BODY\n\
+        \x201  orders.created  {\"order\":1}\n\
+        \x202  orders.paid     two\\nlines\n\
+        \x204  orders.paid     #3\n"
+    );
+    let page = json_lines(&ok(&server, &["--json", "consume", "orders.*", "--after", "4", "--limit", "100"]));
+    assert_eq!(page.len(), 8);
+    assert_eq!(page[0], json!({ "id": 5, "channel": "orders.paid", "body": "#4" }));
+    assert_eq!(page[7]["id"], 12);
+    let ids = ok(&server, &["consume", "*", "--after", "9"]);
+    assert_eq!(ids.lines().count(), 4, "a header and three rows: {ids}");
+    assert_eq!(ok(&server, &["consume", "*", "--after", "12"]), "", "nothing after the last id");
+}
+
+#[test]
+fn binary_bodies_are_base64_in_both_formats_and_round_trip() {
+    let server = RedisServer::start();
+    let body = b"\xff\x00\n@bin\xfe";
+    assert_eq!(ok_with_input(&server, &["publish", "blob"], body), "1\n");
+    let message = &json_lines(&ok(&server, &["--json", "consume", "blob"]))[0];
+    assert_eq!(message["encoding"], "base64");
+    assert_eq!(BASE64.decode(message["body"].as_str().unwrap()).unwrap(), body, "byte for byte");
+    let table = ok(&server, &["consume", "blob"]);
+    assert!(table.ends_with(&format!("blob     base64:{}\n", BASE64.encode(body))), "{table}");
+    ok(&server, &["publish", "text", "naïve"]);
+    let text = &json_lines(&ok(&server, &["--json", "consume", "text"]))[0];
+    assert_eq!((text["body"].as_str(), text.get("encoding")), (Some("naïve"), None), "UTF-8 stays text");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_switches_from_replay_to_live_without_gap_or_duplicate() {
+    let server = RedisServer::start();
+    let client = client(&server).await;
+    let mut expected = Vec::new();
+    // More than a replay page (1000), so the tail replays twice while the
+    // publisher below fills its live buffer.
+    for i in 0..1500 {
+        let (channel, body) = (format!("t.{}", i % 3), format!("old {i}"));
+        expected.push((client.publish(&channel, &body).await.unwrap().get(), channel, body));
+    }
+    client.publish("other", "not matched").await.unwrap();
+    let (mut child, stdout) = spawn_tail(&server, &["t.*", "--from-start", "--limit", "4500"]);
+    let publisher = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let mut published = Vec::new();
+            for i in 0..3000 {
+                let (channel, body) = (format!("t.{}", i % 3), format!("new {i}"));
+                published.push((client.publish(&channel, &body).await.unwrap().get(), channel, body));
+            }
+            published
+        })
+    };
+    let lines = tokio::task::spawn_blocking(move || stdout.lines().collect::<Result<Vec<_>, _>>());
+    let lines =
+        tokio::time::timeout(Duration::from_secs(60), lines).await.expect("in time").unwrap().unwrap();
+    expected.extend(publisher.await.unwrap());
+    assert!(
+        exit_within(&mut child, Duration::from_secs(5)).success(),
+        "--limit ends it: {}",
+        stderr_of(&mut child)
+    );
+    let got: Vec<_> = json_lines(&lines.join("\n"))
+        .into_iter()
+        .map(|m| {
+            (
+                m["id"].as_u64().unwrap(),
+                m["channel"].as_str().unwrap().to_owned(),
+                m["body"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), expected.len());
+    assert!(got == expected, "every message once, in id order, replayed then live");
+}
+
+#[test]
+fn tail_starts_live_from_an_id_or_from_the_start() {
+    let server = RedisServer::start();
+    for body in ["a", "b", "c"] {
+        ok(&server, &["publish", "s", body]);
+    }
+    let from = ok(&server, &["tail", "s", "--from", "2", "--limit", "2"]);
+    assert_eq!(from, "ID  CHANNEL  BODY\n 2  s        b\n 3  s        c\n", "--from includes the id");
+    let start = json_lines(&ok(&server, &["--json", "tail", "s", "--from-start", "--limit", "1"]));
+    assert_eq!(start, [json!({ "id": 1, "channel": "s", "body": "a" })]);
+    // Without --from, only what is published after it started.
+    let (mut child, mut stdout) = spawn_tail(&server, &["s", "--limit", "1"]);
+    let line = std::thread::scope(|scope| {
+        let reader = scope.spawn(move || {
+            let mut line = String::new();
+            stdout.read_line(&mut line).map(|_| line)
+        });
+        while !reader.is_finished() {
+            ok(&server, &["publish", "s", "live"]);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        reader.join().unwrap().unwrap()
+    });
+    let message: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(message["body"], "live");
+    assert!(message["id"].as_u64().unwrap() > 3);
+    assert!(exit_within(&mut child, Duration::from_secs(5)).success());
+}
+
+/// Starts a tail, waits until it printed a message, and returns it running.
+fn running_tail(server: &RedisServer) -> (Child, BufReader<std::process::ChildStdout>) {
+    ok(server, &["publish", "x", "first"]);
+    let (child, mut stdout) = spawn_tail(server, &["x", "--from-start"]);
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.contains("first"), "{line}");
+    (child, stdout)
+}
+
+#[test]
+fn tail_exits_cleanly_on_ctrl_c_and_sigterm() {
+    let server = RedisServer::start();
+    for signal in ["-INT", "-TERM"] {
+        let (mut child, _stdout) = running_tail(&server);
+        let kill = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+        assert!(kill.success());
+        let status = exit_within(&mut child, Duration::from_secs(5));
+        assert!(status.success(), "{signal}: {status}");
+        assert_eq!(stderr_of(&mut child), "", "{signal}");
+    }
+}
+
+#[test]
+fn tail_exits_cleanly_when_its_reader_goes_away_even_when_idle() {
+    let server = RedisServer::start();
+    let (mut child, stdout) = running_tail(&server);
+    drop(stdout); // `| head -1` exits: the pipe's read end closes
+    // Nothing more is published: the tail notices without writing.
+    let status = exit_within(&mut child, Duration::from_secs(5));
+    assert!(status.success(), "{status}");
+    assert_eq!(stderr_of(&mut child), "");
+}
+
+#[test]
+fn channels_list_counts_ids_and_memory_per_namespace() {
+    let server = RedisServer::start();
+    ok(&server, &["publish", "orders.created", "1"]);
+    ok_with_input(&server, &["publish", "orders.paid", "--lines"], b"2\n3\n4\n");
+    ok(&server, &["--namespace", "remq:{other}", "publish", "elsewhere", "x"]);
+    let table = ok(&server, &["channels"]);
+    let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["CHANNEL", "MESSAGES", "FIRST", "LAST", "MEMORY"]);
+    assert_eq!(rows[1][..4], ["orders.created", "1", "1", "1"]);
+    assert_eq!(rows[2][..4], ["orders.paid", "3", "2", "4"]);
+    assert!(rows[2][5].ends_with('B'), "memory for people: {table}");
+    assert_eq!(rows.len(), 3, "other namespaces stay apart: {table}");
+    let paid = json_lines(&ok(&server, &["--json", "channels", "*.paid"]));
+    assert_eq!(paid.len(), 1);
+    let paid = &paid[0];
+    assert_eq!(paid["channel"], "orders.paid");
+    assert_eq!((&paid["messages"], &paid["first_id"], &paid["last_id"]), (&json!(3), &json!(2), &json!(4)));
+    assert!(paid["memory_bytes"].as_u64().unwrap() > 0);
+    let mut namespaced = remq(&server);
+    namespaced.env("REMQ_NAMESPACE", "remq:{other}");
+    let output = run(namespaced, &["--json", "channels"], b"");
+    let other = json_lines(&String::from_utf8(output.stdout).unwrap());
+    assert_eq!(other.len(), 1);
+    assert_eq!((&other[0]["channel"], &other[0]["first_id"]), (&json!("elsewhere"), &json!(1)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_of_a_real_worker_are_listed_and_redriven() {
+    let server = RedisServer::start();
+    let client = client(&server).await;
+    let worker = Worker::new(server.url())
+        .without_registered_handlers()
+        .without_signal_handlers()
+        .start_from(StartFrom::Earliest)
+        .named_handler("billing", "orders.*", |_: Message| async {
+            Err::<(), _>(Error::permanent("card declined"))
+        });
+    let running = RunningWorker::start(worker);
+    let first = client.publish("orders.created", r#"{"order":1}"#).await.unwrap();
+    let second = client.publish("orders.created", b"\xff\x00".as_slice()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.consume("dead.*", MessageId::ZERO, 10).await.unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "the worker dead-letters both");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.stop().await.unwrap();
+
+    let table = ok(&server, &["dead"]);
+    let lines: Vec<_> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("ID  DEAD CHANNEL         ORIGINAL          HANDLER  ATTEMPTS  ERROR"),
+        "{table}"
+    );
+    assert!(lines[1].contains(&format!("dead.orders.created  orders.created@{first}  billing  ")), "{table}");
+    assert!(lines[1].ends_with(r#"handler failed: card declined  {"order":1}"#), "{table}");
+    assert!(lines[2].ends_with("base64:/wA="), "{table}");
+    let letters = json_lines(&ok(&server, &["--json", "dead", "orders.*"]));
+    assert_eq!(letters.len(), 2);
+    let dead_ids: Vec<u64> = letters.iter().map(|l| l["id"].as_u64().unwrap()).collect();
+    assert_eq!(
+        letters[0],
+        json!({
+            "id": dead_ids[0],
+            "channel": "dead.orders.created",
+            "original_channel": "orders.created",
+            "original_id": first.get(),
+            "handler": "billing",
+            "attempts": 1,
+            "error": "handler failed: card declined",
+            "body": r#"{"order":1}"#,
+        })
+    );
+    assert_eq!(
+        (&letters[1]["original_id"], &letters[1]["encoding"]),
+        (&json!(second.get()), &json!("base64"))
+    );
+    assert_eq!(ok(&server, &["dead", "users.*"]), "", "no dead letters of other channels");
+
+    let one = json_lines(&ok(&server, &["--json", "redrive", "dead.orders.created", "--limit", "1"]));
+    assert_eq!(one.len(), 1);
+    assert_eq!((&one[0]["dead_id"], &one[0]["channel"]), (&json!(dead_ids[0]), &json!("orders.created")));
+    let rest = ok(&server, &["redrive", "dead.orders.created", "--after", &dead_ids[0].to_string()]);
+    let rest: Vec<Vec<&str>> = rest.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rest[0], ["DEAD", "ID", "CHANNEL", "ID"]);
+    assert_eq!(rest[1][..2], [dead_ids[1].to_string().as_str(), "orders.created"]);
+    let replayed = client.consume("orders.created", second, 10).await.unwrap();
+    let got: Vec<_> = replayed.iter().map(|m| (m.id.get(), &m.body[..])).collect();
+    let new_ids = (one[0]["id"].as_u64().unwrap(), rest[1][2].parse::<u64>().unwrap());
+    assert_eq!(
+        got,
+        [(new_ids.0, &br#"{"order":1}"#[..]), (new_ids.1, &b"\xff\x00"[..])],
+        "new messages, same bodies"
+    );
+}
+
+#[test]
+fn errors_say_what_to_do_on_stderr_with_a_non_zero_exit() {
+    let mut stopped = RedisServer::start();
+    stopped.kill();
+    let unreachable = fails(remq(&stopped), &["channels"], 1);
+    assert!(unreachable.contains("could not connect to Redis at redis://127.0.0.1:"), "{unreachable}");
+    assert!(unreachable.contains("--url"), "{unreachable}");
+
+    let locked = RedisServer::builder().arg("--requirepass").arg("right-password").start();
+    let mut wrong = remq(&locked);
+    wrong.env("REMQ_REDIS_URL", format!("redis://:hunter2@127.0.0.1:{}", locked.port()));
+    let refused = fails(wrong, &["publish", "x", "y"], 1);
+    assert!(refused.contains("refused the credentials"), "{refused}");
+    assert!(!refused.contains("hunter2"), "no password in messages: {refused}");
+    let mut help = remq(&locked);
+    help.env("REMQ_REDIS_URL", "redis://:hunter2@127.0.0.1:1");
+    let help = run(help, &["--help"], b"");
+    assert!(help.status.success());
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("hunter2"), "no password in --help");
+    let mut right = remq(&locked);
+    right.env("REMQ_REDIS_URL", format!("redis://:right-password@127.0.0.1:{}", locked.port()));
+    assert_eq!(run(right, &["publish", "x", "y"], b"").stdout, b"1\n");
+
+    let invalid = fails(remq(&stopped), &["consume", ""], 1);
+    assert!(invalid.contains("invalid pattern \"\": a pattern must not be empty"), "{invalid}");
+    let channel = fails(remq(&stopped), &["publish", "orders.*", "x"], 1);
+    assert!(channel.contains("invalid channel \"orders.*\""), "{channel}");
+    let usage = fails(remq(&stopped), &["tail", "x", "--from", "1", "--from-start"], 2);
+    assert!(usage.contains("cannot be used with"), "{usage}");
+    let namespace = fails(remq(&stopped), &["--namespace", "a b", "channels"], 1);
+    assert!(namespace.contains("invalid namespace"), "{namespace}");
+}
+
+#[test]
+fn bench_prints_a_table_or_json_and_cleans_up_after_itself() {
+    let server = RedisServer::start();
+    let args =
+        ["bench", "--messages", "300", "--size", "16", "--channels", "3", "--pipeline", "8", "--batch", "50"];
+    let table = ok(&server, &args);
+    let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["SCENARIO", "MESSAGES", "SIZE", "SECONDS", "MSG/S", "MB/S"]);
+    let scenarios: Vec<_> = rows[1..].iter().map(|row| row[..row.len() - 5].join(" ")).collect();
+    assert_eq!(scenarios, ["publish", "publish_batch", "consume", "publish + tail"]);
+    assert_eq!(rows[3][1], "600", "consume reads back what both publishes stored");
+    let runs = json_lines(&ok(&server, &[&["--json"][..], &args].concat()));
+    assert_eq!(runs.len(), 4);
+    assert_eq!(
+        (&runs[1]["scenario"], &runs[1]["messages"], &runs[1]["body_bytes"]),
+        (&json!("publish_batch"), &json!(300), &json!(16))
+    );
+    assert!(runs.iter().all(|run| run["messages_per_second"].as_f64().unwrap() > 0.0));
+    let bench = json_lines(&ok(&server, &["--json", "--namespace", "remq:bench", "channels"]));
+    assert_eq!(bench.len(), 3);
+    assert!(bench.iter().all(|channel| channel["messages"] == 0), "flushed: {bench:?}");
+    assert_eq!(ok(&server, &["channels"]), "", "the default namespace is untouched");
+}
