@@ -6,7 +6,7 @@ use std::io::{self, BufWriter, Stdout, Write};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use remq::Message;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
 
 /// How a column lines up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,8 +43,9 @@ pub(crate) trait Record {
     /// The table's columns; [`cells`](Record::cells) returns one cell for each.
     const COLUMNS: &'static [Column];
 
-    /// The JSON object printed with `--json`.
-    fn json(&self) -> Value;
+    /// The JSON object printed with `--json` (a struct, so its keys keep their
+    /// order: `id` first).
+    fn json(&self) -> impl Serialize;
 
     /// The table row printed without `--json`.
     fn cells(&self) -> Vec<String>;
@@ -117,7 +118,7 @@ impl Output {
     ///
     /// # Errors
     /// When stdout cannot be written.
-    pub(crate) fn json_line(&mut self, value: &Value) -> io::Result<()> {
+    pub(crate) fn json_line(&mut self, value: &impl Serialize) -> io::Result<()> {
         serde_json::to_writer(&mut self.out, value)?;
         self.out.write_all(b"\n")
     }
@@ -187,35 +188,44 @@ pub(crate) fn body_text(body: &[u8]) -> String {
     out
 }
 
-/// Adds `"body"` to a JSON object: the text when the body is UTF-8, else its
-/// base64 with `"encoding":"base64"`.
-pub(crate) fn insert_body(object: &mut Map<String, Value>, body: &[u8]) {
-    match std::str::from_utf8(body) {
-        Ok(text) => {
-            object.insert("body".into(), text.into());
-        }
-        Err(_) => {
-            object.insert("body".into(), BASE64.encode(body).into());
-            object.insert("encoding".into(), "base64".into());
+/// A body in JSON, flattened into its record: `"body"` as text when the body
+/// is UTF-8, else as base64 followed by `"encoding":"base64"`.
+#[derive(Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct JsonBody {
+    /// The text, or the base64 of the bytes.
+    body: String,
+    /// `base64` when the body is not UTF-8; left out otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encoding: Option<&'static str>,
+}
+
+impl JsonBody {
+    /// The JSON form of `body`.
+    pub(crate) fn new(body: &[u8]) -> Self {
+        match std::str::from_utf8(body) {
+            Ok(text) => JsonBody { body: text.to_owned(), encoding: None },
+            Err(_) => JsonBody { body: BASE64.encode(body), encoding: Some("base64") },
         }
     }
 }
 
-/// A JSON object from `json!({..})`, to add a body to.
-pub(crate) fn object(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        other => unreachable!("json!({{..}}) makes objects, not {other}"),
-    }
+/// A message in JSON: `{"id":..,"channel":..,"body":..}`.
+#[derive(Serialize)]
+struct MessageJson<'a> {
+    /// Its id.
+    id: u64,
+    /// Its channel.
+    channel: &'a str,
+    /// Its body.
+    #[serde(flatten)]
+    body: JsonBody,
 }
 
 impl Record for Message {
     const COLUMNS: &'static [Column] = &[Column::number("ID"), Column::text("CHANNEL"), Column::text("BODY")];
 
-    fn json(&self) -> Value {
-        let mut message = object(json!({ "id": self.id.get(), "channel": self.channel }));
-        insert_body(&mut message, &self.body);
-        Value::Object(message)
+    fn json(&self) -> impl Serialize {
+        MessageJson { id: self.id.get(), channel: &self.channel, body: JsonBody::new(&self.body) }
     }
 
     fn cells(&self) -> Vec<String> {
@@ -260,13 +270,11 @@ mod tests {
     }
 
     #[test]
-    fn json_bodies_are_text_or_base64() {
-        let mut text = Map::new();
-        insert_body(&mut text, "a\nb".as_bytes());
-        assert_eq!(Value::Object(text), json!({ "body": "a\nb" }));
-        let mut binary = Map::new();
-        insert_body(&mut binary, &[0xff, 0x00]);
-        assert_eq!(Value::Object(binary), json!({ "body": "/wA=", "encoding": "base64" }));
+    fn json_keeps_the_key_order_and_bodies_are_text_or_base64() {
+        let text = Message { id: remq::MessageId::new(7), channel: "c".into(), body: "a\nb".into() };
+        assert_eq!(serde_json::to_string(&text.json()).unwrap(), r#"{"id":7,"channel":"c","body":"a\nb"}"#);
+        let binary = serde_json::to_string(&JsonBody::new(&[0xff, 0x00])).unwrap();
+        assert_eq!(binary, r#"{"body":"/wA=","encoding":"base64"}"#);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use clap::Args;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use indicatif::{ProgressBar, ProgressStyle};
 use remq::{Client, MessageId, StartFrom};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::cli::Context;
 use crate::error::Result;
@@ -220,15 +220,15 @@ impl Record for Run {
         Column::number("MB/S"),
     ];
 
-    fn json(&self) -> Value {
-        json!({
-            "scenario": self.scenario,
-            "messages": self.messages,
-            "body_bytes": self.size,
-            "seconds": self.elapsed.as_secs_f64(),
-            "messages_per_second": self.per_second().round(),
-            "megabytes_per_second": self.per_second() * self.size as f64 / 1e6,
-        })
+    fn json(&self) -> impl Serialize {
+        RunJson {
+            scenario: self.scenario,
+            messages: self.messages,
+            body_bytes: self.size,
+            seconds: self.elapsed.as_secs_f64(),
+            messages_per_second: self.per_second().round(),
+            megabytes_per_second: self.per_second() * self.size as f64 / 1e6,
+        }
     }
 
     fn cells(&self) -> Vec<String> {
@@ -241,4 +241,21 @@ impl Record for Run {
             format!("{:.1}", self.per_second() * self.size as f64 / 1e6),
         ]
     }
+}
+
+/// A scenario's figures in JSON.
+#[derive(Serialize)]
+struct RunJson {
+    /// What was measured.
+    scenario: &'static str,
+    /// How many messages.
+    messages: u64,
+    /// Body size.
+    body_bytes: usize,
+    /// How long it took.
+    seconds: f64,
+    /// Throughput in messages.
+    messages_per_second: f64,
+    /// Throughput in body bytes, in millions.
+    megabytes_per_second: f64,
 }

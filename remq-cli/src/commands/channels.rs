@@ -2,7 +2,7 @@
 
 use clap::Args;
 use remq::ChannelInfo;
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::cli::Context;
 use crate::error::Result;
@@ -41,14 +41,14 @@ impl Record for ChannelInfo {
         Column::number("MEMORY"),
     ];
 
-    fn json(&self) -> Value {
-        json!({
-            "channel": self.name,
-            "messages": self.messages,
-            "first_id": self.first.map(|id| id.get()),
-            "last_id": self.last.map(|id| id.get()),
-            "memory_bytes": self.memory_bytes,
-        })
+    fn json(&self) -> impl Serialize {
+        ChannelJson {
+            channel: &self.name,
+            messages: self.messages,
+            first_id: self.first.map(|id| id.get()),
+            last_id: self.last.map(|id| id.get()),
+            memory_bytes: self.memory_bytes,
+        }
     }
 
     fn cells(&self) -> Vec<String> {
@@ -61,4 +61,19 @@ impl Record for ChannelInfo {
             or_dash(self.memory_bytes.map(human_bytes)),
         ]
     }
+}
+
+/// A channel in JSON; ids and memory are `null` when unknown.
+#[derive(Serialize)]
+struct ChannelJson<'a> {
+    /// The name.
+    channel: &'a str,
+    /// Messages stored.
+    messages: u64,
+    /// The oldest stored id.
+    first_id: Option<u64>,
+    /// The newest stored id.
+    last_id: Option<u64>,
+    /// Redis memory used.
+    memory_bytes: Option<u64>,
 }

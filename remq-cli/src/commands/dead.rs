@@ -4,11 +4,11 @@
 use clap::Args;
 use remq::middleware::DeadLetterEnvelope;
 use remq::{Message, MessageId};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::cli::Context;
 use crate::error::Result;
-use crate::output::{Column, Record, body_text, insert_body, object};
+use crate::output::{Column, JsonBody, Record, body_text};
 
 /// Arguments of `remq dead`.
 #[derive(Debug, Args)]
@@ -72,19 +72,18 @@ impl Record for DeadLetter {
         Column::text("BODY"),
     ];
 
-    fn json(&self) -> Value {
+    fn json(&self) -> impl Serialize {
         let original = &self.envelope.message;
-        let mut letter = object(json!({
-            "id": self.dead.id.get(),
-            "channel": self.dead.channel,
-            "original_channel": original.channel,
-            "original_id": original.id.get(),
-            "handler": self.envelope.handler,
-            "attempts": self.envelope.attempts,
-            "error": self.envelope.error,
-        }));
-        insert_body(&mut letter, &original.body);
-        Value::Object(letter)
+        DeadLetterJson {
+            id: self.dead.id.get(),
+            channel: &self.dead.channel,
+            original_channel: &original.channel,
+            original_id: original.id.get(),
+            handler: &self.envelope.handler,
+            attempts: self.envelope.attempts,
+            error: &self.envelope.error,
+            body: JsonBody::new(&original.body),
+        }
     }
 
     fn cells(&self) -> Vec<String> {
@@ -99,4 +98,27 @@ impl Record for DeadLetter {
             body_text(&original.body),
         ]
     }
+}
+
+/// A dead letter in JSON: where it is (`id`, `channel`), the message it holds
+/// (`original_channel`, `original_id`, `body`), and why it failed.
+#[derive(Serialize)]
+struct DeadLetterJson<'a> {
+    /// The dead letter's id.
+    id: u64,
+    /// The dead-letter channel.
+    channel: &'a str,
+    /// Where the message was published.
+    original_channel: &'a str,
+    /// The message's id there.
+    original_id: u64,
+    /// The handler that gave up.
+    handler: &'a str,
+    /// Attempts made.
+    attempts: u32,
+    /// The last error.
+    error: &'a str,
+    /// The original body.
+    #[serde(flatten)]
+    body: JsonBody,
 }

@@ -7,7 +7,7 @@ use std::ops::RangeInclusive;
 
 use clap::Args;
 use remq::{Client, MessageId};
-use serde_json::json;
+use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use crate::cli::Context;
@@ -85,7 +85,7 @@ async fn publish_lines(client: &Client, out: &mut Output, channel: &str, lines: 
 fn print_ids(out: &mut Output, channel: &str, ids: RangeInclusive<MessageId>) -> Result<()> {
     for id in ids.start().get()..=ids.end().get() {
         if out.is_json() {
-            out.json_line(&json!({ "id": id, "channel": channel }))?;
+            out.json_line(&Published { id, channel })?;
         } else {
             out.line(&id.to_string())?;
         }
@@ -101,4 +101,13 @@ fn strip_line_ending(line: &mut Vec<u8>) {
             line.pop();
         }
     }
+}
+
+/// A published message in JSON.
+#[derive(Serialize)]
+struct Published<'a> {
+    /// Its id.
+    id: u64,
+    /// Its channel.
+    channel: &'a str,
 }

@@ -4,7 +4,7 @@
 use clap::Args;
 use remq::MessageId;
 use remq::middleware::Redriven;
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::cli::Context;
 use crate::error::Result;
@@ -63,11 +63,22 @@ impl Record for Redriven {
     const COLUMNS: &'static [Column] =
         &[Column::number("DEAD ID"), Column::text("CHANNEL"), Column::number("ID")];
 
-    fn json(&self) -> Value {
-        json!({ "dead_id": self.dead_id.get(), "channel": self.channel, "id": self.id.get() })
+    fn json(&self) -> impl Serialize {
+        RedrivenJson { dead_id: self.dead_id.get(), channel: &self.channel, id: self.id.get() }
     }
 
     fn cells(&self) -> Vec<String> {
         vec![self.dead_id.to_string(), self.channel.clone(), self.id.to_string()]
     }
+}
+
+/// A replayed dead letter in JSON.
+#[derive(Serialize)]
+struct RedrivenJson<'a> {
+    /// The dead letter's id.
+    dead_id: u64,
+    /// Where the message was published again.
+    channel: &'a str,
+    /// Its new id there.
+    id: u64,
 }
