@@ -31,6 +31,17 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    // The library reports what it retries on its own (a dropped connection, a
+    // Redis restart during `tail`) through `tracing`: show warnings on stderr,
+    // or what RUST_LOG asks for.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
     // One thread: the commands are I/O-bound, and the server usually needs the
     // machine's other cores more than the tool does.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();

@@ -440,3 +440,32 @@ fn bench_prints_a_table_or_json_and_cleans_up_after_itself() {
     assert!(bench.iter().all(|channel| channel["messages"] == 0), "flushed: {bench:?}");
     assert_eq!(ok(&server, &["channels"]), "", "the default namespace is untouched");
 }
+
+#[test]
+fn tail_rides_out_a_redis_restart_and_says_so() {
+    let mut server =
+        RedisServer::builder().arg("--appendonly").arg("yes").arg("--appendfsync").arg("always").start();
+    let (mut child, mut stdout) = running_tail(&server);
+    server.kill();
+    std::thread::sleep(Duration::from_millis(300));
+    server.restart();
+    let id = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let mut line = String::new();
+            stdout.read_line(&mut line).map(|_| line)
+        });
+        // The message is stored once Redis is back, and the tail replays it
+        // after reconnecting, whether or not it was subscribed yet.
+        let id = ok(&server, &["publish", "x", "after the restart"]);
+        let line = reader.join().unwrap().unwrap();
+        let message: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(message["body"], "after the restart");
+        assert_eq!(message["id"].as_u64().unwrap(), id.trim().parse::<u64>().unwrap());
+        id
+    });
+    assert_eq!(id.trim(), "2", "the first message survived the restart");
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(exit_within(&mut child, Duration::from_secs(5)).success());
+    let stderr = stderr_of(&mut child);
+    assert!(stderr.contains("WARN") && stderr.contains("retrying"), "the outage is reported: {stderr}");
+}

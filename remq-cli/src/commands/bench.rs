@@ -204,7 +204,7 @@ impl Bench {
 
 /// A progress bar on stderr; drawn only when stderr is a terminal.
 fn progress(scenario: &str, total: u64) -> ProgressBar {
-    let style = ProgressStyle::with_template("{prefix:>15} [{bar:32}] {pos}/{len} {per_sec} ({eta} left)")
+    let style = ProgressStyle::with_template("{prefix:>15} [{bar:32}] {human_pos}/{human_len} ({eta} left)")
         .expect("a valid template")
         .progress_chars("=> ");
     ProgressBar::new(total).with_style(style).with_prefix(scenario.to_owned())
