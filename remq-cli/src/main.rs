@@ -13,7 +13,8 @@
 //! - `cli`: the options every subcommand shares (`--url`, `--namespace`, TLS,
 //!   `--json`) and the connection they describe.
 //! - `commands`: one module per subcommand, each with its clap arguments and its
-//!   `run`; a new subcommand is one more file there and one line in the enum.
+//!   `run`; a new subcommand is one more file there, a variant of `Command` and
+//!   its arm in `Command::run`.
 //! - `output`: aligned tables for people, one JSON object per line for scripts,
 //!   and how bodies are shown in each.
 //! - `stop`: Ctrl-C, SIGTERM, or a reader that closed stdout: what ends `tail`.
