@@ -87,11 +87,12 @@ impl Context {
     /// credentials, invalid URL or namespace), or an unreadable certificate file.
     pub(crate) async fn client(&self) -> Result<Client> {
         let args = &self.connection;
-        let url = args
-            .url
-            .clone()
-            .or_else(|| std::env::var("REDIS_URL").ok())
-            .filter(|url| !url.is_empty())
+        // The worker's order: REMQ_REDIS_URL (or --url), REDIS_URL, the default;
+        // an empty value counts as unset.
+        let url = [args.url.clone(), std::env::var("REDIS_URL").ok()]
+            .into_iter()
+            .flatten()
+            .find(|url| !url.is_empty())
             .unwrap_or_else(|| DEFAULT_URL.to_owned());
         let mut builder = Client::builder(url).namespace(&args.namespace);
         if let Some(ca) = &args.tls_ca_cert {

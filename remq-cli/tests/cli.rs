@@ -469,3 +469,21 @@ fn tail_rides_out_a_redis_restart_and_says_so() {
     let stderr = stderr_of(&mut child);
     assert!(stderr.contains("WARN") && stderr.contains("retrying"), "the outage is reported: {stderr}");
 }
+
+#[test]
+fn the_server_comes_from_url_then_remq_redis_url_then_redis_url() {
+    let server = RedisServer::start();
+    let nowhere = "redis://127.0.0.1:1";
+    let mut flag = remq(&server);
+    flag.env("REMQ_REDIS_URL", nowhere);
+    assert_eq!(run(flag, &["--url", &server.url(), "publish", "u", "1"], b"").stdout, b"1\n");
+    let mut fallback = remq(&server);
+    fallback.env_remove("REMQ_REDIS_URL").env("REDIS_URL", server.url());
+    assert_eq!(run(fallback, &["publish", "u", "2"], b"").stdout, b"2\n");
+    let mut empty = remq(&server);
+    empty.env("REMQ_REDIS_URL", "").env("REDIS_URL", server.url());
+    assert_eq!(run(empty, &["publish", "u", "3"], b"").stdout, b"3\n", "an empty variable counts as unset");
+    let mut wrong = remq(&server);
+    wrong.env("REMQ_REDIS_URL", nowhere).env("REDIS_URL", server.url());
+    fails(wrong, &["publish", "u", "4"], 1);
+}
