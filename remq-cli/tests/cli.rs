@@ -102,6 +102,23 @@ fn spawn_tail(server: &RedisServer, args: &[&str]) -> (Child, BufReader<std::pro
     (child, stdout)
 }
 
+/// Reads the next line of a tail's output as JSON, calling `publish` every 50
+/// ms until it comes (a tail that starts live prints only what comes after it
+/// subscribed, and that moment is not visible from outside).
+fn next_while(stdout: &mut BufReader<std::process::ChildStdout>, mut publish: impl FnMut()) -> Value {
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let mut line = String::new();
+            stdout.read_line(&mut line).map(|_| line)
+        });
+        while !reader.is_finished() {
+            publish();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        serde_json::from_str(&reader.join().unwrap().unwrap()).expect("a JSON line")
+    })
+}
+
 /// The stderr of a finished child.
 fn stderr_of(child: &mut Child) -> String {
     let mut stderr = String::new();
@@ -237,18 +254,9 @@ fn tail_starts_live_from_an_id_or_from_the_start() {
     assert_eq!(start, [json!({ "id": 1, "channel": "s", "body": "a" })]);
     // Without --from, only what is published after it started.
     let (mut child, mut stdout) = spawn_tail(&server, &["s", "--limit", "1"]);
-    let line = std::thread::scope(|scope| {
-        let reader = scope.spawn(move || {
-            let mut line = String::new();
-            stdout.read_line(&mut line).map(|_| line)
-        });
-        while !reader.is_finished() {
-            ok(&server, &["publish", "s", "live"]);
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        reader.join().unwrap().unwrap()
+    let message = next_while(&mut stdout, || {
+        ok(&server, &["publish", "s", "live"]);
     });
-    let message: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(message["body"], "live");
     assert!(message["id"].as_u64().unwrap() > 3);
     assert!(exit_within(&mut child, Duration::from_secs(5)).success());
@@ -449,21 +457,13 @@ fn tail_rides_out_a_redis_restart_and_says_so() {
     server.kill();
     std::thread::sleep(Duration::from_millis(300));
     server.restart();
-    let id = std::thread::scope(|scope| {
-        let reader = scope.spawn(|| {
-            let mut line = String::new();
-            stdout.read_line(&mut line).map(|_| line)
-        });
-        // The message is stored once Redis is back, and the tail replays it
-        // after reconnecting, whether or not it was subscribed yet.
-        let id = ok(&server, &["publish", "x", "after the restart"]);
-        let line = reader.join().unwrap().unwrap();
-        let message: Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(message["body"], "after the restart");
-        assert_eq!(message["id"].as_u64().unwrap(), id.trim().parse::<u64>().unwrap());
-        id
+    // Messages are stored once Redis is back, and the tail replays them after
+    // reconnecting, whether or not it was subscribed yet.
+    let message = next_while(&mut stdout, || {
+        ok(&server, &["publish", "x", "after the restart"]);
     });
-    assert_eq!(id.trim(), "2", "the first message survived the restart");
+    assert_eq!(message["body"], "after the restart");
+    assert_eq!(message["id"], 2, "the first message survived the restart, and none is skipped");
     Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(exit_within(&mut child, Duration::from_secs(5)).success());
     let stderr = stderr_of(&mut child);

@@ -1,8 +1,8 @@
 //! `remq consume <pattern> --after <id>`: one page of stored messages.
 
 use clap::Args;
-use remq::MessageId;
 
+use super::PageArgs;
 use crate::cli::Context;
 use crate::error::Result;
 
@@ -11,13 +11,9 @@ use crate::error::Result;
 pub(crate) struct ConsumeArgs {
     /// The channels: a Redis glob such as 'orders.*' (quote it in the shell).
     pattern: String,
-    /// Only messages with an id strictly greater than this (0: from the start).
-    #[arg(long, value_name = "ID", default_value_t = MessageId::ZERO)]
-    after: MessageId,
-    /// At most this many messages (up to 10000).
-    #[arg(long, value_name = "N", default_value_t = 1000,
-          value_parser = clap::value_parser!(u64).range(1..=remq::MAX_CONSUME_LIMIT as u64))]
-    limit: u64,
+    /// Which messages.
+    #[command(flatten)]
+    page: PageArgs,
 }
 
 impl ConsumeArgs {
@@ -25,8 +21,8 @@ impl ConsumeArgs {
     pub(crate) async fn run(self, context: &Context) -> Result<()> {
         remq::validate_pattern(&self.pattern)?;
         let client = context.client().await?;
-        let limit = usize::try_from(self.limit).unwrap_or(remq::MAX_CONSUME_LIMIT);
-        let page = client.consume(&self.pattern, self.after, limit).await?;
+        let PageArgs { after, limit } = self.page;
+        let page = client.consume(&self.pattern, after, limit).await?;
         let mut out = context.output();
         out.all(&page)?;
         out.flush()?;

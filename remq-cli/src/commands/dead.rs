@@ -2,10 +2,11 @@
 //! with the handler that gave up, how often it tried, and why.
 
 use clap::Args;
+use remq::Message;
 use remq::middleware::DeadLetterEnvelope;
-use remq::{Message, MessageId};
 use serde::Serialize;
 
+use super::PageArgs;
 use crate::cli::Context;
 use crate::error::Result;
 use crate::output::{Column, JsonBody, Record, body_text};
@@ -19,13 +20,9 @@ pub(crate) struct DeadArgs {
     /// The dead-letter prefix: failed messages of channel c are on <prefix>c.
     #[arg(long, env = "REMQ_DEAD_LETTER_PREFIX", default_value = "dead.")]
     prefix: String,
-    /// Only dead letters with an id strictly greater than this.
-    #[arg(long, value_name = "ID", default_value_t = MessageId::ZERO)]
-    after: MessageId,
-    /// At most this many dead letters (up to 10000).
-    #[arg(long, value_name = "N", default_value_t = 1000,
-          value_parser = clap::value_parser!(u64).range(1..=remq::MAX_CONSUME_LIMIT as u64))]
-    limit: u64,
+    /// Which dead letters.
+    #[command(flatten)]
+    page: PageArgs,
 }
 
 /// A dead letter: where it is, and what it holds.
@@ -42,8 +39,8 @@ impl DeadArgs {
         let pattern = format!("{}{}", self.prefix, self.pattern);
         remq::validate_pattern(&pattern)?;
         let client = context.client().await?;
-        let limit = usize::try_from(self.limit).unwrap_or(remq::MAX_CONSUME_LIMIT);
-        let page = client.consume(&pattern, self.after, limit).await?;
+        let PageArgs { after, limit } = self.page;
+        let page = client.consume(&pattern, after, limit).await?;
         let mut letters = Vec::with_capacity(page.len());
         for dead in page {
             match DeadLetterEnvelope::parse(&dead.body) {
@@ -55,7 +52,7 @@ impl DeadArgs {
         out.all(&letters)?;
         out.flush()?;
         if letters.is_empty() && !out.is_json() {
-            eprintln!("remq: no dead letters on '{pattern}' after {}", self.after);
+            eprintln!("remq: no dead letters on '{pattern}' after {after}");
         }
         Ok(())
     }

@@ -8,7 +8,9 @@ mod publish;
 mod redrive;
 mod tail;
 
-use clap::Subcommand;
+use clap::builder::RangedU64ValueParser;
+use clap::{Args, Subcommand};
+use remq::{MAX_CONSUME_LIMIT, MessageId};
 
 use crate::cli::Context;
 use crate::error::Result;
@@ -45,4 +47,16 @@ impl Command {
             Command::Bench(args) => args.run(context).await,
         }
     }
+}
+
+/// Which page of the log to read: the options of `consume` and `dead`.
+#[derive(Debug, Args)]
+pub(crate) struct PageArgs {
+    /// Only ids strictly greater than this (0: from the start).
+    #[arg(long, value_name = "ID", default_value_t = MessageId::ZERO)]
+    after: MessageId,
+    /// At most this many (up to 10000).
+    #[arg(long, value_name = "N", default_value_t = 1000,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_CONSUME_LIMIT as u64))]
+    limit: usize,
 }
