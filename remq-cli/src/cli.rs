@@ -22,7 +22,7 @@ pub(crate) struct Cli {
     /// Print one JSON object per line instead of tables: {"id":..,"channel":..,"body":..}
     /// for messages, the body as UTF-8 text, or base64 with "encoding":"base64" when
     /// it is not UTF-8.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Output")]
     json: bool,
     /// What to do.
     #[command(subcommand)]
@@ -39,6 +39,7 @@ impl Cli {
 
 /// Which server and namespace, with the worker's environment variables as defaults.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Connection")]
 pub(crate) struct ConnectionArgs {
     /// The Redis server: redis://[user:password@]host[:port][/db], or rediss:// for
     /// TLS [default: REDIS_URL, else redis://127.0.0.1:6379]
