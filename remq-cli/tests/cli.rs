@@ -468,6 +468,7 @@ fn tail_rides_out_a_redis_restart_and_says_so() {
     assert!(exit_within(&mut child, Duration::from_secs(5)).success());
     let stderr = stderr_of(&mut child);
     assert!(stderr.contains("WARN") && stderr.contains("retrying"), "the outage is reported: {stderr}");
+    assert!(!stderr.contains('\x1b'), "no colours when stderr is not a terminal: {stderr:?}");
 }
 
 #[test]
