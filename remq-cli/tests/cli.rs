@@ -488,3 +488,26 @@ fn the_server_comes_from_url_then_remq_redis_url_then_redis_url() {
     wrong.env("REMQ_REDIS_URL", nowhere).env("REDIS_URL", server.url());
     fails(wrong, &["publish", "u", "4"], 1);
 }
+
+#[test]
+fn tail_replays_new_messages_when_redis_lost_its_data() {
+    let mut server = RedisServer::start(); // no persistence: a restart loses everything
+    let (mut child, mut stdout) = running_tail(&server);
+    // The counter can only be seen to have gone back while it is below the
+    // tail's cursor: put that well ahead of what the loop below publishes
+    // before the tail has reconnected.
+    let old: String = (2..=20).map(|i| format!("old {i}\n")).collect();
+    ok_with_input(&server, &["publish", "x", "--lines"], old.as_bytes());
+    for _ in 2..=20 {
+        stdout.read_line(&mut String::new()).unwrap();
+    }
+    server.restart();
+    let message = next_while(&mut stdout, || {
+        ok(&server, &["publish", "x", "new"]);
+    });
+    assert_eq!((&message["id"], &message["body"]), (&json!(1), &json!("new")), "id 1 again, not skipped");
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(exit_within(&mut child, Duration::from_secs(5)).success(), "a tail rewinds, it does not fail");
+    let stderr = stderr_of(&mut child);
+    assert!(stderr.contains("the id counter went backwards"), "{stderr}");
+}

@@ -7,7 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::subscription::MessageFeed;
-use crate::{Client, Message, MessageId, Result, StartFrom, protocol};
+use crate::{Client, Error, Message, MessageId, Result, StartFrom, protocol};
 
 /// Live pushes buffered before the feed falls back to replaying from the log
 /// (the worker's default `REMQ_BUFFER_SIZE`).
@@ -23,9 +23,21 @@ const REPLAY_BATCH: usize = 1000;
 /// ids it already handed out. A dropped connection, a Redis restart or a reader
 /// too slow for its live buffer make it replay from the last id it handed out,
 /// so nothing is skipped and nothing is handed out twice.
+///
+/// When Redis lost writes and the id counter went backwards (see "Failover" in
+/// the README), new messages get ids the tail has already handed out. Like a
+/// worker's consumer, it does not skip them: it logs an error and replays from
+/// just before the first new message when it saw it live, else from the start
+/// of the log (duplicates rather than a loss). Only then do ids go down.
 pub struct Tail {
-    /// The gap-free feed shared with the worker.
+    /// The gap-free feed shared with the worker; replaced when it rewinds.
     feed: MessageFeed,
+    /// The connection, to start the feed over after a counter reset.
+    client: Client,
+    /// The pattern followed.
+    pattern: Arc<str>,
+    /// The name in the feed's logs.
+    name: Arc<str>,
     /// The id the tail started after, for `Debug`.
     started_after: MessageId,
 }
@@ -54,13 +66,19 @@ impl Client {
     pub async fn tail(&self, pattern: &str, from: StartFrom) -> Result<Tail> {
         protocol::validate_pattern(pattern)?;
         let after = match from {
-            StartFrom::Earliest => MessageId::ZERO,
+            // After what retention removed, as a consumer starts: those are not lost.
+            StartFrom::Earliest => self.consume_page(pattern, MessageId::ZERO, 1).await?.state.removed,
             StartFrom::Latest => self.head().await?,
             StartFrom::After(id) => id,
         };
-        let name: Arc<str> = format!("tail {pattern}").into();
-        let feed = MessageFeed::new(self.clone(), name, pattern, after, LIVE_BUFFER, REPLAY_BATCH);
-        Ok(Tail { feed, started_after: after })
+        let (pattern, name): (Arc<str>, Arc<str>) = (pattern.into(), format!("tail {pattern}").into());
+        Ok(Tail {
+            feed: feed(self, &name, &pattern, after),
+            client: self.clone(),
+            pattern,
+            name,
+            started_after: after,
+        })
     }
 }
 
@@ -72,14 +90,34 @@ impl Tail {
     /// restart only delays the next message.
     ///
     /// # Errors
-    /// Only failures that retrying cannot fix, such as a missing ACL permission.
+    /// Only failures that retrying cannot fix, such as a missing ACL permission
+    /// (a counter that went backwards is handled inside, as described on [`Tail`]).
     ///
     /// # Cancel safety
     /// Cancel-safe: dropping the future (say in a `select!` with a shutdown
     /// signal) loses no message; the next call goes on where this one was.
     pub async fn next(&mut self) -> Result<Message> {
-        self.feed.next().await
+        loop {
+            match self.feed.next().await {
+                Err(reset @ Error::CounterReset { .. }) => self.rewind(&reset),
+                next => return next,
+            }
+        }
     }
+
+    /// Starts the feed over after the id counter went backwards: from just
+    /// before the first new message when it is known, else from the start.
+    fn rewind(&mut self, reset: &Error) {
+        let Error::CounterReset { head, first_new, .. } = reset else { return };
+        let to = if first_new.is_some() { *head } else { MessageId::ZERO };
+        tracing::error!(consumer = &*self.name, rewind_to = %to, error = %reset, "the id counter went backwards; replaying");
+        self.feed = feed(&self.client, &self.name, &self.pattern, to);
+    }
+}
+
+/// The worker's feed of `pattern` after `after`, with the worker's default sizes.
+fn feed(client: &Client, name: &Arc<str>, pattern: &str, after: MessageId) -> MessageFeed {
+    MessageFeed::new(client.clone(), name.clone(), pattern, after, LIVE_BUFFER, REPLAY_BATCH)
 }
 
 impl fmt::Debug for Tail {
