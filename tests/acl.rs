@@ -36,6 +36,13 @@ async fn the_minimal_acl_runs_the_client_and_a_worker() {
     client.publish_batch("acl.b", ["2", "3", "poison"]).await.unwrap();
     assert_eq!(client.consume("acl.*", MessageId::ZERO, 10).await.unwrap().len(), 4);
     assert_eq!(client.head().await.unwrap().get(), 4);
+    // What the `remq` tool reads: channels (memory unknown without MEMORY
+    // USAGE, which is not in the list) and a tail.
+    let channels = client.channels("acl.*").await.unwrap();
+    let counts: Vec<_> = channels.iter().map(|c| (c.name.as_str(), c.messages, c.memory_bytes)).collect();
+    assert_eq!(counts, [("acl.a", 1, None), ("acl.b", 3, None)]);
+    let mut tail = client.tail("acl.*", StartFrom::Earliest).await.unwrap();
+    assert_eq!(tail.next().await.unwrap().id, first);
 
     let seen = Arc::new(Mutex::new(Vec::new()));
     let record = seen.clone();

@@ -1,8 +1,6 @@
 //! What a namespace holds: its channels, with how many messages each keeps,
 //! their id range and the memory they use.
 
-use std::collections::HashMap;
-
 use futures_util::{StreamExt, TryStreamExt, stream};
 
 use crate::{Client, MessageId, Result, protocol};
@@ -56,45 +54,35 @@ impl Client {
         stream::iter(names).map(|name| self.channel_info(name)).buffered(IN_FLIGHT).try_collect().await
     }
 
-    /// The statistics of one channel's stream.
+    /// The statistics of one channel's stream, with the commands a minimal ACL
+    /// user has (see the README's "ACLs"); `MEMORY USAGE` is extra, and without
+    /// it the memory is unknown rather than an error.
     async fn channel_info(&self, name: String) -> Result<ChannelInfo> {
         let key = self.namespace().channel_key(&name);
-        let (mut memory, mut info) = (redis::cmd("MEMORY"), redis::cmd("XINFO"));
+        let mut stats = redis::pipe();
+        stats.cmd("XLEN").arg(&key);
+        stats.cmd("XRANGE").arg(&key).arg("-").arg("+").arg("COUNT").arg(1);
+        stats.cmd("XREVRANGE").arg(&key).arg("+").arg("-").arg("COUNT").arg(1);
+        let mut memory = redis::cmd("MEMORY");
         memory.arg("USAGE").arg(&key);
-        info.arg("STREAM").arg(&key);
-        let (memory_bytes, info) = futures_util::join!(
-            self.query::<Option<u64>>("channels", &memory),
-            self.query::<HashMap<String, redis::Value>>("channels", &info)
+        let (stats, memory_bytes) = futures_util::join!(
+            self.query_pipe::<(u64, Vec<StreamEntry>, Vec<StreamEntry>)>("channels", &stats),
+            self.query::<Option<u64>>("channels", &memory)
         );
-        let info = match info {
-            Ok(info) => info,
-            // Registered, but the stream was deleted behind Remq's back.
-            Err(crate::Error::Redis { source, .. }) if source.to_string().contains("no such key") => {
-                HashMap::new()
-            }
-            Err(error) => return Err(error),
+        let (messages, first, last) = stats?;
+        let memory_bytes = match memory_bytes {
+            Err(crate::Error::Redis { source, .. }) if source.code() == Some("NOPERM") => None,
+            other => other?,
         };
-        let messages =
-            info.get("length").and_then(|v| redis::from_redis_value_ref::<u64>(v).ok()).unwrap_or(0);
-        let (first, last) = if messages == 0 {
-            (None, None)
-        } else {
-            // Remq only trims streams from the front, so the last id added is the
-            // newest entry. `recorded-first-entry-id` is Redis 7's oldest entry;
-            // Redis 6 only has the whole `first-entry`.
-            let first_entry = || match info.get("first-entry")? {
-                redis::Value::Array(entry) => entry.first(),
-                _ => None,
-            };
-            let first = info.get("recorded-first-entry-id").or_else(first_entry);
-            (first.and_then(stream_id), info.get("last-generated-id").and_then(stream_id))
-        };
-        Ok(ChannelInfo { name, messages, first, last, memory_bytes: memory_bytes? })
+        Ok(ChannelInfo { name, messages, first: first_id(&first), last: first_id(&last), memory_bytes })
     }
 }
 
-/// The message id of a stream entry id `<id>-0`.
-fn stream_id(value: &redis::Value) -> Option<MessageId> {
-    let raw: String = redis::from_redis_value_ref(value).ok()?;
-    raw.split_once('-')?.0.parse().ok().map(MessageId::new)
+/// A stream entry as `XRANGE` returns it: its id `<message id>-0`, and its fields.
+type StreamEntry = (String, redis::Value);
+
+/// The message id of the first of `entries`, if any.
+fn first_id(entries: &[StreamEntry]) -> Option<MessageId> {
+    let (entry_id, _) = entries.first()?;
+    entry_id.split_once('-')?.0.parse().ok().map(MessageId::new)
 }
