@@ -71,7 +71,7 @@ impl Client {
         );
         let (messages, first, last) = stats?;
         let memory_bytes = match memory_bytes {
-            Err(crate::Error::Redis { source, .. }) if source.code() == Some("NOPERM") => None,
+            Err(crate::Error::Permission { .. }) => None,
             other => other?,
         };
         Ok(ChannelInfo { name, messages, first: first_id(&first), last: first_id(&last), memory_bytes })
