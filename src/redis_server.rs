@@ -147,9 +147,12 @@ impl RedisServer {
     /// # Panics
     /// When the server cannot be reached.
     pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        // The redis crate's 500 ms reply timeout is too short for a big reply
+        // (SLOWLOG GET, KEYS) on a loaded machine.
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
         redis::Client::open(self.url())
             .expect("a valid URL")
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(&config)
             .await
             .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", self.url()))
     }
