@@ -323,6 +323,86 @@ fn channels_list_counts_ids_and_memory_per_namespace() {
     assert_eq!((&other[0]["channel"], &other[0]["first_id"]), (&json!("elsewhere"), &json!(1)));
 }
 
+#[test]
+fn flush_by_id_count_or_age_and_a_dry_run_that_removes_nothing() {
+    let server = RedisServer::start();
+    ok_with_input(&server, &["publish", "f.a", "--lines"], "1\n2\n3\n4\n5\n6\n".as_bytes());
+    ok_with_input(&server, &["publish", "f.b", "--lines"], b"7\n8\n9\n10\n");
+    let stored = |pattern: &str| json_lines(&ok(&server, &["--json", "consume", pattern])).len();
+    // A dry run counts and removes nothing, in both formats.
+    let dry = ok(&server, &["flush", "f.*", "--before", "4", "--dry-run"]);
+    let rows: Vec<Vec<&str>> = dry.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["CHANNEL", "BEFORE", "REMOVED"]);
+    assert_eq!(rows[1], ["f.a", "4", "3"]);
+    assert!(dry.contains("would remove 3 messages from 1 channels"), "{dry}");
+    let dry = json_lines(&ok(&server, &["--json", "flush", "f.*", "--keep", "1", "--dry-run"]));
+    assert_eq!(
+        dry,
+        [
+            json!({"channel": "f.a", "before": 6, "removed": 5, "dry_run": true}),
+            json!({"channel": "f.b", "before": 10, "removed": 3, "dry_run": true}),
+        ]
+    );
+    assert_eq!(stored("f.*"), 10, "nothing removed by the dry runs");
+    // For real.
+    let removed = ok(&server, &["flush", "f.*", "--before", "4"]);
+    assert!(removed.contains("removed 3 messages from 1 channels"), "{removed}");
+    assert_eq!(stored("f.a"), 3);
+    let kept = json_lines(&ok(&server, &["--json", "flush", "f.*", "--keep", "2"]));
+    assert_eq!(kept.iter().map(|r| r["removed"].as_u64().unwrap()).sum::<u64>(), 3);
+    assert_eq!((stored("f.a"), stored("f.b")), (2, 2));
+    // By age: nothing is a day old.
+    assert!(ok(&server, &["flush", "f.*", "--older-than", "1d"]).contains("removed 0 messages"));
+    // Errors: one of --before, --keep or --older-than; a readable age.
+    let usage = fails(remq(&server), &["flush", "f.*"], 2);
+    assert!(usage.contains("--before") && usage.contains("--keep"), "{usage}");
+    let usage = fails(remq(&server), &["flush", "f.*", "--older-than", "soon"], 2);
+    assert!(usage.contains("--older-than"), "{usage}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_lists_what_workers_registered() {
+    let server = RedisServer::start();
+    let client = client(&server).await;
+    for i in 0..5 {
+        client.publish("c.orders", i.to_string()).await.unwrap();
+    }
+    let worker = Worker::new(server.url())
+        .without_registered_handlers()
+        .without_signal_handlers()
+        .start_from(StartFrom::Earliest)
+        .checkpoint_interval(Duration::from_millis(50))
+        .named_handler("billing", "c.*", |_: MessageId| async {});
+    let running = RunningWorker::start(worker);
+    server.wait_for_cursor("billing", 5, Duration::from_secs(10)).await;
+    client.publish("c.orders", "behind").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let listed = loop {
+        let listed = json_lines(&ok(&server, &["--json", "consumers"]));
+        if listed.len() == 1 && listed[0]["cursor"] == json!(6) {
+            break listed;
+        }
+        assert!(Instant::now() < deadline, "{listed:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let billing = &listed[0];
+    assert_eq!(
+        (&billing["consumer"], &billing["pattern"], &billing["lag"]),
+        (&json!("billing"), &json!("c.*"), &json!(0))
+    );
+    assert_eq!(billing["leased"], json!(true));
+    assert!(billing["owner"].as_str().unwrap().ends_with(&format!(":{}", std::process::id())), "{billing}");
+    let table = ok(&server, &["consumers"]);
+    let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["CONSUMER", "PATTERN", "CURSOR", "LAG", "LEASE", "OWNER", "LAST", "SEEN"]);
+    assert_eq!(rows[1][..5], ["billing", "c.*", "6", "0", "held"]);
+    running.stop().await.unwrap();
+    // Stopped: the lease is released, the registration stays, and lag shows.
+    client.publish("c.orders", "unread").await.unwrap();
+    let listed = json_lines(&ok(&server, &["--json", "consumers"]));
+    assert_eq!((&listed[0]["leased"], &listed[0]["lag"]), (&json!(false), &json!(1)));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_of_a_real_worker_are_listed_and_redriven() {
     let server = RedisServer::start();

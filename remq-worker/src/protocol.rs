@@ -102,6 +102,11 @@ impl Namespace {
         format!("{}:consumer:{consumer}:cursor", self.base)
     }
 
+    /// `<base>:consumer:<name>:lease`, held by the consumer's owner (`lease.lua`).
+    pub(crate) fn lease_key(&self, consumer: &str) -> String {
+        format!("{}:consumer:{consumer}:lease", self.base)
+    }
+
     /// `<base>:consumer:<name>:info`, a registered consumer's pattern and owner.
     pub(crate) fn consumer_info_key(&self, consumer: &str) -> String {
         format!("{}:consumer:{consumer}:info", self.base)

@@ -26,6 +26,9 @@ pub struct RegisteredConsumer {
     pub owner: String,
     /// When it was last seen, in Unix milliseconds.
     pub seen_ms: u64,
+    /// Whether some instance holds its lease now (it may be a stale owner's
+    /// until the lease expires).
+    pub leased: bool,
 }
 
 impl RegisteredConsumer {
@@ -92,23 +95,31 @@ pub(crate) async fn list(client: &Client) -> Result<Vec<RegisteredConsumer>> {
             .arg(ns.consumer_info_key(name))
             .arg("pattern")
             .arg("owner")
-            .get(ns.cursor_key(name));
+            .get(ns.cursor_key(name))
+            .cmd("PTTL")
+            .arg(ns.lease_key(name));
     }
     let details: Vec<redis::Value> = client.query_pipe("list consumers", &pipe).await?;
     let mut details = details.into_iter();
     let mut consumers = Vec::with_capacity(names.len());
     for (name, seen_ms) in names {
-        let (Some(info), Some(cursor)) = (details.next(), details.next()) else { break };
+        let (Some(info), Some(cursor), Some(lease)) = (details.next(), details.next(), details.next()) else {
+            break;
+        };
         let (pattern, owner): (Option<String>, Option<String>) =
             redis::from_redis_value(info).map_err(|e| crate::Error::redis("list consumers", e.into()))?;
         let cursor: Option<u64> =
             redis::from_redis_value(cursor).map_err(|e| crate::Error::redis("list consumers", e.into()))?;
+        // PTTL: -2 without the key, -1 without an expiry, else milliseconds left.
+        let lease: i64 =
+            redis::from_redis_value(lease).map_err(|e| crate::Error::redis("list consumers", e.into()))?;
         consumers.push(RegisteredConsumer {
             name,
             pattern: pattern.unwrap_or_default(),
             cursor: MessageId::new(cursor.unwrap_or(0)),
             owner: owner.unwrap_or_default(),
             seen_ms,
+            leased: lease != -2,
         });
     }
     Ok(consumers)

@@ -3,7 +3,9 @@
 mod bench;
 mod channels;
 mod consume;
+mod consumers;
 mod dead;
+mod flush;
 mod publish;
 mod redrive;
 mod tail;
@@ -26,6 +28,10 @@ pub(crate) enum Command {
     Consume(consume::ConsumeArgs),
     /// List channels with their message count, first and last id, and memory.
     Channels(channels::ChannelsArgs),
+    /// Remove old messages (by id, count or age), or count what would go with --dry-run.
+    Flush(flush::FlushArgs),
+    /// List registered consumers with pattern, cursor, lag, lease owner and last seen.
+    Consumers(consumers::ConsumersArgs),
     /// List dead letters: messages that handlers gave up on, with why.
     Dead(dead::DeadArgs),
     /// Publish dead letters back to their original channels, as new messages.
@@ -42,6 +48,8 @@ impl Command {
             Command::Tail(args) => args.run(context).await,
             Command::Consume(args) => args.run(context).await,
             Command::Channels(args) => args.run(context).await,
+            Command::Flush(args) => args.run(context).await,
+            Command::Consumers(args) => args.run(context).await,
             Command::Dead(args) => args.run(context).await,
             Command::Redrive(args) => args.run(context).await,
             Command::Bench(args) => args.run(context).await,
