@@ -403,6 +403,35 @@ async fn consumers_lists_what_workers_registered() {
     assert_eq!((&listed[0]["leased"], &listed[0]["lag"]), (&json!(false), &json!(1)));
 }
 
+#[test]
+fn rediss_urls_with_a_private_ca_and_client_certificates() {
+    let files = remq_testkit::TlsFiles::generate().unwrap();
+    let server = RedisServer::builder().tls(&files).unwrap().arg("--tls-auth-clients").arg("yes").start();
+    let tls = |command: &mut Command| {
+        command.env("REMQ_REDIS_URL", server.tls_url());
+        command.env("REMQ_TLS_CLIENT_CERT", files.path("client.crt"));
+        command.env("REMQ_TLS_CLIENT_KEY", files.path("client.key"));
+    };
+    let ca = files.path("ca.crt");
+    let mut publish = remq(&server);
+    tls(&mut publish);
+    let output =
+        run(publish, &["--tls-ca-cert", ca.to_str().unwrap(), "publish", "secure.a", "over tls"], b"");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let mut consume = remq(&server);
+    tls(&mut consume);
+    consume.env("REMQ_TLS_CA_CERT", &ca);
+    let output = run(consume, &["--json", "consume", "secure.*"], b"");
+    let page = json_lines(&String::from_utf8(output.stdout).unwrap());
+    assert_eq!((&page[0]["channel"], &page[0]["body"]), (&json!("secure.a"), &json!("over tls")));
+    // Another CA: the certificate is not trusted, and the error says so.
+    let other = remq_testkit::TlsFiles::generate().unwrap();
+    let mut untrusted = remq(&server);
+    tls(&mut untrusted);
+    let stderr = fails(untrusted, &["--tls-ca-cert", other.path("ca.crt").to_str().unwrap(), "channels"], 1);
+    assert!(stderr.contains("was not trusted"), "{stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_of_a_real_worker_are_listed_and_redriven() {
     let server = RedisServer::start();
