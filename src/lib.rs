@@ -26,5 +26,5 @@ mod tls;
 pub use local::{RedisTarget, redis_url_or_local};
 pub use probe::{http_get, init_test_logs, local_listener, metric, wait_for};
 pub use redis_server::{RedisServer, RedisServerBuilder};
-pub use running::RunningWorker;
+pub use running::{RunningWorker, test_worker};
 pub use tls::TlsFiles;

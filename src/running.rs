@@ -4,6 +4,18 @@ use remq::Worker;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// A worker for tests against `url`: only the handlers a test adds, no signal
+/// handlers, new consumers from the earliest message, checkpoints every 50 ms
+/// and 1 s leases, so tests are quick.
+pub fn test_worker(url: impl Into<String>) -> Worker {
+    Worker::new(url)
+        .without_registered_handlers()
+        .without_signal_handlers()
+        .start_from(remq::StartFrom::Earliest)
+        .checkpoint_interval(std::time::Duration::from_millis(50))
+        .lease_ttl(std::time::Duration::from_secs(1))
+}
+
 /// A [`Worker`] spawned on the current tokio runtime, stopped gracefully by
 /// [`stop`](Self::stop).
 #[derive(Debug)]

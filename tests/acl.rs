@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use remq::{Client, Error, FlushPolicy, MessageId, StartFrom, Worker};
+use remq::{Client, Error, FlushPolicy, MessageId, StartFrom};
 use remq_testkit::{RedisServer, RunningWorker, wait_for};
 
 /// The README's `ACL SETUSER` rules, after `ACL SETUSER <name> on ><password>`.
@@ -46,11 +46,7 @@ async fn the_minimal_acl_runs_the_client_and_a_worker() {
 
     let seen = Arc::new(Mutex::new(Vec::new()));
     let record = seen.clone();
-    let worker = Worker::new(url.clone())
-        .without_registered_handlers()
-        .without_signal_handlers()
-        .start_from(StartFrom::Earliest)
-        .checkpoint_interval(Duration::from_millis(50))
+    let worker = remq_testkit::test_worker(url.clone())
         .lease_ttl(Duration::from_millis(300))
         .retry(remq::RetryPolicy::new().max_attempts(1))
         .metrics_listener(remq_testkit::local_listener().0)

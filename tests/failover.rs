@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use remq::{Client, FlushPolicy, MessageId, StartFrom, Worker};
+use remq::{Client, FlushPolicy, MessageId, Worker};
 use remq_testkit::{RedisServer, RunningWorker, http_get, local_listener, metric, wait_for};
 
 /// (channel, id) pairs a handler saw, in order. (Tests use their own consumer
@@ -17,16 +17,10 @@ type Seen = Arc<Mutex<Vec<(String, MessageId)>>>;
 fn recording_worker(server: &RedisServer, name: &str, seen: &Seen) -> Worker {
     remq_testkit::init_test_logs();
     let record = seen.clone();
-    Worker::new(server.url())
-        .without_registered_handlers()
-        .without_signal_handlers()
-        .start_from(StartFrom::Earliest)
-        .checkpoint_interval(Duration::from_millis(50))
-        .lease_ttl(Duration::from_secs(1))
-        .named_handler(name, "r.*", move |message: remq::Message| {
-            let record = record.clone();
-            async move { record.lock().unwrap().push((message.channel, message.id)) }
-        })
+    remq_testkit::test_worker(server.url()).named_handler(name, "r.*", move |message: remq::Message| {
+        let record = record.clone();
+        async move { record.lock().unwrap().push((message.channel, message.id)) }
+    })
 }
 
 /// The ids `seen` holds for `channel`, in order.

@@ -80,21 +80,8 @@ async fn an_outage_is_logged_once_per_component_not_per_attempt() {
     sleep(Duration::from_secs(3)).await;
     server.restart();
     let deadline = Instant::now() + Duration::from_secs(20);
-    let second = loop {
-        if let Ok(id) = client.publish("o.1", "after").await {
-            break id;
-        }
-        assert!(Instant::now() < deadline, "could not publish after the restart");
-        sleep(Duration::from_millis(50)).await;
-    };
-    while seen.lock().unwrap().len() < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "the worker did not recover:\n{}",
-            captured.lines("secrets").join("\n")
-        );
-        sleep(Duration::from_millis(20)).await;
-    }
+    let second = publish_after_restart(&client, "o.1", deadline).await;
+    until_recovered(&seen, deadline, captured).await;
     running.stop().await.unwrap();
     assert_eq!(*seen.lock().unwrap(), [first, second]);
 
@@ -248,18 +235,8 @@ async fn the_password_of_a_redis_url_never_appears_in_any_output() {
     server.kill();
     sleep(Duration::from_millis(1_500)).await;
     server.restart();
-    while client.publish("sec.a", "after").await.is_err() {
-        assert!(Instant::now() < deadline, "could not publish after the restart");
-        sleep(Duration::from_millis(50)).await;
-    }
-    while seen.lock().unwrap().len() < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "the worker did not recover:\n{}",
-            captured.lines("secrets").join("\n")
-        );
-        sleep(Duration::from_millis(20)).await;
-    }
+    publish_after_restart(&client, "sec.a", deadline).await;
+    until_recovered(&seen, deadline, captured).await;
     running.stop().await.unwrap();
     let outage = captured.lines("\"secrets\"");
     assert!(
@@ -275,5 +252,29 @@ async fn the_password_of_a_redis_url_never_appears_in_any_output() {
     // The checks above are only worth something if the address is there to see.
     for text in &shown {
         assert!(text.contains("127.0.0.1") || text.contains("localhost"), "no address in: {text}");
+    }
+}
+
+/// Publishes `after` on `channel` once Redis is back, failing after `deadline`.
+async fn publish_after_restart(client: &remq::Client, channel: &str, deadline: Instant) -> MessageId {
+    loop {
+        if let Ok(id) = client.publish(channel, "after").await {
+            return id;
+        }
+        assert!(Instant::now() < deadline, "could not publish after the restart");
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the handler saw the message before and after the outage,
+/// failing after `deadline` with the captured logs.
+async fn until_recovered(seen: &Mutex<Vec<MessageId>>, deadline: Instant, captured: &Captured) {
+    while seen.lock().unwrap().len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not recover:\n{}",
+            captured.lines("secrets").join("\n")
+        );
+        sleep(Duration::from_millis(20)).await;
     }
 }

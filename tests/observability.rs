@@ -8,19 +8,14 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use remq::{Body, Client, Error, MessageId, RetryPolicy, StartFrom, Worker};
+use remq::{Body, Client, Error, MessageId, RetryPolicy, Worker};
 use remq_testkit::{RedisServer, RunningWorker, http_get, local_listener, metric};
 use tokio::sync::Semaphore;
 
 /// A worker with fast retries, quick checkpoints and leases, starting from the
 /// earliest message, serving its endpoints on `listener`.
 fn observed_worker(server: &RedisServer, listener: std::net::TcpListener) -> Worker {
-    Worker::new(server.url())
-        .without_registered_handlers()
-        .without_signal_handlers()
-        .start_from(StartFrom::Earliest)
-        .checkpoint_interval(Duration::from_millis(50))
-        .lease_ttl(Duration::from_secs(1))
+    remq_testkit::test_worker(server.url())
         .retry(RetryPolicy::new().initial_backoff(Duration::from_millis(1)).max_attempts(3))
         .metrics_listener(listener)
 }

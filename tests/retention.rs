@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use remq::{Client, FlushPolicy, MessageId, StartFrom, Worker};
+use remq::{Client, FlushPolicy, MessageId, Worker};
 use remq_testkit::{RedisServer, RunningWorker, http_get, local_listener, metric, wait_for};
 
 /// Ids a handler saw, in order.
@@ -38,13 +38,8 @@ async fn stored(client: &Client, channel: &str) -> Vec<MessageId> {
 fn recording_worker(server: &RedisServer, name: &str, pattern: &str) -> (Worker, Seen) {
     let seen = Seen::default();
     let record = seen.clone();
-    let worker = Worker::new(server.url())
-        .without_registered_handlers()
-        .without_signal_handlers()
-        .start_from(StartFrom::Earliest)
-        .checkpoint_interval(Duration::from_millis(50))
-        .lease_ttl(Duration::from_secs(1))
-        .named_handler(name, pattern, move |id: MessageId| {
+    let worker =
+        remq_testkit::test_worker(server.url()).named_handler(name, pattern, move |id: MessageId| {
             let record = record.clone();
             async move { record.lock().unwrap().push(id) }
         });
