@@ -80,6 +80,12 @@ pub(crate) fn install() -> Result<&'static PrometheusHandle> {
     if let Some(handle) = RECORDER.get() {
         return Ok(handle);
     }
+    // Two workers starting at once must not both try to install one.
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _installing = INSTALLING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(handle) = RECORDER.get() {
+        return Ok(handle);
+    }
     let recorder = PrometheusBuilder::new()
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Full(DURATION.to_owned()),
