@@ -86,6 +86,9 @@ impl Client {
     /// before the entry covering the oldest message still kept in any channel.
     pub(crate) async fn prune_time_index(&self) -> Result<()> {
         let channels = self.matching_channels("*").await?;
+        if channels.is_empty() {
+            return Ok(());
+        }
         let mut pipe = redis::pipe();
         for channel in &channels {
             pipe.cmd("XRANGE")
