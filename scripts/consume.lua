@@ -76,7 +76,7 @@ local after = cursor .. '-0'
 
 -- A stream entry is {"<id>-0", {"m", <message>}}; its frame is
 -- "<channel>@<id>\n<message>", the id being the entry id up to its "-".
-local sub, find = string.sub, string.find
+local sub, find, byte = string.sub, string.find, string.byte
 
 if #channels == 1 then
   -- One channel: its stream is already in id order, so one XRANGE is the answer.
@@ -86,7 +86,9 @@ if #channels == 1 then
   for i = 1, #page do
     local entry = page[i]
     local entry_id = entry[1]
-    page[i] = header .. sub(entry_id, 1, find(entry_id, '-', 1, true) - 1) .. '\n' .. entry[2][2]
+    -- Remq's entry ids end in "-0": cut those two bytes without a search.
+    local id_end = byte(entry_id, -2) == 45 and -3 or find(entry_id, '-', 1, true) - 1
+    page[i] = header .. sub(entry_id, 1, id_end) .. '\n' .. entry[2][2]
   end
   if with_state then table.insert(page, 1, state()) end
   return page
