@@ -66,7 +66,8 @@ if not is_utf8(channel) then
   return redis.error_reply('ERR remq: invalid channel: a channel name must be valid UTF-8')
 end
 local key = base .. ':channel:' .. channel
-local id = string.format('%d', redis.call('INCR', base .. ':id'))
+local n = redis.call('INCR', base .. ':id')
+local id = string.format('%d', n)
 local added = redis.pcall('XADD', key, id .. '-0', 'm', message)
 if type(added) == 'table' and added.err then
   if string.find(added.err, 'equal or smaller', 1, true) then
@@ -77,9 +78,9 @@ if type(added) == 'table' and added.err then
 end
 redis.call('SADD', base .. ':channels', channel)
 redis.call('PUBLISH', key, channel .. '@' .. id .. '\n' .. message)
-if tonumber(id) % 64 == 0 then
+if n % 64 == 0 then
   local clock, now = base .. ':time', redis.call('TIME')[1]
   local newest = redis.call('ZRANGE', clock, -1, -1, 'WITHSCORES')
   if newest[2] ~= now then redis.call('ZADD', clock, now, id) end
 end
-return tonumber(id)
+return n

@@ -49,7 +49,9 @@ enum Stop {
     Shutdown,
     /// Another process took the lease; go back to standing by.
     LeaseLost,
-    /// A checkpoint was refused because the id counter went backwards; rewind.
+    /// The id counter went backwards (a checkpoint was refused, or the feed saw
+    /// it); until `own` has rewound the cursor, the reset, afterwards why to
+    /// start over (the reset, or the error that kept the rewind from reading).
     CounterReset(Error),
 }
 
@@ -170,7 +172,7 @@ impl Consumer {
             };
             match outcome {
                 Ok(Stop::Shutdown) => return Ok(()),
-                // A rewind is already stored; start over from it like after an error.
+                // The rewind is stored; start over from it like after an error.
                 Ok(Stop::CounterReset(reset)) => tokio::select! {
                     _ = rt.shutdown.cancelled() => return Ok(()),
                     _ = backoff.failed(&self.name, "consumer restart", &reset) => {}
@@ -251,7 +253,7 @@ impl Consumer {
         };
         let stop = match stop {
             Err(reset @ Error::CounterReset { .. }) | Ok(Stop::CounterReset(reset)) => {
-                return Err(self.rewind(rt, &mut run.checkpointer, reset).await);
+                return Ok(Stop::CounterReset(self.rewind(rt, &mut run.checkpointer, reset).await));
             }
             other => other?,
         };

@@ -36,6 +36,11 @@ impl RegisteredConsumer {
     pub fn unseen_for(&self, now_ms: u64) -> Duration {
         Duration::from_millis(now_ms.saturating_sub(self.seen_ms))
     }
+
+    /// How long ago it was last seen, by this machine's clock.
+    pub fn unseen(&self) -> Duration {
+        self.unseen_for(now_ms())
+    }
 }
 
 /// Now, in Unix milliseconds.

@@ -341,7 +341,7 @@ impl Worker {
             (None, None) => None,
         };
         // Before any consumer starts: series looked up earlier would not be recorded.
-        let metrics = listener.map(|listener| metrics::install().map(|m| (listener, m))).transpose()?;
+        let serving = listener.map(|listener| metrics::install().map(|m| (listener, m))).transpose()?;
         for consumer in &consumers {
             for &(type_id, type_name) in consumer.handler.required_states() {
                 if !self.states.contains(type_id) {
@@ -362,7 +362,7 @@ impl Worker {
             health: Health::default(),
         };
         let tracker = TaskTracker::new();
-        if let Some((listener, handle)) = metrics {
+        if let Some((listener, handle)) = serving {
             endpoints::serve(listener, handle.clone(), rt.health.clone(), self.shutdown.clone(), &tracker);
         }
         for policy in self.flush {

@@ -19,12 +19,9 @@ impl ConsumersArgs {
         let client = context.client().await?;
         let consumers = client.consumers().await?;
         let head = client.head().await?;
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
         let rows: Vec<Row<'_>> = consumers
             .iter()
-            .map(|consumer| Row { consumer, lag: head.get().saturating_sub(consumer.cursor.get()), now_ms })
+            .map(|consumer| Row { consumer, lag: head.get().saturating_sub(consumer.cursor.get()) })
             .collect();
         let mut out = context.output();
         out.all(&rows)?;
@@ -45,8 +42,6 @@ struct Row<'a> {
     consumer: &'a RegisteredConsumer,
     /// The last id issued minus its cursor.
     lag: u64,
-    /// Now, for "last seen".
-    now_ms: u64,
 }
 
 impl Record for Row<'_> {
@@ -75,7 +70,7 @@ impl Record for Row<'_> {
 
     fn cells(&self) -> Vec<String> {
         let c = self.consumer;
-        let seen = c.unseen_for(self.now_ms);
+        let seen = c.unseen();
         vec![
             c.name.clone(),
             c.pattern.clone(),

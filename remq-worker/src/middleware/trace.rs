@@ -14,14 +14,14 @@ use crate::{Delivery, Error};
 pub struct TraceLayer {
     /// The consumer's durable name, a field of every span.
     consumer: Arc<str>,
-    /// Its attempt metrics, looked up once.
-    metrics: AttemptMetrics,
+    /// Its attempt metrics, looked up once and shared: one clone per attempt.
+    metrics: Arc<AttemptMetrics>,
 }
 
 impl TraceLayer {
     /// Spans and metrics for deliveries to `consumer`.
     pub fn new(consumer: Arc<str>) -> Self {
-        TraceLayer { metrics: AttemptMetrics::new(&consumer), consumer }
+        TraceLayer { metrics: Arc::new(AttemptMetrics::new(&consumer)), consumer }
     }
 }
 
@@ -46,22 +46,23 @@ pub struct Trace<S> {
     /// The consumer's durable name.
     consumer: Arc<str>,
     /// Its attempt metrics.
-    metrics: AttemptMetrics,
+    metrics: Arc<AttemptMetrics>,
 }
 
-/// Counts an attempt in flight until it finishes or is dropped.
-struct InFlight(metrics::Gauge);
+/// Counts an attempt in flight until it finishes or is dropped, and gives the
+/// attempt's future its metrics.
+struct InFlight(Arc<AttemptMetrics>);
 
 impl InFlight {
-    fn start(gauge: &metrics::Gauge) -> Self {
-        gauge.increment(1.0);
-        InFlight(gauge.clone())
+    fn start(metrics: &Arc<AttemptMetrics>) -> Self {
+        metrics.in_flight.increment(1.0);
+        InFlight(Arc::clone(metrics))
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.decrement(1.0);
+        self.0.in_flight.decrement(1.0);
     }
 }
 
@@ -84,15 +85,14 @@ where
         if delivery.attempt > 1 {
             self.metrics.retried.increment(1);
         }
-        let metrics = self.metrics.clone();
-        let in_flight = InFlight::start(&metrics.in_flight);
+        let in_flight = InFlight::start(&self.metrics);
         let started = Instant::now();
         let future = span.in_scope(|| self.inner.call(delivery));
         Box::pin(
             async move {
                 let result = future.await;
+                let metrics = &in_flight.0;
                 metrics.duration.record(started.elapsed().as_secs_f64());
-                drop(in_flight);
                 let span = tracing::Span::current();
                 match &result {
                     Ok(()) => {
