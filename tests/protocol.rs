@@ -125,6 +125,72 @@ async fn consume_limit_defaults_to_1000_and_is_capped_at_10000() {
     assert!(err.to_string().contains("invalid cursor"), "{err}");
 }
 
+/// `consume.lua … packed`, decoded as any MessagePack library would, flattened
+/// back into frames: `(head, removed, frames, channels of the groups in order)`.
+async fn consume_packed(
+    conn: &mut MultiplexedConnection,
+    pattern: &str,
+    cursor: u64,
+    limit: u64,
+) -> (u64, u64, Vec<Vec<u8>>, Vec<String>) {
+    let (cursor, limit) = (cursor.to_string(), limit.to_string());
+    let args: [&[u8]; 4] = [pattern.as_bytes(), cursor.as_bytes(), limit.as_bytes(), b"packed"];
+    let reply: Vec<u8> = eval(conn, CONSUME, &[], &args).await.unwrap();
+    let value = rmpv::decode::read_value(&mut &reply[..]).unwrap();
+    let [head, removed, groups] = value.as_array().unwrap().as_slice() else { panic!("{value}") };
+    let (mut frames, mut channels) = (Vec::new(), Vec::new());
+    for group in groups.as_array().unwrap() {
+        let [channel, entries] = group.as_array().unwrap().as_slice() else { panic!("{group}") };
+        let channel = channel.as_str().unwrap();
+        channels.push(channel.to_owned());
+        for entry in entries.as_array().unwrap() {
+            let [id, fields] = entry.as_array().unwrap().as_slice() else { panic!("{entry}") };
+            let id = id.as_str().unwrap().strip_suffix("-0").unwrap().parse().unwrap();
+            let body = match &fields.as_array().unwrap()[1] {
+                rmpv::Value::String(s) => s.as_bytes().to_vec(),
+                other => panic!("{other}"),
+            };
+            frames.push(frame(channel, id, &body));
+        }
+    }
+    (head.as_u64().unwrap(), removed.as_u64().unwrap(), frames, channels)
+}
+
+#[tokio::test]
+async fn the_packed_reply_holds_the_same_page_as_the_frames() {
+    let server = RedisServer::start();
+    let mut conn = server.connection().await;
+    let bodies: [&[u8]; 6] = [b"one", b"two\n@\0", b"", &[0xff, 0xfe], b"five", &[b'x'; 300]];
+    for (i, body) in bodies.iter().enumerate() {
+        publish(&mut conn, ["p.a", "p@b", "p.a", "p.c", "p.c", "p@b"][i], body).await;
+    }
+    let _: u64 = eval(&mut conn, FLUSH, &[], &[b"p.a", b"2"]).await.unwrap();
+    let pages: [(&str, u64, u64); 7] = [
+        ("p*", 0, 100),
+        ("p*", 2, 3),
+        ("p*", 3, 1),
+        ("p.a", 0, 100),
+        ("p.c", 4, 100),
+        ("none", 0, 10),
+        ("p*", 6, 10),
+    ];
+    for (pattern, cursor, limit) in pages {
+        let (head, removed, frames, channels) = consume_packed(&mut conn, pattern, cursor, limit).await;
+        assert_eq!(
+            frames,
+            consume(&mut conn, pattern, cursor, Some(limit)).await,
+            "{pattern} after {cursor}"
+        );
+        let state: Vec<Value> =
+            eval(&mut conn, CONSUME, &[], &[pattern.as_bytes(), b"0", b"1", b"state"]).await.unwrap();
+        assert_eq!(vec![head, removed], redis::from_redis_value::<Vec<u64>>(state[0].clone()).unwrap());
+        assert!(channels.windows(2).all(|w| w[0] != w[1]), "a group holds a whole run: {channels:?}");
+    }
+    let (head, removed, frames, channels) = consume_packed(&mut conn, "p*", 0, 100).await;
+    assert_eq!((head, removed, frames.len()), (6, 1, 5));
+    assert_eq!(channels, ["p@b", "p.a", "p.c", "p@b"]);
+}
+
 #[tokio::test]
 async fn identical_bodies_are_all_kept() {
     let server = RedisServer::start();

@@ -3,43 +3,15 @@
 use std::fmt;
 use std::ops::RangeInclusive;
 
-use bytes::Bytes;
 use redis::aio::ConnectionManager;
-use redis::{FromRedisValue, ParsingError, Script, ToRedisArgs, Value};
+use redis::{FromRedisValue, Script, ToRedisArgs};
 
 use crate::connect::ClientBuilder;
 use crate::error::RedisAddr;
+use crate::packed::PackedPage;
 use crate::protocol::{self, MAX_CONSUME_LIMIT, Namespace};
 use crate::registry::{self, RegisteredConsumer};
 use crate::{Error, Message, MessageId, Result};
-
-/// What `consume.lua` reports about the log beside a page of messages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct LogState {
-    /// The last id issued in the namespace.
-    pub(crate) head: MessageId,
-    /// The highest id retention removed from a matching channel (0: none).
-    pub(crate) removed: MessageId,
-}
-
-/// A `consume.lua … state` reply: the log's state, then the page's frames.
-pub(crate) struct StatedPage {
-    /// What the log looked like when the page was read.
-    pub(crate) state: LogState,
-    /// The page, raw.
-    pub(crate) frames: Vec<Bytes>,
-}
-
-impl FromRedisValue for StatedPage {
-    fn from_redis_value(value: Value) -> std::result::Result<Self, ParsingError> {
-        let mut items = Vec::<Value>::from_redis_value(value)?.into_iter();
-        let (head, removed): (u64, u64) =
-            redis::from_redis_value(items.next().ok_or("consume.lua replied without its state")?)?;
-        let frames = items.map(Bytes::from_redis_value).collect::<std::result::Result<_, _>>()?;
-        let state = LogState { head: MessageId::new(head), removed: MessageId::new(removed) };
-        Ok(StatedPage { state, frames })
-    }
-}
 
 /// A handle to a Remq namespace on one Redis server.
 ///
@@ -171,25 +143,22 @@ impl Client {
     /// fails; [`Error::MalformedFrame`] when something other than Remq wrote to a
     /// channel's stream.
     pub async fn consume(&self, pattern: &str, after: MessageId, limit: usize) -> Result<Vec<Message>> {
-        protocol::validate_pattern(pattern)?;
-        let frames: Vec<Bytes> = self
-            .eval("consume", &protocol::CONSUME, (pattern, after.get(), limit.clamp(1, MAX_CONSUME_LIMIT)))
-            .await?;
-        frames.into_iter().map(Message::from_frame).collect()
+        self.consume_page(pattern, after, limit).await?.entries.into_iter().collect()
     }
 
-    /// One page of raw frames after `after`, with the log's [`LogState`], read
-    /// in one script call so the two agree. The frames are not parsed, so a
-    /// caller can skip a malformed one without losing the rest of the page.
+    /// One page after `after`, with the log's [`LogState`](crate::packed::LogState),
+    /// read in one `consume.lua … packed` call so the two agree. An entry that is
+    /// not a Remq message is an error in its place, so a caller can skip it
+    /// without losing the rest of the page.
     pub(crate) async fn consume_page(
         &self,
         pattern: &str,
         after: MessageId,
         limit: usize,
-    ) -> Result<StatedPage> {
+    ) -> Result<PackedPage> {
         protocol::validate_pattern(pattern)?;
         let limit = limit.clamp(1, MAX_CONSUME_LIMIT);
-        self.eval("consume", &protocol::CONSUME, (pattern, after.get(), limit, "state")).await
+        self.eval("consume", &protocol::CONSUME, (pattern, after.get(), limit, "packed")).await
     }
 
     /// Removes the messages with ids strictly below `before` from every channel

@@ -91,6 +91,7 @@ mod lease;
 mod message;
 mod metrics;
 pub mod middleware;
+mod packed;
 mod protocol;
 mod registry;
 mod subscription;

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 
 use crate::{Error, Result};
 
@@ -102,7 +102,12 @@ impl Message {
         if channel.is_empty() {
             return Err(malformed("the channel name is empty"));
         }
-        Ok(Message { id: MessageId(id), channel: channel.to_owned(), body: frame.slice(newline + 1..) })
+        let channel = channel.to_owned();
+        // Advancing keeps the frame's buffer as it is; a slice would first move
+        // it behind a shared header, one more allocation per message.
+        let mut body = frame;
+        body.advance(newline + 1);
+        Ok(Message { id: MessageId(id), channel, body })
     }
 
     /// Encodes the message as a wire frame (the inverse of [`from_frame`](Self::from_frame)).

@@ -19,8 +19,8 @@ use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::backoff::Backoff;
-use crate::client::{LogState, StatedPage};
 use crate::metrics;
+use crate::packed::{LogState, PackedPage};
 use crate::{Client, Error, Message, MessageId, Result};
 
 /// Why a consumer went back to the log instead of following pub/sub.
@@ -79,9 +79,11 @@ impl LiveFeed {
             // counter went backwards.
             let mut last = MessageId::ZERO;
             while let Some(push) = pushes.next().await {
-                let Some(message) =
-                    parse(&consumer, "pub/sub", Bytes::copy_from_slice(push.get_payload_bytes()))
-                else {
+                let Some(message) = skip_malformed(
+                    &consumer,
+                    "pub/sub",
+                    Message::from_frame(Bytes::copy_from_slice(push.get_payload_bytes())),
+                ) else {
                     continue;
                 };
                 if message.id <= last {
@@ -118,7 +120,7 @@ struct Page {
     after: MessageId,
     /// The messages that parsed, in id order.
     messages: Vec<Message>,
-    /// How many frames the page held, malformed ones included: a full page
+    /// How many entries the page held, malformed ones included: a full page
     /// means the log may hold more.
     frames: usize,
     /// The log's state when the page was read.
@@ -459,19 +461,21 @@ fn read_page(
 ) -> AbortOnDropHandle<Result<Page>> {
     let (client, consumer, pattern) = (client.clone(), consumer.clone(), pattern.clone());
     AbortOnDropHandle::new(tokio::spawn(async move {
-        let StatedPage { state, frames } = client.consume_page(&pattern, after, batch).await?;
-        let count = frames.len();
-        let messages = frames.into_iter().filter_map(|frame| parse(&consumer, "the log", frame)).collect();
+        let PackedPage { state, entries } = client.consume_page(&pattern, after, batch).await?;
+        let count = entries.len();
+        let messages =
+            entries.into_iter().filter_map(|entry| skip_malformed(&consumer, "the log", entry)).collect();
         Ok(Page { after, messages, frames: count, state })
     }))
 }
 
-/// Parses a frame, or logs why it cannot be a Remq message and drops it.
-fn parse(consumer: &str, source: &str, frame: Bytes) -> Option<Message> {
-    match Message::from_frame(frame) {
+/// The message, or, when it cannot be a Remq message, nothing and a log line
+/// that says why.
+fn skip_malformed(consumer: &str, source: &str, message: Result<Message>) -> Option<Message> {
+    match message {
         Ok(message) => Some(message),
         Err(error) => {
-            // Remq's scripts only store and push well-formed frames with UTF-8
+            // Remq's scripts only store and push well-formed messages with UTF-8
             // channel names, so this was written by something else; skipping it
             // keeps the stream going, and the error says what was skipped.
             tracing::error!(consumer, source, %error, "skipped a malformed frame");
