@@ -24,9 +24,13 @@
 //! - **replay**: those messages read back in pages of 1000, through
 //!   [`Client::consume`] (`consume.lua`, pattern = the channel name) and through
 //!   raw `XRANGE remq:channel:<c> (<last> + COUNT 1000` on a plain multiplexed
-//!   connection, alternating for [`REPLAY_ROUNDS`] rounds each; then, for the
-//!   merge across channels, everything the single publishes stored, read through
-//!   `consume.lua` with the pattern `bench.*`;
+//!   connection, in [`REPLAY_PASSES`] passes. A pass reads every page both ways,
+//!   one right after the other (which goes first alternates from page to page),
+//!   and checks that both read the same ids; each way's row is the sum of its
+//!   own page times. So both see the same moments of a noisy machine, and the
+//!   ratio compares like with like. Then, for the merge across channels,
+//!   everything the single publishes stored, read through `consume.lua` with the
+//!   pattern `bench.*`;
 //! - **redis-benchmark** (when it is on `PATH`): `SET`, `XADD` and `EVALSHA` of
 //!   `publish.lua` from 50 clients with 16-deep pipelines, and `EVALSHA` from one
 //!   client without pipelining. Its rows use its own request rate.
@@ -40,11 +44,12 @@
 //! pipelined publishes on two cores).
 
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use redis::aio::MultiplexedConnection;
-use remq::{Client, MessageId};
+use remq::{Client, Message, MessageId};
 use remq_testkit::RedisServer;
 
 /// The body of every message.
@@ -73,8 +78,8 @@ const BATCH_CHANNEL: &str = "batch";
 const REPLAY_CHANNEL: &str = "replay";
 /// Messages per `consume` call or `XRANGE` page.
 const PAGE: usize = 1000;
-/// How many times each single-channel replay runs (alternating, to even out noise).
-const REPLAY_ROUNDS: usize = 5;
+/// How many times the single-channel log is read both ways, page by page.
+const REPLAY_PASSES: usize = 5;
 /// Requests per pipelined `redis-benchmark` run.
 const RB_REQUESTS: u64 = 500_000;
 /// Requests of the unpipelined, one-client `redis-benchmark` run.
@@ -96,6 +101,7 @@ enum Kind {
     AwaitedBatches,
     BatchesInFlight,
     ReplayConsume,
+    ReplayFrames,
     ReplayXrange,
     /// Everything the targets do not look at.
     Other,
@@ -178,16 +184,8 @@ async fn main() -> Result<()> {
         )
         .await?,
     );
-    for round in 1..=REPLAY_ROUNDS {
-        let consume = replay_consume(&client, REPLAY_CHANNEL, replay_start, STORED);
-        rows.push(
-            timed(Kind::ReplayConsume, format!("replay consume.lua, 1 channel, round {round}"), consume)
-                .await?,
-        );
-        let xrange = replay_xrange(&mut raw, REPLAY_CHANNEL, replay_start, STORED);
-        rows.push(
-            timed(Kind::ReplayXrange, format!("replay raw XRANGE, 1 channel, round {round}"), xrange).await?,
-        );
+    for pass in 1..=REPLAY_PASSES {
+        rows.extend(replay_paired(&client, &mut raw, replay_start, pass).await?);
     }
     let merged = replay_consume(&client, CHANNELS_PATTERN, singles_start, AWAITED + PIPELINED);
     rows.push(
@@ -244,31 +242,110 @@ async fn replay_consume(client: &Client, pattern: &str, after: MessageId, expect
     expect(read, expected)
 }
 
-/// Reads everything after `after` from `channel`'s stream with raw `XRANGE`, and
-/// checks that it got the `expected` number of messages.
-async fn replay_xrange(
-    conn: &mut MultiplexedConnection,
-    channel: &str,
-    after: MessageId,
-    expected: u64,
-) -> Result<u64> {
-    let key = format!("remq:channel:{channel}");
-    let (mut cursor, mut read) = (format!("{after}-0"), 0);
-    loop {
-        // Each entry is [id, [field, value, …]].
-        let page: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
-            .arg(&key)
-            .arg(format!("({cursor}"))
-            .arg("+")
-            .arg("COUNT")
-            .arg(PAGE)
-            .query_async(conn)
-            .await?;
-        let Some((last, _)) = page.last() else { break };
-        cursor.clone_from(last);
-        read += page.len() as u64;
+/// The ways the replay reads a page.
+#[derive(Clone, Copy)]
+enum Way {
+    /// [`Client::consume`]: `consume.lua … packed`, decoded into messages.
+    Client,
+    /// `consume.lua`'s plain reply, one frame per message, as a client without
+    /// MessagePack reads it: `EVALSHA` on a raw connection, each frame parsed
+    /// with [`Message::from_frame`].
+    Frames,
+    /// Raw `XRANGE` on the channel's stream, typed as `[(id, [field, value])]`.
+    Xrange,
+}
+
+impl Way {
+    const ALL: [Way; 3] = [Way::Client, Way::Frames, Way::Xrange];
+
+    /// Reads the page after `cursor`; returns its ids and how long the read took
+    /// (the call and the parsing into Rust types, not the collecting of ids).
+    async fn read(
+        self,
+        client: &Client,
+        conn: &mut MultiplexedConnection,
+        consume: &redis::Script,
+        cursor: MessageId,
+    ) -> Result<(Vec<u64>, Duration)> {
+        let start = Instant::now();
+        Ok(match self {
+            Way::Client => {
+                let page = client.consume(REPLAY_CHANNEL, cursor, PAGE).await?;
+                let elapsed = start.elapsed();
+                (page.iter().map(|m| m.id.get()).collect(), elapsed)
+            }
+            Way::Frames => {
+                let frames: Vec<Bytes> =
+                    consume.arg(REPLAY_CHANNEL).arg(cursor.get()).arg(PAGE).invoke_async(conn).await?;
+                let page = frames.into_iter().map(Message::from_frame).collect::<remq::Result<Vec<_>>>()?;
+                let elapsed = start.elapsed();
+                (page.iter().map(|m| m.id.get()).collect(), elapsed)
+            }
+            Way::Xrange => {
+                // Each entry is [id, [field, value, …]].
+                let page: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
+                    .arg(format!("remq:channel:{REPLAY_CHANNEL}"))
+                    .arg(format!("({cursor}-0"))
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(PAGE)
+                    .query_async(conn)
+                    .await?;
+                let elapsed = start.elapsed();
+                let ids = page.iter().map(|(id, _)| id.strip_suffix("-0").and_then(|id| id.parse().ok()));
+                (ids.collect::<Option<_>>().ok_or("an XRANGE id is not <id>-0")?, elapsed)
+            }
+        })
     }
-    expect(read, expected)
+}
+
+/// One pass over the replay log, every page read each [`Way`] back to back, the
+/// order rotating from page to page. Returns one row per way, each the sum of
+/// that way's page times.
+async fn replay_paired(
+    client: &Client,
+    conn: &mut MultiplexedConnection,
+    after: MessageId,
+    pass: usize,
+) -> Result<Vec<Row>> {
+    let consume = redis::Script::new(include_str!("../scripts/consume.lua"));
+    let (mut cursor, mut read) = (after, 0);
+    let mut times = [Duration::ZERO; Way::ALL.len()];
+    for page_number in 0.. {
+        let mut pages: [Vec<u64>; Way::ALL.len()] = Default::default();
+        for turn in 0..Way::ALL.len() {
+            let i = (page_number + turn) % Way::ALL.len();
+            let (ids, elapsed) = Way::ALL[i].read(client, conn, &consume, cursor).await?;
+            pages[i] = ids;
+            times[i] += elapsed;
+        }
+        if pages.iter().any(|ids| *ids != pages[0]) {
+            return Err(format!("the ways of reading disagree on the page after {cursor}").into());
+        }
+        let Some(&last) = pages[0].last() else { break };
+        cursor = MessageId::new(last);
+        read += pages[0].len() as u64;
+    }
+    expect(read, STORED)?;
+    let names = [
+        (Kind::ReplayConsume, "Client::consume (consume.lua packed)"),
+        (Kind::ReplayFrames, "consume.lua frames, raw EVALSHA"),
+        (Kind::ReplayXrange, "raw XRANGE"),
+    ];
+    Ok(names
+        .into_iter()
+        .zip(times)
+        .map(|((kind, way), elapsed)| {
+            let row = Row {
+                kind,
+                scenario: format!("replay {way}, 1 channel, pass {pass}"),
+                messages: read,
+                seconds: elapsed.as_secs_f64(),
+            };
+            eprintln!("  {}: {:.0} msg/s", row.scenario, row.rate());
+            row
+        })
+        .collect())
 }
 
 /// A replay must read exactly the messages stored for it, or its figure means nothing.
@@ -372,23 +449,50 @@ fn print_table(rows: &[Row]) {
 
 /// The median rate of the rows of one kind (NaN when there are none).
 fn median_rate(rows: &[Row], kind: Kind) -> f64 {
-    let mut rates: Vec<f64> = rows.iter().filter(|r| r.kind == kind).map(Row::rate).collect();
-    rates.sort_by(f64::total_cmp);
-    rates.get(rates.len() / 2).copied().unwrap_or(f64::NAN)
+    median(rows.iter().filter(|r| r.kind == kind).map(Row::rate).collect())
+}
+
+/// The rate of one way of replaying over raw `XRANGE`'s, in each pass, in pass order.
+fn replay_ratios(rows: &[Row], kind: Kind) -> Vec<f64> {
+    let of = |kind| rows.iter().filter(move |r| r.kind == kind);
+    of(kind).zip(of(Kind::ReplayXrange)).map(|(c, x)| c.rate() / x.rate()).collect()
+}
+
+/// The median of some figures (NaN when there are none).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Figures as a space-separated list with two decimals.
+fn list(values: &[f64]) -> String {
+    values.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(" ")
 }
 
 fn print_targets(rows: &[Row]) {
-    let consume = median_rate(rows, Kind::ReplayConsume);
-    let xrange = median_rate(rows, Kind::ReplayXrange);
+    let ratios = replay_ratios(rows, Kind::ReplayConsume);
+    let frames = replay_ratios(rows, Kind::ReplayFrames);
+    let median_ratio = median(ratios.clone());
     let checks = [
         ("pipelined publish, msg/s", median_rate(rows, Kind::PipelinedPublish), TARGET_PIPELINED, 0),
         ("batch publish, awaited, msg/s", median_rate(rows, Kind::AwaitedBatches), TARGET_BATCH, 0),
         ("batch publish, in flight, msg/s", median_rate(rows, Kind::BatchesInFlight), TARGET_BATCH, 0),
-        ("replay consume.lua / raw XRANGE (medians)", consume / xrange, TARGET_REPLAY_RATIO, 2),
+        ("replay Client::consume / raw XRANGE (median pass)", median_ratio, TARGET_REPLAY_RATIO, 2),
     ];
     for (what, value, target, decimals) in checks {
         let verdict = if value >= target { "met" } else { "MISSED" };
-        println!("{what:<42} {value:>10.decimals$}  target >= {target:.decimals$}: {verdict}");
+        println!("{what:<46} {value:>10.decimals$}  target >= {target:.decimals$}: {verdict}");
     }
-    println!("replay medians, 1 channel: consume.lua {consume:.0} msg/s, raw XRANGE {xrange:.0} msg/s");
+    println!(
+        "replay, 1 channel, medians: Client::consume {:.0} msg/s, frames {:.0}, raw XRANGE {:.0}",
+        median_rate(rows, Kind::ReplayConsume),
+        median_rate(rows, Kind::ReplayFrames),
+        median_rate(rows, Kind::ReplayXrange),
+    );
+    println!("  Client::consume / raw XRANGE per pass: {}", list(&ratios));
+    println!(
+        "  consume.lua frames / raw XRANGE per pass: {} (median {:.2})",
+        list(&frames),
+        median(frames.clone())
+    );
 }
