@@ -17,11 +17,12 @@
 --          means messages after the cursor are gone; head < cursor means the id
 --          counter went backwards (data loss in Redis).
 --          With "packed", one bulk string: the MessagePack encoding of
---          [head, removed, [[channel, [entry, ...]], ...]], where each entry is
---          what XRANGE returns, [<id>-0, [field, <message>]], and the groups hold
---          runs of one channel's messages, in the same order as the frames. No
---          frame strings are built, so it costs Redis and the client less per
---          message; a client with a MessagePack decoder should prefer it.
+--          [head, removed, [channel, entry, entry, ..., channel, entry, ...]]:
+--          the page in the same order as the frames, each entry as XRANGE returns
+--          it, [<id>-0, [field, <message>]], and belonging to the channel named
+--          last before it. No frame strings are built, so it costs Redis and the
+--          client less per message; a client with a MessagePack decoder should
+--          prefer it.
 -- Errors   "ERR remq: invalid cursor ..." / "ERR remq: invalid limit ..."
 --
 -- Channels are found through the registry set <base>:channels (SSCAN MATCH), never
@@ -76,10 +77,10 @@ local function state()
   return {tonumber(redis.call('GET', base .. ':id') or '0'), removed}
 end
 
--- The "packed" reply around a list of {channel, entries} groups.
-local function pack(groups)
+-- The "packed" reply around a page of channel names and entries.
+local function pack(items)
   local log = state()
-  return cmsgpack.pack({log[1], log[2], groups})
+  return cmsgpack.pack({log[1], log[2], items})
 end
 
 if #channels == 0 then
@@ -99,7 +100,10 @@ if #channels == 1 then
   -- Its reply becomes the result in place, entry i replaced by its frame.
   local header = channels[1] .. '@'
   local page = redis.call('XRANGE', base .. ':channel:' .. channels[1], '(' .. after, '+', 'COUNT', limit)
-  if packed then return pack(#page > 0 and {{channels[1], page}} or {}) end
+  if packed then
+    if #page > 0 then table.insert(page, 1, channels[1]) end
+    return pack(page)
+  end
   for i = 1, #page do
     local entry = page[i]
     local entry_id = entry[1]
@@ -157,17 +161,18 @@ for i = math.floor(size / 2), 1, -1 do sift_down(i) end
 local out = {}
 if with_state and not packed then out[1] = state() end
 local skip = #out
--- Packed: the group being filled, and whose it is.
-local group, group_of
+-- Packed: the source whose name came last, and how many items are out.
+local named, items = nil, 0
 while size > 0 do
   local s = heap[1]
   n = n + 1
   if packed then
-    if s ~= group_of then
-      group, group_of = {}, s
-      out[#out + 1] = {s.name, group}
+    if s ~= named then
+      named, items = s, items + 1
+      out[items] = s.name
     end
-    group[#group + 1] = s.entries[s.pos]
+    items = items + 1
+    out[items] = s.entries[s.pos]
   else
     out[n + skip] = s.header .. s.digits .. '\n' .. s.entries[s.pos][2][2]
   end

@@ -126,7 +126,7 @@ async fn consume_limit_defaults_to_1000_and_is_capped_at_10000() {
 }
 
 /// `consume.lua … packed`, decoded as any MessagePack library would, flattened
-/// back into frames: `(head, removed, frames, channels of the groups in order)`.
+/// back into frames: `(head, removed, frames, the channel names in order)`.
 async fn consume_packed(
     conn: &mut MultiplexedConnection,
     pattern: &str,
@@ -137,21 +137,20 @@ async fn consume_packed(
     let args: [&[u8]; 4] = [pattern.as_bytes(), cursor.as_bytes(), limit.as_bytes(), b"packed"];
     let reply: Vec<u8> = eval(conn, CONSUME, &[], &args).await.unwrap();
     let value = rmpv::decode::read_value(&mut &reply[..]).unwrap();
-    let [head, removed, groups] = value.as_array().unwrap().as_slice() else { panic!("{value}") };
+    let [head, removed, items] = value.as_array().unwrap().as_slice() else { panic!("{value}") };
     let (mut frames, mut channels) = (Vec::new(), Vec::new());
-    for group in groups.as_array().unwrap() {
-        let [channel, entries] = group.as_array().unwrap().as_slice() else { panic!("{group}") };
-        let channel = channel.as_str().unwrap();
-        channels.push(channel.to_owned());
-        for entry in entries.as_array().unwrap() {
-            let [id, fields] = entry.as_array().unwrap().as_slice() else { panic!("{entry}") };
-            let id = id.as_str().unwrap().strip_suffix("-0").unwrap().parse().unwrap();
-            let body = match &fields.as_array().unwrap()[1] {
-                rmpv::Value::String(s) => s.as_bytes().to_vec(),
-                other => panic!("{other}"),
-            };
-            frames.push(frame(channel, id, &body));
+    for item in items.as_array().unwrap() {
+        if let Some(channel) = item.as_str() {
+            channels.push(channel.to_owned());
+            continue;
         }
+        let [id, fields] = item.as_array().unwrap().as_slice() else { panic!("{item}") };
+        let id = id.as_str().unwrap().strip_suffix("-0").unwrap().parse().unwrap();
+        let body = match &fields.as_array().unwrap()[1] {
+            rmpv::Value::String(s) => s.as_bytes().to_vec(),
+            other => panic!("{other}"),
+        };
+        frames.push(frame(channels.last().expect("a channel name comes first"), id, &body));
     }
     (head.as_u64().unwrap(), removed.as_u64().unwrap(), frames, channels)
 }
@@ -184,7 +183,10 @@ async fn the_packed_reply_holds_the_same_page_as_the_frames() {
         let state: Vec<Value> =
             eval(&mut conn, CONSUME, &[], &[pattern.as_bytes(), b"0", b"1", b"state"]).await.unwrap();
         assert_eq!(vec![head, removed], redis::from_redis_value::<Vec<u64>>(state[0].clone()).unwrap());
-        assert!(channels.windows(2).all(|w| w[0] != w[1]), "a group holds a whole run: {channels:?}");
+        assert!(
+            channels.windows(2).all(|w| w[0] != w[1]),
+            "a name only where the channel changes: {channels:?}"
+        );
     }
     let (head, removed, frames, channels) = consume_packed(&mut conn, "p*", 0, 100).await;
     assert_eq!((head, removed, frames.len()), (6, 1, 5));

@@ -1,6 +1,7 @@
 //! The `packed` reply of `consume.lua`: a page of the log and the log's state in
-//! one MessagePack string, `[head, removed, [[channel, [[<id>-0, [field,
-//! message, …]], …]], …]]`. Redis builds no frame string per message for it, the
+//! one MessagePack string, `[head, removed, [channel, entry, …, channel, entry,
+//! …]]`, each entry `[<id>-0, [field, message, …]]` and belonging to the channel
+//! named last before it. Redis builds no frame string per message for it, the
 //! client parses one bulk string instead of one per message, and the bodies are
 //! slices of that string, not copies.
 
@@ -51,31 +52,31 @@ type Malformed = &'static str;
 
 impl Reader<'_> {
     fn page(mut self) -> std::result::Result<PackedPage, Malformed> {
-        self.expect_array(3, "the reply is not [head, removed, groups]")?;
+        self.expect_array(3, "the reply is not [head, removed, items]")?;
         let head = self.int()?;
         let removed = self.int()?;
         let state = LogState { head: MessageId::new(head), removed: MessageId::new(removed) };
-        let groups = self.array()?;
-        let mut entries = Vec::new();
-        for _ in 0..groups {
-            self.expect_array(2, "a group is not [channel, entries]")?;
-            let channel = self.string()?;
-            let count = self.array()?;
-            entries.reserve(count);
-            for _ in 0..count {
-                self.expect_array(2, "an entry is not [id, fields]")?;
-                let id = self.string()?;
-                let fields = self.array()?;
-                if fields < 2 {
-                    return Err("an entry has no message");
-                }
-                self.string()?; // the field's name
-                let body = self.string()?;
-                for _ in 2..fields {
-                    self.string()?;
-                }
-                entries.push(message(&self.reply[channel.clone()], &self.reply[id], self.reply.slice(body)));
+        let items = self.array()?;
+        let mut entries = Vec::with_capacity(items);
+        let mut channel = None;
+        for _ in 0..items {
+            if let Some(0xa0..=0xbf | 0xd9..=0xdb) = self.rest.first() {
+                channel = Some(self.string()?);
+                continue;
             }
+            let channel = channel.clone().ok_or("an entry comes before any channel name")?;
+            self.expect_array(2, "an entry is not [id, fields]")?;
+            let id = self.string()?;
+            let fields = self.array()?;
+            if fields < 2 {
+                return Err("an entry has no message");
+            }
+            self.string()?; // the field's name
+            let body = self.string()?;
+            for _ in 2..fields {
+                self.string()?;
+            }
+            entries.push(message(&self.reply[channel], &self.reply[id], self.reply.slice(body)));
         }
         if !self.rest.is_empty() {
             return Err("bytes follow the page");
@@ -144,11 +145,10 @@ mod tests {
     }
 
     fn page(groups: &[(&[u8], Vec<Vec<u8>>)]) -> Bytes {
-        let mut out = vec![0x93, 0xcd, 0x01, 0x00, 0x07, 0x90 | groups.len() as u8];
+        let items: usize = groups.iter().map(|(_, entries)| 1 + entries.len()).sum();
+        let mut out = vec![0x93, 0xcd, 0x01, 0x00, 0x07, 0x90 | items as u8];
         for (channel, entries) in groups {
-            out.push(0x92);
             out.extend(str(channel));
-            out.push(0x90 | entries.len() as u8);
             entries.iter().for_each(|e| out.extend(e));
         }
         out.into()
@@ -159,7 +159,7 @@ mod tests {
     }
 
     #[test]
-    fn reads_groups_in_order_with_the_state() {
+    fn reads_the_page_in_order_with_the_state() {
         let reply = page(&[
             (b"a.x", vec![entry("3-0", b"one"), entry("9-0", b"two\n@\0")]),
             (b"a@y", vec![entry("12-0", b"")]),
@@ -198,6 +198,8 @@ mod tests {
         let mut longer = whole.to_vec();
         longer.push(0xc0);
         assert!(decode(longer.into()).unwrap_err().contains("bytes follow the page"));
-        assert!(decode(Bytes::from_static(b"\x92\x01\x02")).unwrap_err().contains("[head, removed, groups]"));
+        assert!(decode(Bytes::from_static(b"\x92\x01\x02")).unwrap_err().contains("[head, removed, items]"));
+        let orphan = [&[0x93, 0x01, 0x00, 0x91][..], &entry("1-0", b"body")].concat();
+        assert!(decode(orphan.into()).unwrap_err().contains("before any channel name"));
     }
 }
