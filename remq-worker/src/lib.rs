@@ -119,3 +119,20 @@ pub use registry::RegisteredConsumer;
 pub use remq_macros::handler;
 pub use tail::Tail;
 pub use worker::Worker;
+
+/// Entry points for the cargo-fuzz targets in `fuzz/`, which build with
+/// `--cfg fuzzing`; not part of the API.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    use bytes::Bytes;
+
+    /// Reads a `consume.lua … packed` reply: `(head, removed, entries)`, or
+    /// what is wrong with the reply.
+    pub fn packed_page(
+        reply: &Bytes,
+    ) -> Result<(u64, u64, Vec<crate::Result<crate::Message>>), &'static str> {
+        let page = crate::packed::PackedPage::decode(reply)?;
+        Ok((page.state.head.get(), page.state.removed.get(), page.entries))
+    }
+}

@@ -72,6 +72,11 @@ pub struct Message {
 /// in a log line.
 const FRAME_PREVIEW: usize = 64;
 
+/// The start of something malformed, lossily decoded, for an error to quote.
+pub(crate) fn preview(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(&bytes[..bytes.len().min(FRAME_PREVIEW)]).into_owned()
+}
+
 impl Message {
     /// Parses a wire frame `<channel>@<id>\n<body>`, as pushed on pub/sub and
     /// returned by `consume.lua`. The header ends at the first `\n`; the id is the
@@ -82,10 +87,7 @@ impl Message {
     /// [`Error::MalformedFrame`] when there is no `\n`, no `@` in the header, the
     /// id is not a decimal `u64`, or the channel is empty or not UTF-8.
     pub fn from_frame(frame: Bytes) -> Result<Message> {
-        let malformed = |reason| Error::MalformedFrame {
-            reason,
-            preview: String::from_utf8_lossy(&frame[..frame.len().min(FRAME_PREVIEW)]).into_owned(),
-        };
+        let malformed = |reason| Error::MalformedFrame { reason, preview: preview(&frame) };
         let newline = memchr(b'\n', &frame).ok_or_else(|| malformed("no newline after the header"))?;
         let header = &frame[..newline];
         let at = header

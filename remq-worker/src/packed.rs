@@ -9,6 +9,7 @@ use bytes::Bytes;
 use redis::{FromRedisValue, ParsingError, Value};
 use rmp::decode;
 
+use crate::message::preview;
 use crate::{Error, Message, MessageId, Result};
 
 /// What `consume.lua` reports about the log beside a page of messages.
@@ -30,11 +31,17 @@ pub(crate) struct PackedPage {
     pub(crate) entries: Vec<Result<Message>>,
 }
 
+impl PackedPage {
+    /// Reads a packed reply; the error says what is wrong with it.
+    pub(crate) fn decode(reply: &Bytes) -> std::result::Result<Self, Malformed> {
+        Reader { reply, rest: reply }.page()
+    }
+}
+
 impl FromRedisValue for PackedPage {
     fn from_redis_value(value: Value) -> std::result::Result<Self, ParsingError> {
         let reply = Bytes::from_redis_value(value)?;
-        Reader { reply: &reply, rest: &reply }
-            .page()
+        PackedPage::decode(&reply)
             .map_err(|what| format!("consume.lua's packed reply is malformed: {what}").into())
     }
 }
@@ -48,7 +55,7 @@ struct Reader<'a> {
 }
 
 /// Why a packed reply could not be read.
-type Malformed = &'static str;
+pub(crate) type Malformed = &'static str;
 
 impl Reader<'_> {
     fn page(mut self) -> std::result::Result<PackedPage, Malformed> {
@@ -57,7 +64,9 @@ impl Reader<'_> {
         let removed = self.int()?;
         let state = LogState { head: MessageId::new(head), removed: MessageId::new(removed) };
         let items = self.array()?;
-        let mut entries = Vec::with_capacity(items);
+        // Every item takes at least a byte: a count the rest cannot hold is a lie,
+        // not a reason to allocate gigabytes (found by the `packed` fuzz target).
+        let mut entries = Vec::with_capacity(items.min(self.rest.len()));
         let mut channel = None;
         for _ in 0..items {
             if let Some(0xa0..=0xbf | 0xd9..=0xdb) = self.rest.first() {
@@ -112,10 +121,8 @@ impl Reader<'_> {
 /// The message of one stream entry, checked as [`Message::from_frame`] checks a
 /// frame: a non-empty UTF-8 channel, and an entry id `<message id>-<n>`.
 fn message(channel: &[u8], entry_id: &[u8], body: Bytes) -> Result<Message> {
-    let malformed = |reason| Error::MalformedFrame {
-        reason,
-        preview: format!("{}@{}", String::from_utf8_lossy(channel), String::from_utf8_lossy(entry_id)),
-    };
+    let malformed =
+        |reason| Error::MalformedFrame { reason, preview: preview(&[channel, b"@", entry_id].concat()) };
     let digits = entry_id.split(|&b| b == b'-').next().unwrap_or_default();
     let id = std::str::from_utf8(digits)
         .ok()
@@ -190,6 +197,14 @@ mod tests {
     }
 
     #[test]
+    fn an_error_quotes_at_most_64_bytes() {
+        let long = [b'c'; 200];
+        let entries = decode(page(&[(&long[..], vec![entry("x-0", b"body")])])).unwrap().entries;
+        let Err(Error::MalformedFrame { preview, .. }) = &entries[0] else { panic!("{entries:?}") };
+        assert_eq!(preview.len(), 64);
+    }
+
+    #[test]
     fn a_broken_reply_is_an_error_not_a_panic() {
         let whole = page(&[(b"a", vec![entry("1-0", b"body")])]);
         for cut in 0..whole.len() {
@@ -199,6 +214,8 @@ mod tests {
         longer.push(0xc0);
         assert!(decode(longer.into()).unwrap_err().contains("bytes follow the page"));
         assert!(decode(Bytes::from_static(b"\x92\x01\x02")).unwrap_err().contains("[head, removed, items]"));
+        let huge = decode(Bytes::from_static(b"\x93\x00\x00\xdd\xff\xff\xff\xff\xa1a"));
+        assert!(huge.unwrap_err().contains("expected an array"), "4 billion items claimed, 1 given");
         let orphan = [&[0x93, 0x01, 0x00, 0x91][..], &entry("1-0", b"body")].concat();
         assert!(decode(orphan.into()).unwrap_err().contains("before any channel name"));
     }
