@@ -488,6 +488,30 @@ async fn start_up_errors_are_clear() {
     assert!(matches!(err, Error::Connect { .. }) && !err.to_string().contains("pw@"), "{err}");
 }
 
+/// The checkpoint interval keeps running while a handler is stuck: what was
+/// done before it is stored, so a crash now would not replay it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_handler_does_not_hold_back_the_checkpoint_of_what_is_done() {
+    let server = RedisServer::start();
+    let client = Client::connect(&server.url()).await.unwrap();
+    let ids = client.publish_batch("stuck", ["1", "2", "3"]).await.unwrap();
+    let stuck = *ids.end();
+    let worker = test_worker(&server)
+        .checkpoint_every(1000)
+        .checkpoint_interval(Duration::from_millis(300))
+        .named_handler("stuck", "stuck", move |id: MessageId| async move {
+            if id == stuck {
+                std::future::pending::<()>().await;
+            }
+        });
+    let running = RunningWorker::start(worker);
+    // The first two are done well within one interval of the start; only the
+    // interval can store them now that the third never finishes.
+    server.wait_for_cursor("stuck", stuck.get() - 1, Duration::from_secs(5)).await;
+    assert_eq!(server.stored_cursor("stuck").await, Some(stuck.get() - 1), "not past the stuck one");
+    running.crash().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_consumer_stores_its_start_at_once_even_on_an_empty_namespace() {
     let server = RedisServer::start();

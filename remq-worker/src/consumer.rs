@@ -89,6 +89,11 @@ impl Run<'_> {
         if self.lease.lost().is_cancelled() {
             return Some(Stop::LeaseLost);
         }
+        self.flush_if_due().await
+    }
+
+    /// Writes the checkpoint when the interval has passed since the last one.
+    async fn flush_if_due(&mut self) -> Option<Stop> {
         if Instant::now() >= self.next_flush {
             self.next_flush = Instant::now() + self.rt.settings.checkpoint_interval;
             match self.checkpointer.flush().await {
@@ -295,14 +300,29 @@ impl Consumer {
                 },
             };
             let id = message.id;
-            let handled = match self.handle(rt, &mut service, message).await {
+            // A slow handler must not hold back the checkpoint of what is done
+            // before it: the interval keeps running while it does. A stop that
+            // the checkpoint reports waits for the handler to finish.
+            let mut interrupted = None;
+            let handling = self.handle(rt, &mut service, message);
+            tokio::pin!(handling);
+            let handled = loop {
+                tokio::select! {
+                    biased;
+                    handled = &mut handling => break handled,
+                    _ = tokio::time::sleep_until(run.next_flush), if interrupted.is_none() => {
+                        interrupted = run.flush_if_due().await;
+                    }
+                }
+            };
+            let handled = match handled {
                 Ok(handled) => handled,
                 Err(error) => return Err(run.keep_done(error).await),
             };
             if !handled {
                 return Ok(run.stopped());
             }
-            if let Some(stop) = run.processed(id).await {
+            if let Some(stop) = run.processed(id).await.or(interrupted) {
                 return Ok(stop);
             }
         }
