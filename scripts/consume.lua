@@ -97,7 +97,8 @@ local sub, find, byte = string.sub, string.find, string.byte
 
 if #channels == 1 then
   -- One channel: its stream is already in id order, so one XRANGE is the answer.
-  -- Its reply becomes the result in place, entry i replaced by its frame.
+  -- Its reply becomes the result in place: packed, as it is after the channel's
+  -- name; otherwise entry i replaced by its frame.
   local header = channels[1] .. '@'
   local page = redis.call('XRANGE', base .. ':channel:' .. channels[1], '(' .. after, '+', 'COUNT', limit)
   if packed then

@@ -17,7 +17,8 @@ pub(crate) static PUBLISH: LazyLock<Script> =
 /// `publish_batch.lua`: `EVAL 0 <channel> <message>…` → `{first, last}`.
 pub(crate) static PUBLISH_BATCH: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../scripts/publish_batch.lua")));
-/// `consume.lua`: `EVAL 0 <pattern> <cursor> <limit>` → frames.
+/// `consume.lua`: `EVAL 0 <pattern> <cursor> <limit> [state|packed]` → frames, or
+/// (packed) one MessagePack page.
 pub(crate) static CONSUME: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../scripts/consume.lua")));
 /// `flush.lua`: `EVAL 0 <pattern> <before-id>` → count removed.

@@ -244,9 +244,9 @@ impl Worker {
         self
     }
 
-    /// …or after this long (default 1 s), whichever comes first.
+    /// …or after this long (default 1 s), whichever comes first; at least 1 ms.
     pub fn checkpoint_interval(mut self, interval: Duration) -> Self {
-        self.settings.checkpoint_interval = interval;
+        self.settings.checkpoint_interval = interval.max(Duration::from_millis(1));
         self
     }
 
