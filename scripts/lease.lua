@@ -1,24 +1,28 @@
--- lease.lua: exclusive ownership of a durable consumer, for fencing its checkpoints.
+-- lease.lua: exclusive ownership of a durable consumer (for fencing its
+-- checkpoints), or of another job that one process at a time must run.
 --
---   EVAL <lease.lua> 0 acquire <consumer> <ttl-ms> <token>
---   EVAL <lease.lua> 0 renew   <consumer> <ttl-ms> <token>
---   EVAL <lease.lua> 0 release <consumer> 0        <token>
+--   EVAL <lease.lua> 0 acquire <name> <ttl-ms> <token> [consumer|flush]
+--   EVAL <lease.lua> 0 renew   <name> <ttl-ms> <token> [consumer|flush]
+--   EVAL <lease.lua> 0 release <name> 0        <token> [consumer|flush]
 --   (or numkeys 1 with KEYS[1] = the namespace base, as for the other scripts)
 --
 -- KEYS[1]  (optional) the namespace base; "remq" when numkeys is 0
 -- ARGV[1]  the operation: acquire, renew or release
--- ARGV[2]  the consumer's durable name
+-- ARGV[2]  the consumer's durable name (not empty), or for a flush lock the pattern flushed
 -- ARGV[3]  the lease time in milliseconds (ignored by release)
 -- ARGV[4]  the owner's token: random and new for every acquisition (e.g. 64
 --          random bits), so it stays unique even if Redis loses its data
+-- ARGV[5]  (optional) what the lease guards: "consumer" (the default) or "flush";
+--          each kind has keys of its own, so no consumer name can take a flush lock
 -- Reply    acquire: {1, ttl-ms} when the lease was free and is now held with this
 --          token, else {0, remaining-ms} (how long the current owner still holds it);
 --          renew and release: 1 when this token held the lease, else 0
 --
--- The lease is the key <base>:consumer:<name>:lease holding the owner's token;
--- checkpoint.lua refuses to move the cursor for any other token.
+-- A consumer's lease is the key <base>:consumer:<name>:lease holding the owner's
+-- token; checkpoint.lua refuses to move the cursor for any other token. A flush
+-- lock is the key <base>:flush:<pattern>:lock.
 local base = KEYS[1] or 'remq'
-local op, name, ttl, token = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local op, name, ttl, token, kind = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5] or 'consumer'
 if name == nil or name == '' then
   return redis.error_reply('ERR remq: invalid consumer: the consumer name must not be empty')
 end
@@ -28,7 +32,14 @@ end
 if op ~= 'release' and (ttl == nil or ttl < 1) then
   return redis.error_reply('ERR remq: invalid lease time: it must be a positive number of milliseconds')
 end
-local lease = base .. ':consumer:' .. name .. ':lease'
+local lease
+if kind == 'consumer' then
+  lease = base .. ':consumer:' .. name .. ':lease'
+elseif kind == 'flush' then
+  lease = base .. ':flush:' .. name .. ':lock'
+else
+  return redis.error_reply('ERR remq: invalid lease kind: use consumer or flush')
+end
 if op == 'acquire' then
   if redis.call('SET', lease, token, 'NX', 'PX', ttl) then return {1, ttl} end
   local remaining = redis.call('PTTL', lease)

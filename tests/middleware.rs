@@ -81,13 +81,8 @@ async fn retryable_failures_and_timeouts_are_retried_then_dead_lettered() {
     let calls = Arc::new(AtomicU32::new(0));
     let (flaky_calls, slow_calls) = (calls.clone(), Arc::new(AtomicU32::new(0)));
     let slow_counter = slow_calls.clone();
-    let options =
-        HandlerOptions { retries: Some(2), dead_letter: Some("dlq.flaky"), ..HandlerOptions::DEFAULT };
-    let timeout = HandlerOptions {
-        retries: Some(1),
-        timeout: Some(Duration::from_millis(50)),
-        ..HandlerOptions::DEFAULT
-    };
+    let options = HandlerOptions::DEFAULT.retries(2).dead_letter("dlq.flaky");
+    let timeout = HandlerOptions::DEFAULT.retries(1).timeout(Duration::from_millis(50));
     let worker = test_worker(&server)
         .configured_handler("flaky", "f.*", options, move |d: Delivery| {
             let calls = flaky_calls.clone();
@@ -409,7 +404,7 @@ async fn a_rate_limit_spaces_the_attempts() {
     for i in 0..21 {
         last = client.publish(&format!("rl.{}", i % 3), "m").await.unwrap();
     }
-    let options = HandlerOptions { rate_limit: Some(50), concurrency: Some(4), ..HandlerOptions::DEFAULT };
+    let options = HandlerOptions::DEFAULT.rate_limit(50).concurrency(4);
     let worker = test_worker(&server).configured_handler("limited", "rl.*", options, |_: MessageId| async {});
     let began = Instant::now();
     let running = RunningWorker::start(worker);
@@ -425,11 +420,7 @@ async fn a_timeout_configured_as_permanent_is_dead_lettered_without_retries() {
     let client = Client::connect(&server.url()).await.unwrap();
     let calls = Arc::new(AtomicU32::new(0));
     let counter = calls.clone();
-    let options = HandlerOptions {
-        timeout: Some(Duration::from_millis(30)),
-        timeout_permanent: Some(true),
-        ..HandlerOptions::DEFAULT
-    };
+    let options = HandlerOptions::DEFAULT.timeout(Duration::from_millis(30)).timeout_permanent(true);
     let worker = test_worker(&server).configured_handler("strict", "t.*", options, move |_: MessageId| {
         let counter = counter.clone();
         async move {
@@ -468,7 +459,7 @@ async fn a_failing_dead_letter_on_its_own_dead_letter_channel_stops_there() {
     let server = RedisServer::start();
     let client = Client::connect(&server.url()).await.unwrap();
     // The handler's own dead-letter channel matches its pattern.
-    let options = HandlerOptions { dead_letter: Some("dl.all"), ..HandlerOptions::DEFAULT };
+    let options = HandlerOptions::DEFAULT.dead_letter("dl.all");
     let worker = test_worker(&server).configured_handler("loop", "*", options, |_: MessageId| async {
         Err::<(), _>(Error::permanent("no"))
     });

@@ -270,7 +270,7 @@ async fn one_flusher_at_a_time_and_a_crashed_one_blocks_only_until_its_lock_expi
     publish_round_robin(&client, &["f"], 1_000).await;
     // A flusher that crashed holds the lock for 1.5 s more.
     let _: () = redis::cmd("SET")
-        .arg("remq:consumer:flush:f:lease")
+        .arg("remq:flush:f:lock")
         .arg("crashed-owner")
         .arg("PX")
         .arg(1500)

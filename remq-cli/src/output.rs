@@ -271,7 +271,7 @@ mod tests {
 
     #[test]
     fn json_keeps_the_key_order_and_bodies_are_text_or_base64() {
-        let text = Message { id: remq::MessageId::new(7), channel: "c".into(), body: "a\nb".into() };
+        let text = Message::new(remq::MessageId::new(7), "c", "a\nb");
         assert_eq!(serde_json::to_string(&text.json()).unwrap(), r#"{"id":7,"channel":"c","body":"a\nb"}"#);
         let binary = serde_json::to_string(&JsonBody::new(&[0xff, 0x00])).unwrap();
         assert_eq!(binary, r#"{"body":"/wA=","encoding":"base64"}"#);

@@ -297,14 +297,6 @@ fn contains_impl_trait(tokens: TokenStream2) -> bool {
     })
 }
 
-/// `Some(value)` or `None`, as tokens.
-fn some_or_none(value: Option<TokenStream2>) -> TokenStream2 {
-    match value {
-        Some(value) => quote! { ::core::option::Option::Some(#value) },
-        None => quote! { ::core::option::Option::None },
-    }
-}
-
 /// The function unchanged, the extractor checks of its arguments, and its
 /// registration with the inventory.
 fn registration(args: &HandlerArgs, function: &ItemFn) -> TokenStream2 {
@@ -329,13 +321,18 @@ fn registration(args: &HandlerArgs, function: &ItemFn) -> TokenStream2 {
         FnArg::Receiver(_) => None,
     });
     let erase = quote_spanned! {ident.span()=> ::remq::__private::erase(#ident) };
-    let retries = some_or_none(args.options.retries.map(|r| quote! { #r }));
-    let timeout =
-        some_or_none(args.options.timeout.map(|ms| quote! { ::core::time::Duration::from_millis(#ms) }));
-    let dead_letter = some_or_none(args.options.dead_letter.as_ref().map(|c| quote! { #c }));
-    let concurrency = some_or_none(args.options.concurrency.map(|n| quote! { #n }));
-    let rate_limit = some_or_none(args.options.rate_limit.map(|n| quote! { #n }));
-    let timeout_permanent = some_or_none(args.options.timeout_permanent.map(|b| quote! { #b }));
+    // `HandlerOptions` is non-exhaustive: its `const` setters build it.
+    let o = &args.options;
+    let setters = [
+        o.retries.map(|r| quote! { .retries(#r) }),
+        o.timeout.map(|ms| quote! { .timeout(::core::time::Duration::from_millis(#ms)) }),
+        o.timeout_permanent.map(|b| quote! { .timeout_permanent(#b) }),
+        o.dead_letter.as_ref().map(|c| quote! { .dead_letter(#c) }),
+        o.concurrency.map(|n| quote! { .concurrency(#n) }),
+        o.rate_limit.map(|n| quote! { .rate_limit(#n) }),
+    ]
+    .into_iter()
+    .flatten();
     quote! {
         #function
 
@@ -350,14 +347,7 @@ fn registration(args: &HandlerArgs, function: &ItemFn) -> TokenStream2 {
                     pattern: #pattern,
                     name: #name,
                     make: || #erase,
-                    options: ::remq::__private::HandlerOptions {
-                        retries: #retries,
-                        timeout: #timeout,
-                        timeout_permanent: #timeout_permanent,
-                        dead_letter: #dead_letter,
-                        concurrency: #concurrency,
-                        rate_limit: #rate_limit,
-                    },
+                    options: ::remq::__private::HandlerOptions::DEFAULT #(#setters)*,
                 }
             }
         };

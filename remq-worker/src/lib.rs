@@ -11,43 +11,40 @@
 //! that any Redis client in any language can call with `EVAL` and `PSUBSCRIBE`.
 //!
 //! # Layout
-//! - `client`: [`Client`], publish, batch publish, consume, flush and head over one
-//!   multiplexed, self-reconnecting connection.
-//! - `connect`: [`ClientBuilder`]: URLs, credentials, namespaces, TLS, timeouts.
-//! - `message`: [`Message`], [`MessageId`] and the wire frame `<channel>@<id>\n<body>`.
-//! - `protocol`: the scripts, the key layout of a [`Namespace`], and the rules for
-//!   channel names and patterns.
-//! - `tail`: [`Client::tail`], the gap-free feed of a pattern without a durable
-//!   consumer ([`Tail`]); `channels`: [`Client::channels`], what each channel
-//!   holds ([`ChannelInfo`]).
-//! - `error`: the one [`Error`] type, with [`RedisAddr`] so no password leaks into
-//!   messages.
-//!
-//! The worker runtime, which runs handlers marked `#[remq::handler("pattern")]`:
-//! - `handler` and `extract`: the [`Handler`] trait for async functions of
-//!   extractors ([`Json`], [`Message`], [`MessageId`], [`Channel`], [`Body`],
-//!   [`State`] …), and the registry the macro submits to.
-//! - `worker`: [`Worker`], the builder, `run` and graceful shutdown; `config`: its
-//!   settings and the `REMQ_*` environment variables.
-//! - `consumer`: one durable consumer: lease, feed, handler, checkpoints; `lanes`:
-//!   ordered concurrency (one message at a time per channel) and the checkpoint
-//!   watermark.
-//! - `subscription`: the gap-free feed (subscribe, replay, then live; back to
-//!   replay after a disconnect or a full buffer).
-//! - `checkpoint`, `lease`, `backoff`: fenced cursors, exclusive ownership with a
-//!   hot standby, reconnect back-off.
+//! One folder per concern, lowest layer first; each module's own docs say more.
+//! - `error`: the one [`Error`] type (what failed, for users) and [`RedisAddr`],
+//!   so no password leaks into messages; `message`: [`Message`] and
+//!   [`MessageId`], and the wire frame `<channel>@<id>\n<body>`.
+//! - `protocol`: the scripts, the key layout of a [`Namespace`] (the one place
+//!   that formats a key, leases under typed keys included), the rules for
+//!   channel names and patterns, and the packed page `consume.lua` returns.
+//! - `connection`: the `Connection` every request goes through (one server
+//!   today; a cluster is its second variant), the `Subscriber` for live pushes,
+//!   a `Store` (a connection in one namespace), opening connections (URLs,
+//!   TLS, timeouts) and reconnect back-off.
+//! - `log`: the read side shared by everything above it: pages, the head, the
+//!   server's clock, the channels of a pattern, stream walks, the time index.
+//! - `feed`: the gap-free feed (subscribe, replay, then live; back to replay
+//!   after a disconnect or a full buffer) over a `Source`, and where it starts
+//!   ([`StartFrom`]).
+//! - `ownership`: leases (a consumer's, a flush lock), fenced checkpoints, and
+//!   the consumer registry ([`RegisteredConsumer`]), all on the server's clock.
+//! - `retention`: [`FlushPolicy`], planning a flush and applying it in short
+//!   steps, and the periodic flush job.
+//! - `client`: [`Client`], every public operation (publish, consume, flush,
+//!   head, consumers, [`channels`](Client::channels), [`tail`](Client::tail),
+//!   [`flush_with`](Client::flush_with)), and [`ClientBuilder`].
+//! - `handler`: the [`Handler`] trait for async functions of extractors
+//!   ([`Json`], [`Message`], [`MessageId`], [`Channel`], [`Body`], [`State`] …),
+//!   and the registry the macro submits to.
 //! - [`middleware`]: the tower stack around every handler: dead letters, retries
 //!   ([`RetryPolicy`]), tracing spans, the application's layers, timeouts, panics.
-//!
-//! Operations:
-//! - `flush`: retention, [`FlushPolicy`] (keep-last, max-age, interest, hard cap)
-//!   applied in short steps, and the periodic flush job with its lock;
-//!   `time_index`: the samples of which id was published when, for max-age and
-//!   lag in seconds; `registry`: consumers recorded in Redis
-//!   ([`RegisteredConsumer`]).
-//! - `metrics`: every Prometheus series, named in one place; `lag`: the task
-//!   that measures a consumer's lag; `health`: consumer states for `/readyz`;
-//!   `endpoints`: the `/metrics`, `/healthz`, `/readyz` listener.
+//! - `runtime`: [`Worker`], its settings and `REMQ_*` variables, `run` and
+//!   graceful shutdown; a consumer's lease loop and one period of ownership (in
+//!   order, or in lanes); `outcome`: the internal signals (shutdown, a lost
+//!   lease, a counter reset) that stop a period without being errors.
+//! - `observe`: every Prometheus series, named in one place; consumer states
+//!   for `/readyz`; the `/metrics`, `/healthz`, `/readyz` listener; lag.
 //!
 //! # Example
 //! ```no_run
@@ -72,53 +69,39 @@
 //! }
 //! ```
 
-mod backoff;
-mod channels;
-mod checkpoint;
 mod client;
-mod config;
-mod connect;
-mod consumer;
-mod endpoints;
+mod connection;
 mod error;
-mod extract;
-mod flush;
+mod feed;
 mod handler;
-mod health;
-mod lag;
-mod lanes;
-mod lease;
+mod log;
 mod message;
-mod metrics;
 pub mod middleware;
-mod packed;
+mod observe;
+mod outcome;
+mod ownership;
 mod protocol;
-mod registry;
-mod subscription;
-mod tail;
-mod time_index;
-mod worker;
+mod retention;
+mod runtime;
 
-pub use channels::ChannelInfo;
-pub use client::Client;
-pub use config::StartFrom;
-pub use connect::ClientBuilder;
+pub use client::{ChannelInfo, Client, ClientBuilder, Tail};
 pub use error::{BoxError, Error, RedisAddr, Result};
-pub use extract::{Body, Channel, Delivery, FromMessage, Json, State};
-pub use flush::{ChannelFlush, FlushPolicy, FlushReport};
+pub use feed::StartFrom;
 #[doc(hidden)]
 pub use handler::__private;
-pub use handler::{BoxedHandler, Handler, HandlerOptions, HandlerOutput};
+pub use handler::{
+    Body, BoxedHandler, Channel, Delivery, FromMessage, Handler, HandlerOptions, HandlerOutput, Json, State,
+};
 pub use message::{Message, MessageId};
 pub use middleware::{RetryPolicy, redrive, redrive_page};
+pub use ownership::registry::RegisteredConsumer;
 pub use protocol::{
     DEFAULT_MAX_MESSAGE_SIZE, MAX_CONSUME_LIMIT, MAX_MESSAGE_SIZE, Namespace, validate_channel,
     validate_pattern,
 };
-pub use registry::RegisteredConsumer;
 pub use remq_macros::handler;
-pub use tail::Tail;
-pub use worker::Worker;
+pub use retention::{ChannelFlush, FlushPolicy, FlushReport};
+pub use runtime::Worker;
 
 /// Entry points for the cargo-fuzz targets in `fuzz/`, which build with
 /// `--cfg fuzzing`; not part of the API.
@@ -132,7 +115,7 @@ pub mod fuzzing {
     pub fn packed_page(
         reply: &Bytes,
     ) -> Result<(u64, u64, Vec<crate::Result<crate::Message>>), &'static str> {
-        let page = crate::packed::PackedPage::decode(reply)?;
+        let page = crate::protocol::PackedPage::decode(reply)?;
         Ok((page.state.head.get(), page.state.removed.get(), page.entries))
     }
 }

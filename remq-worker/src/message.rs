@@ -29,6 +29,20 @@ impl MessageId {
     pub const fn get(self) -> u64 {
         self.0
     }
+
+    /// The message id of a Redis Stream entry id `<message id>-<sequence>` (the
+    /// streams hold message `n` as entry `n-0`): the one place that parses them.
+    pub(crate) fn from_entry_id(entry_id: &[u8]) -> Option<MessageId> {
+        decimal(entry_id.split(|&b| b == b'-').next()?).map(MessageId)
+    }
+}
+
+/// A non-empty run of ASCII digits that fits a `u64` (no sign, no spaces).
+fn decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 impl From<u64> for MessageId {
@@ -58,7 +72,11 @@ impl FromStr for MessageId {
 }
 
 /// One message: where it was published, its id, and its body.
+///
+/// Non-exhaustive: more fields (a partition) will come; build one with
+/// [`Message::new`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Message {
     /// The id the publish call returned.
     pub id: MessageId,
@@ -78,6 +96,11 @@ pub(crate) fn preview(bytes: &[u8]) -> String {
 }
 
 impl Message {
+    /// A message with this id, channel and body (say, for a handler's unit test).
+    pub fn new(id: MessageId, channel: impl Into<String>, body: impl Into<Bytes>) -> Self {
+        Message { id, channel: channel.into(), body: body.into() }
+    }
+
     /// Parses a wire frame `<channel>@<id>\n<body>`, as pushed on pub/sub and
     /// returned by `consume.lua`. The header ends at the first `\n`; the id is the
     /// part of the header after its last `@` (channel names may contain `@`).
@@ -94,10 +117,7 @@ impl Message {
             .iter()
             .rposition(|&b| b == b'@')
             .ok_or_else(|| malformed("no `@` between channel and id in the header"))?;
-        let id = std::str::from_utf8(&header[at + 1..])
-            .ok()
-            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|s| s.parse().ok())
+        let id = decimal(&header[at + 1..])
             .ok_or_else(|| malformed("the id after the last `@` is not a decimal integer"))?;
         let channel =
             std::str::from_utf8(&header[..at]).map_err(|_| malformed("the channel name is not UTF-8"))?;

@@ -70,7 +70,7 @@ impl Record for Row<'_> {
 
     fn cells(&self) -> Vec<String> {
         let c = self.consumer;
-        let seen = c.unseen();
+        let seen = c.unseen;
         vec![
             c.name.clone(),
             c.pattern.clone(),

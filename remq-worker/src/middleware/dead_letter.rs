@@ -21,8 +21,9 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 use tower::{Layer, Service};
 
-use crate::backoff::Backoff;
-use crate::metrics;
+use super::Undone;
+use crate::connection::backoff::Backoff;
+use crate::observe::metrics;
 use crate::{Client, Delivery, Error, Message, MessageId, Result};
 
 /// The first line of every envelope.
@@ -30,7 +31,7 @@ const MAGIC: &str = "remq-dead-letter: 1";
 
 /// Wraps services in [`DeadLetter`].
 #[derive(Clone, Debug)]
-pub struct DeadLetterLayer {
+pub(crate) struct DeadLetterLayer {
     /// Publishes the dead letters.
     client: Client,
     /// The consumer, named in envelopes.
@@ -74,13 +75,14 @@ impl<S> Layer<S> for DeadLetterLayer {
     }
 }
 
-/// Turns a final failure ([`Error::GaveUp`], from the retry layer inside it) into
-/// a published dead letter and success, so the cursor moves on. If publishing the dead letter fails it is retried with
-/// back-off until it succeeds or the worker shuts down; the message never
-/// counts as done before its dead letter is stored. [`Error::ShuttingDown`]
-/// passes through: that message was not given up on, only interrupted.
+/// Turns a final failure ([`Undone::GaveUp`], from the retry layer inside it)
+/// into a published dead letter and success, so the cursor moves on. If
+/// publishing the dead letter fails it is retried with back-off until it
+/// succeeds or the owner must stop; the message never counts as done before its
+/// dead letter is stored. [`Undone::Interrupted`] passes through: that message
+/// was not given up on, only interrupted.
 #[derive(Clone, Debug)]
-pub struct DeadLetter<S> {
+pub(crate) struct DeadLetter<S> {
     /// The wrapped service.
     inner: S,
     /// Where and how to publish (shared: cloned for every delivery).
@@ -89,10 +91,16 @@ pub struct DeadLetter<S> {
 
 impl<S> Service<Delivery> for DeadLetter<S>
 where
-    S: Service<Delivery, Response = (), Error = Error>,
+    S: Service<Delivery, Response = (), Error = Undone>,
     S::Future: Send + 'static,
 {
-    delegate_service_basics!();
+    type Response = ();
+    type Error = Undone;
+    type Future = futures_util::future::BoxFuture<'static, Result<(), Undone>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Undone>> {
+        self.inner.poll_ready(cx)
+    }
 
     fn call(&mut self, delivery: Delivery) -> Self::Future {
         let future = self.inner.call(delivery);
@@ -101,7 +109,7 @@ where
             // Only a message given up on is dead-lettered; it comes with the error,
             // so nothing is cloned for the deliveries that succeed.
             let (attempts, message, error) = match future.await {
-                Err(Error::GaveUp { attempts, message, source }) => (attempts, message, source),
+                Err(Undone::GaveUp { attempts, message, error }) => (attempts, message, error),
                 done => return done,
             };
             // A handler whose pattern also matches its dead-letter channel (say
@@ -121,7 +129,7 @@ where
             loop {
                 let published = tokio::select! {
                     published = config.client.publish(&channel, &envelope) => published,
-                    _ = config.shutdown.cancelled() => return Err(Error::ShuttingDown),
+                    _ = config.shutdown.cancelled() => return Err(Undone::Interrupted),
                 };
                 match published {
                     Ok(dead) => {
@@ -129,12 +137,14 @@ where
                         config.dead_lettered.increment(1);
                         return Ok(());
                     }
-                    Err(publish_error) if publish_error.is_permanent() => return Err(publish_error),
+                    Err(publish_error) if publish_error.is_permanent() => {
+                        return Err(Undone::DeadLetterFailed(publish_error));
+                    }
                     Err(publish_error) => {
                         let wait = backoff.failure(&config.consumer, "dead-letter publish", &publish_error);
                         tokio::select! {
                             _ = tokio::time::sleep(wait) => {}
-                            _ = config.shutdown.cancelled() => return Err(Error::ShuttingDown),
+                            _ = config.shutdown.cancelled() => return Err(Undone::Interrupted),
                         }
                     }
                 }

@@ -42,15 +42,47 @@ use tower::util::BoxCloneService;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 pub use catch_panic::{CatchPanic, CatchPanicLayer};
-pub use dead_letter::{DeadLetter, DeadLetterEnvelope, DeadLetterLayer, Redriven, redrive, redrive_page};
+pub(crate) use dead_letter::DeadLetterLayer;
+pub use dead_letter::{DeadLetterEnvelope, Redriven, redrive, redrive_page};
 pub use rate_limit::{RateLimit, RateLimitLayer};
 pub use retry::RetryPolicy;
+use retry::Retrying;
 pub use trace::{Trace, TraceLayer};
 
-use crate::{BoxedHandler, Delivery, Error, Result};
+use crate::{BoxedHandler, Delivery, Error, Message, Result};
 
-/// The type-erased service a delivery is sent to.
+/// The type-erased service an attempt is sent to: the handler and the layers
+/// around each attempt, the application's included.
 pub type HandlerService = BoxCloneService<Delivery, (), Error>;
+
+/// The whole stack of one handler, retries and dead letters included.
+pub(crate) type StackService = BoxCloneService<Delivery, (), Undone>;
+
+/// How a delivery that did not succeed ended, as the stack reports it to the
+/// runtime: outcomes, not public errors.
+#[derive(Debug)]
+pub(crate) enum Undone {
+    /// An attempt failed; the retry layer turns this into [`GaveUp`](Self::GaveUp)
+    /// or [`Interrupted`](Self::Interrupted), so only layers inside it see it.
+    Failed(Error),
+    /// The owner must stop (shutdown, or the lease was lost): the message was
+    /// interrupted, not given up on; it is not checkpointed, and the next owner
+    /// sees it again.
+    Interrupted,
+    /// Failed for good: permanently, or on its last attempt. The dead-letter
+    /// layer publishes it; without dead letters it reaches the runtime.
+    GaveUp {
+        /// Attempts made, the first included.
+        attempts: u32,
+        /// The message that failed.
+        message: Box<Message>,
+        /// The last attempt's error.
+        error: Error,
+    },
+    /// Its dead letter could not be stored (a permanent failure, such as a
+    /// missing permission): the consumer must stop without moving past it.
+    DeadLetterFailed(Error),
+}
 
 /// A `tower::Layer` that can wrap a handler's stack: what
 /// [`Worker::layer`](crate::Worker::layer) and
@@ -105,7 +137,7 @@ pub(crate) struct StackConfig<'a> {
 }
 
 /// Builds the stack around `handler`.
-pub(crate) fn stack(handler: BoxedHandler, config: StackConfig<'_>) -> HandlerService {
+pub(crate) fn stack(handler: BoxedHandler, config: StackConfig<'_>) -> StackService {
     let base = CatchPanicLayer.layer(HandlerCall(handler));
     let mut service = match config.timeout {
         Some(timeout) => BoxCloneService::new(
@@ -124,7 +156,7 @@ pub(crate) fn stack(handler: BoxedHandler, config: StackConfig<'_>) -> HandlerSe
     }
     let halt = Arc::new(config.shutdown);
     let retried = ServiceBuilder::new()
-        .layer(tower::retry::RetryLayer::new(config.retry.until(Arc::clone(&halt))))
+        .layer(tower::retry::RetryLayer::new(Retrying::new(config.retry, Arc::clone(&halt))))
         .layer_fn(|inner| HaltGuard { inner, halt: Arc::clone(&halt) })
         .layer(TraceLayer::new(config.consumer))
         .service(service);
@@ -154,7 +186,8 @@ impl Service<Delivery> for HandlerCall {
 
 /// Right under the retry layer: once the owner must stop, a retry ends here,
 /// before any other layer runs (tower's retry loop calls its service again after
-/// the back-off wait without asking the policy first).
+/// the back-off wait without asking the policy first). It also turns the
+/// attempt's error into an [`Undone`] for the layers above.
 #[derive(Clone)]
 struct HaltGuard<S> {
     /// The wrapped service.
@@ -168,13 +201,20 @@ where
     S: Service<Delivery, Response = (), Error = Error>,
     S::Future: Send + 'static,
 {
-    delegate_service_basics!();
+    type Response = ();
+    type Error = Undone;
+    type Future = BoxFuture<'static, Result<(), Undone>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Undone>> {
+        self.inner.poll_ready(cx).map_err(Undone::Failed)
+    }
 
     fn call(&mut self, delivery: Delivery) -> Self::Future {
         if delivery.attempt > 1 && self.halt.is_cancelled() {
-            return Box::pin(std::future::ready(Err(Error::ShuttingDown)));
+            return Box::pin(std::future::ready(Err(Undone::Interrupted)));
         }
-        Box::pin(self.inner.call(delivery))
+        let attempt = self.inner.call(delivery);
+        Box::pin(async move { attempt.await.map_err(Undone::Failed) })
     }
 }
 
@@ -191,6 +231,6 @@ fn into_remq_error(error: tower::BoxError, timeout_permanent: bool) -> Error {
 }
 
 /// Sends one delivery through `service` once it is ready.
-pub(crate) async fn dispatch(service: &mut HandlerService, delivery: Delivery) -> Result<()> {
+pub(crate) async fn dispatch(service: &mut StackService, delivery: Delivery) -> Result<(), Undone> {
     service.ready().await?.call(delivery).await
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::{Delivery, Error, Result};
+use super::Undone;
+use crate::Delivery;
 
 /// The retry schedule of a handler: up to `max_attempts` tries in all, waiting
 /// `initial_backoff × multiplier^(n-1)` (capped at `max_backoff`, with "equal
@@ -15,8 +16,10 @@ use crate::{Delivery, Error, Result};
 /// Only retryable errors are retried: not [`Error::permanent`] ones, nor bodies
 /// that fail to deserialize. Retries are *blocking*, as in Kafka consumers: the
 /// next message of the same handler waits, so order holds. When the worker
-/// shuts down, a retry loop ends at once with [`Error::ShuttingDown`]; the
-/// message is not checkpointed, and the next owner sees it again.
+/// shuts down, a retry loop ends at once; the message is not checkpointed, and
+/// the next owner sees it again.
+///
+/// [`Error::permanent`]: crate::Error::permanent
 #[derive(Clone, Debug)]
 pub struct RetryPolicy {
     /// Tries in all, the first included (1 = no retries).
@@ -27,9 +30,6 @@ pub struct RetryPolicy {
     max_backoff: Duration,
     /// How much the wait grows per try.
     multiplier: f64,
-    /// Cancelled at shutdown: no retry starts after that. In an `Arc` because
-    /// tower clones the policy for every request, and cloning a token takes a lock.
-    shutdown: Arc<CancellationToken>,
 }
 
 impl Default for RetryPolicy {
@@ -40,7 +40,6 @@ impl Default for RetryPolicy {
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
             multiplier: 2.0,
-            shutdown: Arc::new(CancellationToken::new()),
         }
     }
 }
@@ -80,12 +79,6 @@ impl RetryPolicy {
         self.max_attempts
     }
 
-    /// The same policy, stopping retries when `shutdown` is cancelled.
-    pub(crate) fn until(mut self, shutdown: Arc<CancellationToken>) -> Self {
-        self.shutdown = shutdown;
-        self
-    }
-
     /// The wait after failed attempt `attempt` (1-based), before jitter.
     fn backoff(&self, attempt: u32) -> Duration {
         let factor = self.multiplier.powi(attempt.saturating_sub(1).min(64) as i32);
@@ -93,33 +86,51 @@ impl RetryPolicy {
     }
 }
 
-impl tower::retry::Policy<Delivery, (), Error> for RetryPolicy {
+/// A [`RetryPolicy`] applied by tower's retry layer, until the owner must stop.
+#[derive(Clone, Debug)]
+pub(crate) struct Retrying {
+    /// The schedule.
+    policy: RetryPolicy,
+    /// Cancelled when the owner must stop (shutdown, a lost lease): no retry
+    /// starts after that. In an `Arc` because tower clones the policy for every
+    /// request, and cloning a token takes a lock.
+    halt: Arc<CancellationToken>,
+}
+
+impl Retrying {
+    /// `policy`, stopping retries when `halt` is cancelled.
+    pub(crate) fn new(policy: RetryPolicy, halt: Arc<CancellationToken>) -> Self {
+        Retrying { policy, halt }
+    }
+}
+
+impl tower::retry::Policy<Delivery, (), Undone> for Retrying {
     type Future = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-    fn retry(&mut self, delivery: &mut Delivery, result: &mut Result<()>) -> Option<Self::Future> {
-        let error = result.as_ref().err()?;
-        if self.shutdown.is_cancelled() {
+    fn retry(&mut self, delivery: &mut Delivery, result: &mut Result<(), Undone>) -> Option<Self::Future> {
+        let Err(Undone::Failed(error)) = result else { return None };
+        if self.halt.is_cancelled() {
             // Interrupted, not given up on: no retry, no dead letter, no checkpoint.
-            *result = Err(Error::ShuttingDown);
+            *result = Err(Undone::Interrupted);
             return None;
         }
-        if error.is_permanent() || delivery.attempt >= self.max_attempts {
+        if error.is_permanent() || delivery.attempt >= self.policy.max_attempts {
             // Given up: say after how many attempts, for the dead letter.
-            if let Err(error) = std::mem::replace(result, Ok(())) {
+            if let Err(Undone::Failed(error)) = std::mem::replace(result, Ok(())) {
                 let message = Box::new(delivery.message.clone());
-                *result = Err(Error::GaveUp { attempts: delivery.attempt, message, source: Box::new(error) });
+                *result = Err(Undone::GaveUp { attempts: delivery.attempt, message, error });
             }
             return None;
         }
-        let wait = self.backoff(delivery.attempt);
+        let wait = self.policy.backoff(delivery.attempt);
         let wait = wait / 2 + wait.mul_f64(fastrand::f64() / 2.0);
         delivery.attempt += 1;
-        let shutdown = Arc::clone(&self.shutdown);
+        let halt = Arc::clone(&self.halt);
         Some(Box::pin(async move {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                // Ends the wait; the next `retry` call then reports ShuttingDown.
-                _ = shutdown.cancelled() => {}
+                // Ends the wait; the next `retry` call then reports the interruption.
+                _ = halt.cancelled() => {}
             }
         }))
     }
@@ -138,11 +149,16 @@ mod tests {
     use tower::{Service, ServiceExt};
 
     use super::*;
-    use crate::{Message, MessageId};
+    use crate::{Error, Message, MessageId};
 
     fn delivery() -> Delivery {
-        let message = Message { id: MessageId::new(1), channel: "c".into(), body: Bytes::new() };
+        let message = Message::new(MessageId::new(1), "c", Bytes::new());
         Delivery::new(message, "consumer".into(), Arc::default())
+    }
+
+    /// `policy` with a halt token that is never cancelled.
+    fn retrying(policy: RetryPolicy) -> Retrying {
+        Retrying::new(policy, Arc::default())
     }
 
     /// When each call came, and with which attempt number.
@@ -153,7 +169,7 @@ mod tests {
     fn flaky(
         failures: u32,
         error: fn() -> Error,
-    ) -> (impl Service<Delivery, Response = (), Error = Error, Future: Send> + Clone, Calls) {
+    ) -> (impl Service<Delivery, Response = (), Error = Undone, Future: Send> + Clone, Calls) {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let seen = calls.clone();
         let service = tower::service_fn(move |d: Delivery| {
@@ -161,7 +177,7 @@ mod tests {
             async move {
                 let mut calls = calls.lock().unwrap();
                 calls.push((Instant::now(), d.attempt));
-                if calls.len() as u32 <= failures { Err(error()) } else { Ok(()) }
+                if calls.len() as u32 <= failures { Err(Undone::Failed(error())) } else { Ok(()) }
             }
         });
         (service, seen)
@@ -173,7 +189,7 @@ mod tests {
         let policy = RetryPolicy::new()
             .initial_backoff(Duration::from_millis(100))
             .max_backoff(Duration::from_millis(300));
-        let mut retry = tower::retry::Retry::new(policy, service);
+        let mut retry = tower::retry::Retry::new(retrying(policy), service);
         retry.ready().await.unwrap().call(delivery()).await.unwrap();
         let calls = calls.lock().unwrap();
         let attempts: Vec<u32> = calls.iter().map(|(_, a)| *a).collect();
@@ -189,18 +205,18 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn gives_up_after_max_attempts_saying_how_many() {
         let (service, calls) = flaky(u32::MAX, || Error::retryable("down"));
-        let mut retry = tower::retry::Retry::new(RetryPolicy::new().max_attempts(3), service);
-        let err = retry.ready().await.unwrap().call(delivery()).await.unwrap_err();
-        assert_eq!(err.attempts(), Some(3), "{err}");
+        let mut retry = tower::retry::Retry::new(retrying(RetryPolicy::new().max_attempts(3)), service);
+        let undone = retry.ready().await.unwrap().call(delivery()).await.unwrap_err();
+        assert!(matches!(undone, Undone::GaveUp { attempts: 3, .. }), "{undone:?}");
         assert_eq!(calls.lock().unwrap().len(), 3);
     }
 
     #[tokio::test(start_paused = true)]
     async fn permanent_errors_are_not_retried() {
         let (service, calls) = flaky(u32::MAX, || Error::permanent("rejected"));
-        let mut retry = tower::retry::Retry::new(RetryPolicy::new(), service);
-        let err = retry.ready().await.unwrap().call(delivery()).await.unwrap_err();
-        assert_eq!(err.attempts(), Some(1), "{err}");
+        let mut retry = tower::retry::Retry::new(retrying(RetryPolicy::new()), service);
+        let undone = retry.ready().await.unwrap().call(delivery()).await.unwrap_err();
+        assert!(matches!(undone, Undone::GaveUp { attempts: 1, .. }), "{undone:?}");
         assert_eq!(calls.lock().unwrap().len(), 1);
     }
 
@@ -208,16 +224,15 @@ mod tests {
     async fn shutdown_ends_the_retry_loop() {
         let (service, calls) = flaky(u32::MAX, || Error::retryable("down"));
         let shutdown = CancellationToken::new();
-        let policy =
-            RetryPolicy::new().initial_backoff(Duration::from_secs(5)).until(Arc::new(shutdown.clone()));
-        let mut retry = tower::retry::Retry::new(policy, service);
+        let policy = RetryPolicy::new().initial_backoff(Duration::from_secs(5));
+        let mut retry = tower::retry::Retry::new(Retrying::new(policy, Arc::new(shutdown.clone())), service);
         let call = retry.ready().await.unwrap().call(delivery());
         let stop = async {
             tokio::time::sleep(Duration::from_secs(1)).await;
             shutdown.cancel();
         };
         let (result, ()) = tokio::join!(call, stop);
-        assert!(matches!(result, Err(Error::ShuttingDown)), "{result:?}");
+        assert!(matches!(result, Err(Undone::Interrupted)), "{result:?}");
         assert!(calls.lock().unwrap().len() <= 2, "no retry starts after shutdown");
     }
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
-use crate::metrics::AttemptMetrics;
+use crate::observe::metrics::AttemptMetrics;
 use crate::{Delivery, Error};
 
 /// Wraps services in [`Trace`] for one consumer.

@@ -4,5 +4,5 @@ fn on_event(message: remq::Message) {
 }
 
 fn main() {
-    on_event(remq::Message { id: remq::MessageId::ZERO, channel: String::new(), body: Default::default() });
+    on_event(remq::Message::new(remq::MessageId::ZERO, "c", ""));
 }

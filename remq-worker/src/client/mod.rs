@@ -1,0 +1,193 @@
+//! The client: every public operation on a namespace, over one multiplexed
+//! connection. Each file holds one group of them; the reads and writes they
+//! share live below, in `log`, `ownership` and `retention`.
+
+mod builder;
+mod channels;
+mod retention;
+mod tail;
+
+use std::fmt;
+use std::ops::RangeInclusive;
+
+pub use builder::ClientBuilder;
+pub use channels::ChannelInfo;
+pub use tail::Tail;
+
+use crate::connection::Store;
+use crate::error::RedisAddr;
+use crate::ownership::registry::{self, RegisteredConsumer};
+use crate::protocol::{self, Namespace, scripts};
+use crate::{Error, Message, MessageId, Result, log};
+
+/// A handle to a Remq namespace on one Redis server.
+///
+/// All clones (and all [`with_namespace`](Client::with_namespace) views) share one
+/// multiplexed connection: concurrent calls from many tasks are pipelined on it
+/// rather than waiting for each other. The connection reconnects on its own after
+/// Redis restarts or the network drops; a call made while it is down fails with a
+/// retryable [`Error::Redis`].
+#[derive(Clone)]
+pub struct Client {
+    /// The shared connection, in this client's namespace.
+    store: Store,
+    /// The largest message `publish` sends.
+    max_message_size: usize,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("addr", self.store.addr())
+            .field("namespace", self.store.namespace())
+            .finish()
+    }
+}
+
+impl Client {
+    /// Connects to the Redis at `url`: `redis://[user:password@]host[:port][/db]`,
+    /// or `rediss://…` for TLS against the system's root certificates. The client
+    /// uses the default namespace `remq`; [`Client::builder`] sets a namespace, a
+    /// CA certificate or a client certificate.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUrl`] when the URL does not parse, [`Error::Auth`] when Redis
+    /// refuses the credentials, [`Error::Tls`] when the TLS handshake fails,
+    /// [`Error::NotRedis`] when something other than Redis answers,
+    /// [`Error::Connect`] when Redis cannot be reached.
+    pub async fn connect(url: &str) -> Result<Client> {
+        ClientBuilder::new(url).connect().await
+    }
+
+    /// A builder for a client with more options than [`connect`](Self::connect).
+    pub fn builder(url: impl Into<String>) -> ClientBuilder {
+        ClientBuilder::new(url)
+    }
+
+    /// Assembles a client from a connection that [`ClientBuilder`] set up.
+    pub(crate) fn from_parts(store: Store, max_message_size: usize) -> Self {
+        Client { store, max_message_size }
+    }
+
+    /// A view of the same connection working in another namespace, e.g.
+    /// `remq:{orders}` (see [`Namespace`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidNamespace`] when the base is not usable.
+    pub fn with_namespace(&self, base: &str) -> Result<Client> {
+        Ok(Client { store: self.store.with_namespace(Namespace::new(base)?), ..self.clone() })
+    }
+
+    /// The namespace this client works in.
+    pub fn namespace(&self) -> &Namespace {
+        self.store.namespace()
+    }
+
+    /// Where the server is (host, port, db; never the password).
+    pub fn addr(&self) -> &RedisAddr {
+        self.store.addr()
+    }
+
+    /// Publishes one message and returns its id. The message is stored before the
+    /// call returns and pushed to live subscribers in the same Redis call.
+    ///
+    /// # Errors
+    /// [`Error::InvalidChannel`] for a name that breaks the rules (see
+    /// [`validate_channel`](crate::validate_channel)); [`Error::MessageTooLarge`]
+    /// above the size limit; [`Error::Redis`] when the call fails.
+    ///
+    /// # Cancel safety
+    /// Dropping the future after the command was sent may still publish the message.
+    pub async fn publish(&self, channel: &str, body: impl AsRef<[u8]>) -> Result<MessageId> {
+        protocol::validate_channel(channel)?;
+        self.check_size(body.as_ref())?;
+        self.store.eval("publish", &scripts::PUBLISH, (channel, body.as_ref())).await.map(MessageId::new)
+    }
+
+    /// Publishes many messages on one channel in one call; they get consecutive ids,
+    /// returned as `first..=last`. Faster than single publishes for bulk producers.
+    ///
+    /// # Errors
+    /// [`Error::EmptyBatch`] when `bodies` is empty, otherwise as [`publish`](Self::publish).
+    ///
+    /// # Cancel safety
+    /// As [`publish`](Self::publish): the whole batch is stored, or none of it.
+    pub async fn publish_batch<I>(&self, channel: &str, bodies: I) -> Result<RangeInclusive<MessageId>>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+    {
+        protocol::validate_channel(channel)?;
+        let bodies: Vec<I::Item> = bodies.into_iter().collect();
+        if bodies.is_empty() {
+            return Err(Error::EmptyBatch);
+        }
+        let args: Vec<&[u8]> = bodies.iter().map(AsRef::as_ref).collect();
+        for body in &args {
+            self.check_size(body)?;
+        }
+        let (first, last): (u64, u64) =
+            self.store.eval("publish_batch", &scripts::PUBLISH_BATCH, (channel, args)).await?;
+        Ok(MessageId::new(first)..=MessageId::new(last))
+    }
+
+    /// Reads up to `limit` stored messages with ids strictly greater than `after`
+    /// from every channel matching the glob `pattern`, in ascending id order.
+    /// `limit` is capped at 10,000; fewer messages than asked for means the log
+    /// holds nothing more for now.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPattern`] for an empty pattern; [`Error::Redis`] when the call
+    /// fails; [`Error::MalformedFrame`] when something other than Remq wrote to a
+    /// channel's stream.
+    pub async fn consume(&self, pattern: &str, after: MessageId, limit: usize) -> Result<Vec<Message>> {
+        log::read_page(&self.store, pattern, after, limit).await?.entries.into_iter().collect()
+    }
+
+    /// Removes the messages with ids strictly below `before` from every channel
+    /// matching `pattern`, and returns how many were removed.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPattern`] for an empty pattern; [`Error::Redis`] when the call fails.
+    pub async fn flush(&self, pattern: &str, before: MessageId) -> Result<u64> {
+        protocol::validate_pattern(pattern)?;
+        self.store.eval("flush", &scripts::FLUSH, (pattern, before.get())).await
+    }
+
+    /// Every consumer registered in this namespace (workers register theirs
+    /// while they own them), with pattern, cursor, owner and when it was last seen.
+    ///
+    /// # Errors
+    /// [`Error::Redis`] when the call fails.
+    pub async fn consumers(&self) -> Result<Vec<RegisteredConsumer>> {
+        registry::list(&self.store).await
+    }
+
+    /// The last id issued in this namespace ([`MessageId::ZERO`] before the first publish).
+    ///
+    /// # Errors
+    /// [`Error::Redis`] when the call fails.
+    pub async fn head(&self) -> Result<MessageId> {
+        log::head(&self.store).await
+    }
+
+    /// The same client with the scripts' own size limit, for dead letters: the
+    /// envelope of a message at the client's limit is a little larger.
+    pub(crate) fn with_script_size_limit(&self) -> Client {
+        Client { max_message_size: protocol::MAX_MESSAGE_SIZE, ..self.clone() }
+    }
+
+    /// [`Error::MessageTooLarge`] when `body` is above the limit.
+    fn check_size(&self, body: &[u8]) -> Result<()> {
+        if body.len() > self.max_message_size {
+            return Err(Error::MessageTooLarge { size: body.len(), max: self.max_message_size });
+        }
+        Ok(())
+    }
+
+    /// The connection in this client's namespace, for the runtime and the
+    /// operations built on it.
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+}

@@ -1,0 +1,100 @@
+//! One namespace over one connection: the request helpers that every read and
+//! write of Remq's keys funnels through, and subscriptions to its pushes.
+
+use std::fmt;
+
+use redis::{FromRedisValue, Script, ToRedisArgs};
+
+use super::{Connection, Pushes};
+use crate::error::RedisAddr;
+use crate::{Error, Namespace, Result};
+
+/// A [`Connection`] working in one [`Namespace`]. Cheap to clone: clones share
+/// the connection.
+#[derive(Clone)]
+pub(crate) struct Store {
+    /// Where requests go.
+    connection: Connection,
+    /// Which namespace's keys and scripts are used.
+    namespace: Namespace,
+    /// Where the server is, for messages (never with the password).
+    addr: RedisAddr,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store").field("addr", &self.addr).field("namespace", &self.namespace).finish()
+    }
+}
+
+impl Store {
+    /// `connection`, working in `namespace`.
+    pub(crate) fn new(connection: Connection, namespace: Namespace, addr: RedisAddr) -> Self {
+        Store { connection, namespace, addr }
+    }
+
+    /// The same connection in another namespace.
+    pub(crate) fn with_namespace(&self, namespace: Namespace) -> Store {
+        Store { namespace, ..self.clone() }
+    }
+
+    /// The namespace.
+    pub(crate) fn namespace(&self) -> &Namespace {
+        &self.namespace
+    }
+
+    /// Where the server is.
+    pub(crate) fn addr(&self) -> &RedisAddr {
+        &self.addr
+    }
+
+    /// Calls `script` in this namespace with `args` (a tuple is spread into
+    /// several arguments); `op` names the operation in errors.
+    pub(crate) async fn eval<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        script: &Script,
+        args: impl ToRedisArgs,
+    ) -> Result<T> {
+        self.namespace
+            .invoke(script)
+            .arg(args)
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(|e| Error::redis_in(op, self.namespace.base(), e))
+    }
+
+    /// `GET key`; `op` names the operation in errors.
+    pub(crate) async fn get<T: FromRedisValue>(&self, op: &'static str, key: &str) -> Result<T> {
+        self.query(op, redis::cmd("GET").arg(key)).await
+    }
+
+    /// Runs a command; `op` names the operation in errors.
+    pub(crate) async fn query<T: FromRedisValue>(&self, op: &'static str, command: &redis::Cmd) -> Result<T> {
+        command
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(|e| Error::redis_in(op, self.namespace.base(), e))
+    }
+
+    /// Runs a pipeline; `op` names the operation in errors.
+    pub(crate) async fn query_pipe<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        pipe: &redis::Pipeline,
+    ) -> Result<T> {
+        pipe.query_async(&mut self.connection.clone())
+            .await
+            .map_err(|e| Error::redis_in(op, self.namespace.base(), e))
+    }
+
+    /// Follows the live pushes of the channels matching `pattern` in this namespace.
+    ///
+    /// # Errors
+    /// [`Error::Permission`] when the user may not subscribe; [`Error::Redis`]
+    /// when the connection cannot be opened.
+    pub(crate) async fn subscribe(&self, pattern: &str) -> Result<Pushes> {
+        let pattern = self.namespace.subscription_pattern(pattern);
+        self.connection.subscriber().psubscribe(&pattern).await.map_err(|e| Error::subscribe(&pattern, e))
+    }
+}

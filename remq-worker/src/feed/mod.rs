@@ -1,0 +1,403 @@
+//! The gap-free feed of one consumer: live pub/sub pushes joined with replay
+//! from the durable log, in strictly ascending id order, each id once.
+//!
+//! Subscribe first and buffer live pushes; replay from the cursor with
+//! `consume` until a page comes back short; then drain the buffer, skipping ids
+//! already handed out. A dropped pub/sub connection, a full buffer, or a Redis
+//! restart all end the live feed, and the feed starts over the same way from the
+//! last id it handed out: nothing is skipped because pub/sub lost it.
+//!
+//! The feed reads through a [`Source`] (pages, head, pushes), so its hard cases
+//! are unit-tested against a fake log (`tests.rs`). It is shared by a worker's
+//! consumers and [`Tail`](crate::Tail), with where they start ([`StartFrom`]).
+
+mod live;
+mod source;
+mod start;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+use tokio_util::task::AbortOnDropHandle;
+
+use self::live::{GapReason, LiveFeed, skip_malformed};
+pub(crate) use self::source::Source;
+pub use self::start::StartFrom;
+use crate::connection::backoff::Backoff;
+use crate::observe::metrics;
+use crate::outcome::CounterReset;
+use crate::protocol::{LogState, PackedPage};
+use crate::{Error, Message, MessageId, Result};
+
+/// Why [`MessageFeed::next`] returned no message.
+#[derive(Debug)]
+pub(crate) enum FeedStop {
+    /// The id counter went backwards; the feed must be started over from a
+    /// rewound cursor ([`CounterReset::rewind_to`]).
+    CounterReset(CounterReset),
+    /// A failure that retrying cannot fix (e.g. a missing ACL permission).
+    Failed(Error),
+}
+
+/// A subscription being opened in the background, so a `select!` that drops
+/// [`MessageFeed::next`] (e.g. for a checkpoint timer) does not start it over.
+type Opening = AbortOnDropHandle<Result<LiveFeed>>;
+
+/// One page read from the log.
+struct Page {
+    /// The cursor the page was read after.
+    after: MessageId,
+    /// The messages that parsed, in id order.
+    messages: Vec<Message>,
+    /// How many entries the page held, malformed ones included: a full page
+    /// means the log may hold more.
+    frames: usize,
+    /// The log's state when the page was read.
+    state: LogState,
+}
+
+/// Where the feed is in the subscribe → replay → live cycle.
+enum Phase {
+    /// Not subscribed; the next call subscribes and replays.
+    Resync {
+        /// Why, for the logs.
+        reason: GapReason,
+        /// The subscription under way, if one was started.
+        opening: Option<Opening>,
+    },
+    /// Replaying the log while live pushes are buffered.
+    Replay {
+        /// The subscription whose buffer fills meanwhile.
+        live: LiveFeed,
+        /// The rest of the last page read from the log.
+        page: VecDeque<Message>,
+        /// The next page, already being read while this one is handled, so Redis
+        /// and the handler work at the same time.
+        next_page: Option<AbortOnDropHandle<Result<Page>>>,
+        /// Whether the last page was short (the log is exhausted).
+        exhausted: bool,
+    },
+    /// Following pub/sub.
+    Live(LiveFeed),
+}
+
+impl Phase {
+    fn resync(reason: GapReason) -> Phase {
+        Phase::Resync { reason, opening: None }
+    }
+}
+
+/// An ordered, gap-free, duplicate-free stream of the messages of one pattern,
+/// starting after a cursor.
+pub(crate) struct MessageFeed<S: Source> {
+    /// Where pages, the head and live pushes come from.
+    source: S,
+    /// The consumer's durable name, for logs.
+    consumer: Arc<str>,
+    /// The channel pattern.
+    pattern: Arc<str>,
+    /// The last id handed out.
+    cursor: MessageId,
+    /// Live buffer capacity.
+    buffer: usize,
+    /// Page size when replaying.
+    batch: usize,
+    /// Where in the cycle we are.
+    phase: Phase,
+    /// Reconnect back-off across failures.
+    backoff: Backoff,
+    /// After a failure, when the next attempt may start (kept in the feed so a
+    /// cancelled `next` does not cut the back-off short).
+    retry_at: Option<Instant>,
+    /// Notices messages that retention removed before they were read.
+    losses: LossWatch,
+    /// Whether the live phase has shown the id counter did not go back: a live
+    /// push above the cursor, or the head checked after a push at or below it.
+    live_checked: bool,
+    /// The first live push at or below the cursor while `live_checked` is
+    /// false: a replayed message pushed again, or the first message after the
+    /// counter went back. `next` asks Redis which.
+    suspect: Option<MessageId>,
+    /// Messages read from the log.
+    replayed: ::metrics::Counter,
+    /// Subscriptions re-opened after a failure.
+    reconnects: ::metrics::Counter,
+}
+
+/// Notices, from the log's state read with each page, messages that retention
+/// removed before this consumer read them; logs and counts each loss once.
+struct LossWatch {
+    /// The highest id already reported.
+    reported: MessageId,
+    /// `remq_retention_gaps_total`.
+    gaps: ::metrics::Counter,
+}
+
+impl LossWatch {
+    /// Checks a page read after `after`: ids above it up to `state.removed` are
+    /// gone. Replay goes on from the oldest message kept.
+    fn check(&mut self, consumer: &str, pattern: &str, after: MessageId, state: LogState) {
+        let from = after.max(self.reported);
+        if state.removed <= from {
+            return;
+        }
+        let (first, last) = (from.get() + 1, state.removed);
+        tracing::error!(
+            consumer,
+            pattern,
+            lost_from = first,
+            lost_through = %last,
+            "messages with ids {first} through {last} on this pattern were removed by retention before this consumer processed them; continuing from the oldest message kept (a flush hard cap, a stale consumer registration or a manual flush let this happen)"
+        );
+        self.gaps.increment(1);
+        self.reported = last;
+    }
+}
+
+impl<S: Source> MessageFeed<S> {
+    /// A feed of `pattern` after `cursor`.
+    pub(crate) fn new(
+        source: S,
+        consumer: Arc<str>,
+        pattern: &str,
+        cursor: MessageId,
+        buffer: usize,
+        batch: usize,
+    ) -> Self {
+        MessageFeed {
+            source,
+            pattern: pattern.into(),
+            cursor,
+            buffer,
+            batch,
+            phase: Phase::resync(GapReason::Startup),
+            backoff: Backoff::default(),
+            retry_at: None,
+            losses: LossWatch {
+                reported: MessageId::ZERO,
+                gaps: metrics::handler_counter(metrics::RETENTION_GAPS, &consumer),
+            },
+            live_checked: false,
+            suspect: None,
+            replayed: metrics::handler_counter(metrics::REPLAYED, &consumer),
+            reconnects: metrics::handler_counter(metrics::RECONNECTS, &consumer),
+            consumer,
+        }
+    }
+
+    /// Whether the feed follows live pushes with nothing buffered: the consumer
+    /// has processed everything published so far.
+    pub(crate) fn caught_up(&self) -> bool {
+        matches!(&self.phase, Phase::Live(live) if live.rx.is_empty())
+    }
+
+    /// The next message if one is already buffered (a replayed page or a live
+    /// push), without waiting or touching Redis.
+    pub(crate) fn try_next(&mut self) -> Option<Message> {
+        loop {
+            let message = match &mut self.phase {
+                Phase::Replay { page, .. } => page.pop_front()?,
+                Phase::Live(_) if self.suspect.is_some() => return None,
+                Phase::Live(live) => {
+                    let message = live.rx.try_recv().ok()?;
+                    match self.take_live(message) {
+                        Some(message) => return Some(message),
+                        None => continue,
+                    }
+                }
+                Phase::Resync { .. } => return None,
+            };
+            if let Some(message) = self.hand_out(message) {
+                return Some(message);
+            }
+        }
+    }
+
+    /// The next message, with an id greater than every id handed out before.
+    /// Connection problems are retried with back-off inside.
+    ///
+    /// # Errors
+    /// [`FeedStop::CounterReset`] when the id counter went backwards, and
+    /// failures that retrying cannot fix (e.g. a missing ACL permission).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: a message is handed out only by a completed call; the
+    /// subscription and page reads under way, and the back-off, carry over to the
+    /// next call.
+    pub(crate) async fn next(&mut self) -> std::result::Result<Message, FeedStop> {
+        loop {
+            if let Some(message) = self.try_next() {
+                return Ok(message);
+            }
+            if let Some(retry_at) = self.retry_at {
+                tokio::time::sleep_until(retry_at).await;
+                self.retry_at = None;
+            }
+            if let Some(first) = self.suspect {
+                match self.source.head().await {
+                    Ok(head) if head < self.cursor => {
+                        self.suspect = None;
+                        self.phase = Phase::resync(GapReason::Startup);
+                        return Err(
+                            self.counter_reset(MessageId::new(first.get().saturating_sub(1)), Some(first))
+                        );
+                    }
+                    Ok(_) => {
+                        self.suspect = None;
+                        self.live_checked = true;
+                    }
+                    Err(error) => self.failed("check the head", error)?,
+                }
+                continue;
+            }
+            match &mut self.phase {
+                Phase::Resync { reason, opening } => {
+                    let reason = *reason;
+                    let open = opening.get_or_insert_with(|| {
+                        let (source, pattern, consumer) =
+                            (self.source.clone(), self.pattern.clone(), self.consumer.clone());
+                        let buffer = self.buffer;
+                        AbortOnDropHandle::new(tokio::spawn(async move {
+                            LiveFeed::open(&source, &pattern, buffer, consumer).await
+                        }))
+                    });
+                    let opened = open.await.unwrap_or_else(|e| Err(Error::retryable(e)));
+                    *opening = None;
+                    match opened {
+                        Ok(live) => {
+                            self.backoff.succeeded(&self.consumer);
+                            metrics::gap_replay(&self.consumer, reason.as_str());
+                            if reason == GapReason::Disconnect {
+                                self.reconnects.increment(1);
+                            }
+                            tracing::debug!(consumer = &*self.consumer, %reason, after = %self.cursor, "subscribed; replaying from the log");
+                            self.phase = Phase::Replay {
+                                live,
+                                page: VecDeque::new(),
+                                next_page: None,
+                                exhausted: false,
+                            };
+                        }
+                        Err(error) => self.failed("subscribe", error)?,
+                    }
+                }
+                Phase::Replay { exhausted: true, .. } => {
+                    tracing::debug!(consumer = &*self.consumer, after = %self.cursor, "caught up; following live pushes");
+                    if let Phase::Replay { live, .. } =
+                        std::mem::replace(&mut self.phase, Phase::resync(GapReason::Startup))
+                    {
+                        self.phase = Phase::Live(live);
+                        self.live_checked = false;
+                    }
+                }
+                Phase::Replay { page, next_page, exhausted, .. } => {
+                    let fetch = next_page.get_or_insert_with(|| {
+                        read_page(&self.source, &self.consumer, &self.pattern, self.cursor, self.batch)
+                    });
+                    let read = fetch.await.unwrap_or_else(|e| Err(Error::retryable(e)));
+                    *next_page = None;
+                    match read {
+                        Ok(read) => {
+                            self.backoff.succeeded(&self.consumer);
+                            self.replayed.increment(read.messages.len() as u64);
+                            if read.state.head < read.after {
+                                let head = read.state.head;
+                                self.phase = Phase::resync(GapReason::Startup);
+                                return Err(self.counter_reset(head, None));
+                            }
+                            self.losses.check(&self.consumer, &self.pattern, read.after, read.state);
+                            *exhausted = read.frames < self.batch;
+                            if let Some(last) = read.messages.last().filter(|_| !*exhausted) {
+                                let after = last.id;
+                                *next_page = Some(read_page(
+                                    &self.source,
+                                    &self.consumer,
+                                    &self.pattern,
+                                    after,
+                                    self.batch,
+                                ));
+                            }
+                            *page = read.messages.into();
+                        }
+                        Err(error) => self.failed("replay", error)?,
+                    }
+                }
+                Phase::Live(live) => match live.next().await {
+                    Ok(message) => {
+                        if let Some(message) = self.take_live(message) {
+                            return Ok(message);
+                        }
+                    }
+                    Err(GapReason::CounterReset(first)) => {
+                        self.phase = Phase::resync(GapReason::Startup);
+                        return Err(
+                            self.counter_reset(MessageId::new(first.get().saturating_sub(1)), Some(first))
+                        );
+                    }
+                    Err(reason) => {
+                        tracing::info!(consumer = &*self.consumer, %reason, after = %self.cursor, "live feed ended; replaying from the log");
+                        self.phase = Phase::resync(reason);
+                    }
+                },
+            }
+        }
+    }
+
+    /// The stop for a counter that went back to `head`, below the cursor.
+    fn counter_reset(&self, head: MessageId, first_new: Option<MessageId>) -> FeedStop {
+        FeedStop::CounterReset(CounterReset { cursor: self.cursor, head, first_new })
+    }
+
+    /// A live push: handed out when above the cursor; else dropped as a replayed
+    /// message pushed again, except that the first such push of a live phase is
+    /// held as a suspect until `next` has checked the counter did not go back
+    /// (later ones are caught by the reader: pushes only grow).
+    fn take_live(&mut self, message: Message) -> Option<Message> {
+        if message.id > self.cursor {
+            self.live_checked = true;
+        } else if !self.live_checked {
+            self.suspect.get_or_insert(message.id);
+        }
+        self.hand_out(message)
+    }
+
+    /// Moves the cursor past `message`, or drops it when it was already handed out.
+    fn hand_out(&mut self, message: Message) -> Option<Message> {
+        (message.id > self.cursor).then(|| {
+            self.cursor = message.id;
+            message
+        })
+    }
+
+    /// Handles a failed Redis call: permanent errors end the feed; others drop
+    /// the subscription and schedule a retry after a back-off.
+    fn failed(&mut self, what: &str, error: Error) -> std::result::Result<(), FeedStop> {
+        if error.is_permanent() {
+            return Err(FeedStop::Failed(error));
+        }
+        self.phase = Phase::resync(GapReason::Disconnect);
+        self.retry_at = Some(Instant::now() + self.backoff.failure(&self.consumer, what, &error));
+        Ok(())
+    }
+}
+
+/// Starts reading one page of the log after `after` in the background.
+fn read_page(
+    source: &impl Source,
+    consumer: &Arc<str>,
+    pattern: &Arc<str>,
+    after: MessageId,
+    batch: usize,
+) -> AbortOnDropHandle<Result<Page>> {
+    let (source, consumer, pattern) = (source.clone(), consumer.clone(), pattern.clone());
+    AbortOnDropHandle::new(tokio::spawn(async move {
+        let PackedPage { state, entries } = source.page(&pattern, after, batch).await?;
+        let count = entries.len();
+        let messages =
+            entries.into_iter().filter_map(|entry| skip_malformed(&consumer, "the log", entry)).collect();
+        Ok(Page { after, messages, frames: count, state })
+    }))
+}

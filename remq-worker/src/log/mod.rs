@@ -1,0 +1,51 @@
+//! The read side of the log, shared by the feed, the tail, retention and the
+//! observers: pages in id order across channels, the head, the server's clock,
+//! the channels of a pattern, walks along one channel's stream, and the time
+//! index.
+
+pub(crate) mod channels;
+pub(crate) mod time_index;
+
+use std::time::Duration;
+
+use crate::connection::Store;
+use crate::protocol::{self, MAX_CONSUME_LIMIT, PackedPage, scripts};
+use crate::{MessageId, Result};
+
+/// One page after `after` with the log's [`LogState`](crate::protocol::LogState),
+/// read in one `consume.lua … packed` call so the two agree. An entry that is
+/// not a Remq message is an error in its place, so a caller can skip it
+/// without losing the rest of the page.
+///
+/// # Errors
+/// [`Error::InvalidPattern`](crate::Error::InvalidPattern) for an empty
+/// pattern; [`Error::Redis`](crate::Error::Redis) when the call fails.
+pub(crate) async fn read_page(
+    store: &Store,
+    pattern: &str,
+    after: MessageId,
+    limit: usize,
+) -> Result<PackedPage> {
+    protocol::validate_pattern(pattern)?;
+    let limit = limit.clamp(1, MAX_CONSUME_LIMIT);
+    store.eval("consume", &scripts::CONSUME, (pattern, after.get(), limit, "packed")).await
+}
+
+/// The last id issued in the namespace ([`MessageId::ZERO`] before the first publish).
+///
+/// # Errors
+/// [`Error::Redis`](crate::Error::Redis) when the call fails.
+pub(crate) async fn head(store: &Store) -> Result<MessageId> {
+    let id: Option<u64> = store.get("head", &store.namespace().id_key()).await?;
+    Ok(MessageId::new(id.unwrap_or(0)))
+}
+
+/// The Redis server's clock (`TIME`), since the Unix epoch: the one clock that
+/// liveness, ages and the time index are judged by.
+///
+/// # Errors
+/// [`Error::Redis`](crate::Error::Redis) when the call fails.
+pub(crate) async fn server_time(store: &Store) -> Result<Duration> {
+    let (secs, micros): (u64, u64) = store.query("read the server time", &redis::cmd("TIME")).await?;
+    Ok(Duration::from_secs(secs) + Duration::from_micros(micros))
+}

@@ -1,0 +1,8 @@
+//! Who owns what, kept in Redis: leases under typed keys
+//! ([`LeaseKey`](crate::protocol::LeaseKey): a consumer, a flush lock; later a
+//! partition), the fenced checkpoints of a consumer, and the registry of
+//! consumers. Liveness is judged on one clock, the Redis server's.
+
+pub(crate) mod checkpoint;
+pub(crate) mod lease;
+pub(crate) mod registry;

@@ -1,0 +1,194 @@
+//! The key layout of a namespace: the one place that formats a key name.
+
+use std::fmt;
+use std::sync::Arc;
+
+use redis::Script;
+
+use super::GLOB_CHARS;
+use crate::{Error, Result};
+
+/// The base that prefixes every key and pub/sub channel of one Remq namespace.
+///
+/// The default namespace is `remq`, which the scripts use when called with no
+/// keys, so it speaks exactly the seed protocol (`remq:id`, `remq:channel:<c>`).
+/// Another base such as `remq:{orders}` is passed as `KEYS[1]`; with a hash tag
+/// all of the namespace's keys live in one Redis Cluster slot.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Namespace {
+    /// The key prefix, e.g. `remq` or `remq:{orders}`.
+    base: String,
+}
+
+impl Namespace {
+    /// The default base, used by scripts called with `numkeys` 0.
+    pub const DEFAULT: &'static str = "remq";
+
+    /// A namespace with the given base.
+    ///
+    /// # Errors
+    /// [`Error::InvalidNamespace`] when the base is empty or contains a newline,
+    /// whitespace, or a glob character (`* ? [ ] \`): the base is part of the
+    /// subscription pattern, where those characters would match other namespaces.
+    pub fn new(base: impl Into<String>) -> Result<Self> {
+        let base = base.into();
+        let reason = if base.is_empty() {
+            Some("a namespace must not be empty")
+        } else if base.chars().any(|c| c.is_whitespace() || GLOB_CHARS.contains(&c) || c == '\\') {
+            Some("a namespace must not contain whitespace or the glob characters * ? [ ] \\")
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => Err(Error::InvalidNamespace { namespace: base, reason }),
+            None => Ok(Namespace { base }),
+        }
+    }
+
+    /// The base string, e.g. `remq`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// True for the default `remq` namespace (scripts are called with no keys).
+    pub(crate) fn is_default(&self) -> bool {
+        self.base == Self::DEFAULT
+    }
+
+    /// `<base>:id`, the counter that issues message ids.
+    pub(crate) fn id_key(&self) -> String {
+        format!("{}:id", self.base)
+    }
+
+    /// `<base>:consumer:<name>:cursor`, where a consumer's checkpoint lives.
+    pub(crate) fn cursor_key(&self, consumer: &str) -> String {
+        format!("{}:consumer:{consumer}:cursor", self.base)
+    }
+
+    /// The key of a lease (see [`LeaseKey`]).
+    pub(crate) fn lease_key(&self, lease: &LeaseKey) -> String {
+        match lease {
+            LeaseKey::Consumer(name) => format!("{}:consumer:{name}:lease", self.base),
+            LeaseKey::FlushLock(pattern) => format!("{}:flush:{pattern}:lock", self.base),
+        }
+    }
+
+    /// `<base>:consumer:<name>:info`, a registered consumer's pattern and owner.
+    pub(crate) fn consumer_info_key(&self, consumer: &str) -> String {
+        format!("{}:consumer:{consumer}:info", self.base)
+    }
+
+    /// `<base>:consumers`, the registry of consumers scored by when each was last seen.
+    pub(crate) fn consumers_key(&self) -> String {
+        format!("{}:consumers", self.base)
+    }
+
+    /// `<base>:channels`, the registry of channels.
+    pub(crate) fn channels_key(&self) -> String {
+        format!("{}:channels", self.base)
+    }
+
+    /// `<base>:channel:<channel>`, the stream of a channel.
+    pub(crate) fn channel_key(&self, channel: &str) -> String {
+        format!("{}:channel:{channel}", self.base)
+    }
+
+    /// `<base>:time`, the time index: sampled ids by the second they were published in.
+    pub(crate) fn time_key(&self) -> String {
+        format!("{}:time", self.base)
+    }
+
+    /// `<base>:channel:<pattern>`, what `PSUBSCRIBE` takes to follow a pattern live.
+    pub fn subscription_pattern(&self, pattern: &str) -> String {
+        format!("{}:channel:{pattern}", self.base)
+    }
+
+    /// Prepares a call of `script` in this namespace: `numkeys` 0 for the default
+    /// base, else the base as `KEYS[1]`.
+    pub(crate) fn invoke<'a>(&self, script: &'a Script) -> redis::ScriptInvocation<'a> {
+        let mut invocation = script.prepare_invoke();
+        if !self.is_default() {
+            invocation.key(&self.base);
+        }
+        invocation
+    }
+}
+
+impl Default for Namespace {
+    fn default() -> Self {
+        Namespace { base: Self::DEFAULT.to_owned() }
+    }
+}
+
+impl fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.base, f)
+    }
+}
+
+impl fmt::Display for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.base)
+    }
+}
+
+/// What a lease guards. Each kind has keys of its own (`lease.lua`'s fifth
+/// argument), so no name of one kind can take another kind's lease: a consumer
+/// named `flush:events.*` and the flush lock of `events.*` are two leases.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum LeaseKey {
+    /// A durable consumer, by name: `<base>:consumer:<name>:lease`, the lease
+    /// whose token fences the consumer's checkpoints (`checkpoint.lua`).
+    Consumer(Arc<str>),
+    /// The periodic flush of a pattern, held by one worker at a time:
+    /// `<base>:flush:<pattern>:lock`.
+    FlushLock(Arc<str>),
+}
+
+impl LeaseKey {
+    /// The kind, as `lease.lua` takes it.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            LeaseKey::Consumer(_) => "consumer",
+            LeaseKey::FlushLock(_) => "flush",
+        }
+    }
+
+    /// The consumer name or the pattern.
+    pub(crate) fn name(&self) -> &Arc<str> {
+        match self {
+            LeaseKey::Consumer(name) | LeaseKey::FlushLock(name) => name,
+        }
+    }
+}
+
+impl fmt::Display for LeaseKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind(), self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_rules() {
+        assert_eq!(Namespace::default().subscription_pattern("events.*"), "remq:channel:events.*");
+        let orders = Namespace::new("remq:{orders}").unwrap();
+        assert_eq!(orders.id_key(), "remq:{orders}:id");
+        assert!(!orders.is_default());
+        for bad in ["", "a b", "remq*", "remq[1]", "a\\b"] {
+            assert!(Namespace::new(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn lease_kinds_never_share_a_key() {
+        let ns = Namespace::default();
+        let consumer = LeaseKey::Consumer("flush:events.*".into());
+        let lock = LeaseKey::FlushLock("events.*".into());
+        assert_eq!(ns.lease_key(&consumer), "remq:consumer:flush:events.*:lease");
+        assert_eq!(ns.lease_key(&lock), "remq:flush:events.*:lock");
+    }
+}

@@ -1,0 +1,218 @@
+//! The `packed` reply of `consume.lua`: a page of the log and the log's state in
+//! one MessagePack string, `[head, removed, [channel, entry, …, channel, entry,
+//! …]]`, each entry `[<id>-0, [field, message, …]]` and belonging to the channel
+//! named last before it. Redis builds no frame string per message for it, the
+//! client parses one bulk string instead of one per message, and the bodies are
+//! slices of that string, not copies.
+
+use bytes::Bytes;
+use redis::{FromRedisValue, ParsingError, Value};
+use rmp::decode;
+
+use crate::message::preview;
+use crate::{Error, Message, MessageId, Result};
+
+/// What `consume.lua` reports about the log beside a page of messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LogState {
+    /// The last id issued in the namespace.
+    pub(crate) head: MessageId,
+    /// The highest id retention removed from a matching channel (0: none).
+    pub(crate) removed: MessageId,
+}
+
+/// A `consume.lua … packed` reply.
+#[derive(Debug)]
+pub(crate) struct PackedPage {
+    /// What the log looked like when the page was read.
+    pub(crate) state: LogState,
+    /// The page's entries in id order: each a message, or, for an entry that
+    /// something other than Remq wrote, why it cannot be one.
+    pub(crate) entries: Vec<Result<Message>>,
+}
+
+impl PackedPage {
+    /// Reads a packed reply; the error says what is wrong with it.
+    pub(crate) fn decode(reply: &Bytes) -> std::result::Result<Self, Malformed> {
+        Reader { reply, rest: reply }.page()
+    }
+}
+
+impl FromRedisValue for PackedPage {
+    fn from_redis_value(value: Value) -> std::result::Result<Self, ParsingError> {
+        let reply = Bytes::from_redis_value(value)?;
+        PackedPage::decode(&reply)
+            .map_err(|what| format!("consume.lua's packed reply is malformed: {what}").into())
+    }
+}
+
+/// Reads a packed reply front to back.
+struct Reader<'a> {
+    /// The whole reply, which the bodies are sliced from.
+    reply: &'a Bytes,
+    /// What is left to read.
+    rest: &'a [u8],
+}
+
+/// Why a packed reply could not be read.
+pub(crate) type Malformed = &'static str;
+
+impl Reader<'_> {
+    fn page(mut self) -> std::result::Result<PackedPage, Malformed> {
+        self.expect_array(3, "the reply is not [head, removed, items]")?;
+        let head = self.int()?;
+        let removed = self.int()?;
+        let state = LogState { head: MessageId::new(head), removed: MessageId::new(removed) };
+        let items = self.array()?;
+        // Every item takes at least a byte: a count the rest cannot hold is a lie,
+        // not a reason to allocate gigabytes (found by the `packed` fuzz target).
+        let mut entries = Vec::with_capacity(items.min(self.rest.len()));
+        let mut channel = None;
+        for _ in 0..items {
+            if let Some(0xa0..=0xbf | 0xd9..=0xdb) = self.rest.first() {
+                channel = Some(self.string()?);
+                continue;
+            }
+            let channel = channel.clone().ok_or("an entry comes before any channel name")?;
+            self.expect_array(2, "an entry is not [id, fields]")?;
+            let id = self.string()?;
+            let fields = self.array()?;
+            if fields < 2 {
+                return Err("an entry has no message");
+            }
+            self.string()?; // the field's name
+            let body = self.string()?;
+            for _ in 2..fields {
+                self.string()?;
+            }
+            entries.push(message(&self.reply[channel], &self.reply[id], self.reply.slice(body)));
+        }
+        if !self.rest.is_empty() {
+            return Err("bytes follow the page");
+        }
+        Ok(PackedPage { state, entries })
+    }
+
+    fn array(&mut self) -> std::result::Result<usize, Malformed> {
+        let len = decode::read_array_len(&mut self.rest).map_err(|_| "expected an array")?;
+        Ok(len as usize)
+    }
+
+    fn expect_array(&mut self, len: usize, otherwise: Malformed) -> std::result::Result<(), Malformed> {
+        if self.array()? == len { Ok(()) } else { Err(otherwise) }
+    }
+
+    fn int(&mut self) -> std::result::Result<u64, Malformed> {
+        decode::read_int(&mut self.rest).map_err(|_| "expected an integer")
+    }
+
+    /// A string, as the range of the reply it occupies.
+    fn string(&mut self) -> std::result::Result<std::ops::Range<usize>, Malformed> {
+        let len = decode::read_str_len(&mut self.rest).map_err(|_| "expected a string")? as usize;
+        if len > self.rest.len() {
+            return Err("a string runs past the end");
+        }
+        let start = self.reply.len() - self.rest.len();
+        self.rest = &self.rest[len..];
+        Ok(start..start + len)
+    }
+}
+
+/// The message of one stream entry, checked as [`Message::from_frame`] checks a
+/// frame: a non-empty UTF-8 channel, and an entry id `<message id>-<n>`.
+fn message(channel: &[u8], entry_id: &[u8], body: Bytes) -> Result<Message> {
+    let malformed =
+        |reason| Error::MalformedFrame { reason, preview: preview(&[channel, b"@", entry_id].concat()) };
+    let id = MessageId::from_entry_id(entry_id)
+        .ok_or_else(|| malformed("the entry id does not start with a decimal message id"))?;
+    let channel = std::str::from_utf8(channel).map_err(|_| malformed("the channel name is not UTF-8"))?;
+    if channel.is_empty() {
+        return Err(malformed("the channel name is empty"));
+    }
+    Ok(Message { id, channel: channel.to_owned(), body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// MessagePack by hand, so the tests do not trust an encoder.
+    fn str(s: &[u8]) -> Vec<u8> {
+        let mut out = vec![0xd9, s.len() as u8];
+        out.extend_from_slice(s);
+        out
+    }
+
+    fn entry(id: &str, body: &[u8]) -> Vec<u8> {
+        [vec![0x92], str(id.as_bytes()), vec![0x92], str(b"m"), str(body)].concat()
+    }
+
+    fn page(groups: &[(&[u8], Vec<Vec<u8>>)]) -> Bytes {
+        let items: usize = groups.iter().map(|(_, entries)| 1 + entries.len()).sum();
+        let mut out = vec![0x93, 0xcd, 0x01, 0x00, 0x07, 0x90 | items as u8];
+        for (channel, entries) in groups {
+            out.extend(str(channel));
+            entries.iter().for_each(|e| out.extend(e));
+        }
+        out.into()
+    }
+
+    fn decode(reply: Bytes) -> std::result::Result<PackedPage, String> {
+        PackedPage::from_redis_value(Value::BulkString(reply.to_vec())).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn reads_the_page_in_order_with_the_state() {
+        let reply = page(&[
+            (b"a.x", vec![entry("3-0", b"one"), entry("9-0", b"two\n@\0")]),
+            (b"a@y", vec![entry("12-0", b"")]),
+        ]);
+        let page = decode(reply).unwrap();
+        assert_eq!(page.state, LogState { head: MessageId::new(256), removed: MessageId::new(7) });
+        let got: Vec<_> = page.entries.into_iter().map(|m| m.unwrap()).collect();
+        let want = [("a.x", 3, &b"one"[..]), ("a.x", 9, b"two\n@\0"), ("a@y", 12, b"")];
+        assert_eq!(got.len(), want.len());
+        for (m, (channel, id, body)) in got.iter().zip(want) {
+            assert_eq!((m.channel.as_str(), m.id.get(), &m.body[..]), (channel, id, body));
+        }
+    }
+
+    #[test]
+    fn a_foreign_entry_is_an_error_in_its_place() {
+        let reply = page(&[
+            (b"a", vec![entry("1-0", b"ok"), entry("x-0", b"bad id")]),
+            (b"\xff", vec![entry("2-0", b"bad channel")]),
+            (b"", vec![entry("3-0", b"empty channel")]),
+        ]);
+        let entries = decode(reply).unwrap().entries;
+        assert!(entries[0].is_ok());
+        for (entry, reason) in entries[1..].iter().zip(["decimal message id", "not UTF-8", "empty"]) {
+            let err = entry.as_ref().unwrap_err();
+            assert!(matches!(err, Error::MalformedFrame { .. }) && err.to_string().contains(reason), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_error_quotes_at_most_64_bytes() {
+        let long = [b'c'; 200];
+        let entries = decode(page(&[(&long[..], vec![entry("x-0", b"body")])])).unwrap().entries;
+        let Err(Error::MalformedFrame { preview, .. }) = &entries[0] else { panic!("{entries:?}") };
+        assert_eq!(preview.len(), 64);
+    }
+
+    #[test]
+    fn a_broken_reply_is_an_error_not_a_panic() {
+        let whole = page(&[(b"a", vec![entry("1-0", b"body")])]);
+        for cut in 0..whole.len() {
+            assert!(decode(whole.slice(..cut)).is_err(), "cut at {cut}");
+        }
+        let mut longer = whole.to_vec();
+        longer.push(0xc0);
+        assert!(decode(longer.into()).unwrap_err().contains("bytes follow the page"));
+        assert!(decode(Bytes::from_static(b"\x92\x01\x02")).unwrap_err().contains("[head, removed, items]"));
+        let huge = decode(Bytes::from_static(b"\x93\x00\x00\xdd\xff\xff\xff\xff\xa1a"));
+        assert!(huge.unwrap_err().contains("expected an array"), "4 billion items claimed, 1 given");
+        let orphan = [&[0x93, 0x01, 0x00, 0x91][..], &entry("1-0", b"body")].concat();
+        assert!(decode(orphan.into()).unwrap_err().contains("before any channel name"));
+    }
+}
