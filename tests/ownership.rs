@@ -34,7 +34,10 @@ async fn a_consumer_named_like_a_flush_lock_and_the_flush_job_both_run() {
     let mut body = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while metric(&body, ok).unwrap_or(0.0) < 3.0 {
-        assert!(tokio::time::Instant::now() < deadline, "the flush job never ran while the consumer held its lease:\n{body}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the flush job never ran while the consumer held its lease:\n{body}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
         body = http_get(addr, "/metrics").await.1;
     }

@@ -7,6 +7,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in Remq, named by what failed.
 ///
+/// Only failures: why the runtime stops a consumer without a failure
+/// (shutdown, a lost lease, a counter that went backwards, a message given up
+/// on) is an internal outcome, never an `Error`.
+///
 /// Messages say what to do about the failure. None of them, nor the `Debug`
 /// output, ever contains a password from a Redis URL: addresses are shown as
 /// [`RedisAddr`], which keeps only the host, port and database.
@@ -215,57 +219,12 @@ pub enum Error {
     )]
     NoHandlers,
 
-    /// Another owner took this consumer's lease; this process must stop consuming.
-    #[error("consumer {consumer:?} lost its lease to another owner; its checkpoint was refused")]
-    LeaseLost {
-        /// The consumer.
-        consumer: String,
-    },
-
-    /// The namespace's id counter went backwards: Redis lost writes (a restore
-    /// from an old snapshot, or a failover to a replica that was behind), so new
-    /// messages get ids this consumer believes it has processed. The consumer
-    /// rewinds (see the README's "Failover") and replays rather than skip them;
-    /// retrying is the fix.
-    #[error(
-        "the id counter went backwards: consumer {consumer:?} had processed up to id {cursor}, but the last id issued is {head}; Redis lost writes (restored from an old snapshot, or failed over to a replica that was behind). The consumer rewinds to replay what may be new; see \"Failover\" in the README"
-    )]
-    CounterReset {
-        /// The consumer that noticed.
-        consumer: String,
-        /// How far it had got.
-        cursor: crate::MessageId,
-        /// The last id issued, as far as the consumer could tell: the counter in
-        /// Redis, or one below `first_new`.
-        head: crate::MessageId,
-        /// The first message that arrived live with an id not above the one
-        /// before it, when that is how the reset showed.
-        first_new: Option<crate::MessageId>,
-    },
-
     /// A handler attempt ran past its deadline (the attempt was cancelled).
     #[error("the handler did not finish within its timeout")]
     HandlerTimeout {
         /// Whether the handler is configured to treat a timeout as permanent
         /// (dead-letter at once) rather than retry it.
         permanent: bool,
-    },
-
-    /// The worker is shutting down: the message was interrupted, not given up
-    /// on, and is not checkpointed.
-    #[error("the worker is shutting down")]
-    ShuttingDown,
-
-    /// A handler failed for good: permanently, or on its last attempt.
-    #[error("failed after {attempts} attempt(s): {source}")]
-    GaveUp {
-        /// Attempts made, the first included.
-        attempts: u32,
-        /// The message that failed (what the dead-letter layer publishes).
-        message: Box<crate::Message>,
-        /// The last attempt's error.
-        #[source]
-        source: Box<Error>,
     },
 
     /// An operation did not finish in time.
@@ -299,19 +258,11 @@ impl Error {
     /// malformed data and bodies that do not deserialize are permanent.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Connect { .. } | Error::Timeout { .. } | Error::CounterReset { .. } => true,
+            Error::Connect { .. } | Error::Timeout { .. } => true,
             Error::HandlerTimeout { permanent } => !permanent,
             Error::Handler { permanent, .. } => !permanent,
             Error::Redis { source, .. } => !is_permanent_redis_error(source),
             _ => false,
-        }
-    }
-
-    /// For [`Error::GaveUp`], how many attempts were made.
-    pub fn attempts(&self) -> Option<u32> {
-        match self {
-            Error::GaveUp { attempts, .. } => Some(*attempts),
-            _ => None,
         }
     }
 
