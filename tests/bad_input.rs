@@ -159,7 +159,7 @@ async fn a_forged_push_with_a_future_id_does_not_make_the_worker_skip_real_messa
 /// Known issue, not fixed: the forged message itself reaches the handler
 /// (and the real one before it is delivered twice). Anyone allowed to PUBLISH
 /// on `remq:channel:*` can do this, and every producer is (publish.lua pushes
-/// from inside the script). The fix belongs in the live feed (subscription.rs):
+/// from inside the script). The fix belongs in the live feed (remq-worker/src/feed):
 /// check pushes against the log before handing them out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "known issue: forged live pushes are trusted (see the comment)"]

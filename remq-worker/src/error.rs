@@ -128,8 +128,7 @@ pub enum Error {
     /// A message is larger than the client's limit
     /// ([`ClientBuilder::max_message_size`](crate::ClientBuilder::max_message_size)).
     #[error(
-        "message too large: {size} bytes, the limit is {max} (ClientBuilder::max_message_size, REMQ_MAX_MESSAGE_SIZE; the scripts allow at most {}); store big payloads elsewhere and publish a reference",
-        crate::protocol::MAX_MESSAGE_SIZE
+        "message too large: {size} bytes, the limit is {max} (ClientBuilder::max_message_size, REMQ_MAX_MESSAGE_SIZE; the scripts allow at most 8 MiB); store big payloads elsewhere and publish a reference"
     )]
     MessageTooLarge {
         /// The message's size in bytes.

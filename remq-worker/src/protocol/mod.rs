@@ -74,6 +74,14 @@ mod tests {
     }
 
     #[test]
+    fn the_script_limit_is_the_one_errors_name() {
+        // `Error::MessageTooLarge` says "8 MiB" (the error module depends on nothing).
+        assert_eq!(MAX_MESSAGE_SIZE, 8 * 1024 * 1024);
+        let error = Error::MessageTooLarge { size: 1, max: 0 }.to_string();
+        assert!(error.contains("at most 8 MiB"), "{error}");
+    }
+
+    #[test]
     fn pattern_rules() {
         validate_pattern("events.*").unwrap();
         validate_pattern("[ac]").unwrap();
