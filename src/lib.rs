@@ -11,8 +11,9 @@
 //! [`RunningWorker`] runs a worker in the background and stops it gracefully (or
 //! crashes it).
 //!
-//! [`wait_for`], [`http_get`] and [`metric`] poll a condition and read a worker's
-//! `/metrics`, `/healthz` and `/readyz`.
+//! [`wait_for`] and [`wait_until`] poll a condition until a deadline; [`http_get`],
+//! [`metric`], [`scrape_until`] and [`wait_for_readiness`] read a worker's
+//! `/metrics`, `/healthz` and `/readyz`; [`local_listener`] and [`closed_port`] hand out loopback ports.
 //!
 //! [`redis_url_or_local`] is what the examples use: the URL from the environment, or
 //! the Redis on 127.0.0.1:6379 when one answers, or else a throwaway server.
@@ -24,7 +25,10 @@ mod running;
 mod tls;
 
 pub use local::{RedisTarget, redis_url_or_local};
-pub use probe::{http_get, init_test_logs, local_listener, metric, wait_for};
+pub use probe::{
+    closed_port, http_get, init_test_logs, local_listener, metric, scrape_until, wait_for,
+    wait_for_readiness, wait_until,
+};
 pub use redis_server::{RedisServer, RedisServerBuilder};
 pub use running::{RunningWorker, test_worker};
 pub use tls::TlsFiles;

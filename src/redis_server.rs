@@ -157,6 +157,40 @@ impl RedisServer {
             .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", self.url()))
     }
 
+    /// A pub/sub connection to the server, for subscribing the way another
+    /// client would.
+    ///
+    /// # Panics
+    /// When the server cannot be reached.
+    pub async fn pubsub(&self) -> redis::aio::PubSub {
+        redis::Client::open(self.url())
+            .expect("a valid URL")
+            .get_async_pubsub()
+            .await
+            .unwrap_or_else(|e| panic!("cannot subscribe at {}: {e}", self.url()))
+    }
+
+    /// Creates (or resets) the ACL user `name` with `password` and `rules`
+    /// (`ACL SETUSER <name> reset on ><password> <rules…>`), and returns the URL
+    /// that logs in as it. [`REMQ_ONLY`](Self::REMQ_ONLY) confines a user to
+    /// Remq's keys and channels.
+    ///
+    /// # Panics
+    /// When the server refuses the rules or cannot be reached.
+    pub async fn acl_user(&self, name: &str, password: &str, rules: &[&str]) -> String {
+        let _: () = redis::cmd("ACL")
+            .arg(&["SETUSER", name, "reset", "on", &format!(">{password}")])
+            .arg(rules)
+            .query_async(&mut self.connection().await)
+            .await
+            .unwrap_or_else(|e| panic!("ACL SETUSER {name} {rules:?} failed: {e}"));
+        format!("redis://{name}:{password}@127.0.0.1:{}", self.port)
+    }
+
+    /// ACL rules for [`acl_user`](Self::acl_user): every command, on the keys
+    /// and channels under `remq:` only (as the README's ACL section starts).
+    pub const REMQ_ONLY: [&'static str; 5] = ["resetkeys", "~remq:*", "resetchannels", "&remq:*", "+@all"];
+
     /// The cursor stored for `consumer` in the default namespace
     /// (`remq:consumer:<consumer>:cursor`), if any.
     ///
