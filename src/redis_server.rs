@@ -191,6 +191,19 @@ impl RedisServer {
     /// and channels under `remq:` only (as the README's ACL section starts).
     pub const REMQ_ONLY: [&'static str; 5] = ["resetkeys", "~remq:*", "resetchannels", "&remq:*", "+@all"];
 
+    /// The server's clock (`TIME`), since the Unix epoch: what the scripts
+    /// stamp the time index with and retention measures ages by.
+    ///
+    /// # Panics
+    /// When the server cannot be reached.
+    pub async fn time(&self) -> Duration {
+        let (seconds, micros): (u64, u64) = redis::cmd("TIME")
+            .query_async(&mut self.connection().await)
+            .await
+            .unwrap_or_else(|e| panic!("cannot read the time of {}: {e}", self.url()));
+        Duration::from_secs(seconds) + Duration::from_micros(micros)
+    }
+
     /// The cursor stored for `consumer` in the default namespace
     /// (`remq:consumer:<consumer>:cursor`), if any.
     ///
