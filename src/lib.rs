@@ -11,20 +11,25 @@
 //! [`RunningWorker`] runs a worker in the background and stops it gracefully (or
 //! crashes it).
 //!
-//! [`wait_for`] and [`wait_until`] poll a condition until a deadline; [`http_get`],
-//! [`metric`], [`scrape_until`] and [`wait_for_readiness`] read a worker's
-//! `/metrics`, `/healthz` and `/readyz`; [`local_listener`] and [`closed_port`] hand out loopback ports.
+//! [`wait_for`] and [`wait_until`] poll a condition until a deadline, so tests
+//! wait for what they check instead of sleeping. [`http_get`], [`metric`],
+//! [`scrape_until`] and [`wait_for_readiness`] read a worker's `/metrics`,
+//! `/healthz` and `/readyz`; [`local_listener`] and [`closed_port`] hand out
+//! loopback ports. [`capture_logs`] keeps what a test binary logs, for tests
+//! that check a log line.
 //!
 //! [`redis_url_or_local`] is what the examples use: the URL from the environment, or
 //! the Redis on 127.0.0.1:6379 when one answers, or else a throwaway server.
 
 mod local;
+mod logs;
 mod probe;
 mod redis_server;
 mod running;
 mod tls;
 
 pub use local::{RedisTarget, redis_url_or_local};
+pub use logs::{CapturedLogs, capture_logs};
 pub use probe::{
     closed_port, http_get, init_test_logs, local_listener, metric, scrape_until, wait_for,
     wait_for_readiness, wait_until,

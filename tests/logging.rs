@@ -2,55 +2,20 @@
 //! span per delivery attempt, and never a password. (Its own test binary: it
 //! installs a global log subscriber that captures every line.)
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use remq::{Client, Error, MessageId, Worker};
-use remq_testkit::{RedisServer, RunningWorker, TlsFiles, closed_port, test_worker, wait_for, wait_until};
+use remq_testkit::{
+    CapturedLogs, RedisServer, RunningWorker, TlsFiles, capture_logs, closed_port, test_worker, wait_for,
+    wait_until,
+};
 use tokio::time::{Instant, sleep};
-
-/// Every log line written, shared with the subscriber.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    /// Everything logged so far.
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-
-    /// The lines logged so far that mention `needle`.
-    fn lines(&self, needle: &str) -> Vec<String> {
-        self.text().lines().filter(|l| l.contains(needle)).map(str::to_owned).collect()
-    }
-}
 
 /// The log of this test binary, captured from the first call on: every level of
 /// every crate that logs through `tracing`, so a leak anywhere would show.
-fn captured() -> &'static Captured {
-    static CAPTURED: OnceLock<Captured> = OnceLock::new();
-    CAPTURED.get_or_init(|| {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        tracing_subscriber::fmt()
-            .with_env_filter("trace")
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .init();
-        captured
-    })
+fn captured() -> &'static CapturedLogs {
+    capture_logs("trace")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,7 +206,7 @@ async fn the_password_of_a_redis_url_never_appears_in_any_output() {
 }
 
 /// How many quiet retries (debug lines, not warnings) `consumer` logged so far.
-fn quiet_retries(captured: &Captured, consumer: &str) -> usize {
+fn quiet_retries(captured: &CapturedLogs, consumer: &str) -> usize {
     captured
         .lines(&format!("\"{consumer}\""))
         .iter()
@@ -258,7 +223,7 @@ async fn publish_after_restart(client: &remq::Client, channel: &str, deadline: I
 
 /// Waits until the handler saw the message before and after the outage,
 /// failing after `deadline` with the captured logs.
-async fn until_recovered(seen: &Mutex<Vec<MessageId>>, deadline: Instant, captured: &Captured) {
+async fn until_recovered(seen: &Mutex<Vec<MessageId>>, deadline: Instant, captured: &CapturedLogs) {
     while seen.lock().unwrap().len() < 2 {
         assert!(
             Instant::now() < deadline,
