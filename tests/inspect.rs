@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use remq::{Client, Error, MessageId, StartFrom};
-use remq_testkit::RedisServer;
+use remq_testkit::{RedisServer, wait_until};
 
 async fn client(server: &RedisServer) -> Client {
     Client::connect(&server.url()).await.unwrap()
@@ -129,26 +129,28 @@ async fn tail_replays_new_messages_when_the_id_counter_went_backwards() {
         assert_eq!(next(&mut tail).await.body, "old");
     }
     server.restart();
-    let publisher = {
-        let client = client.clone();
-        tokio::spawn(async move {
-            // The first calls after the restart may fail while the connection
-            // comes back.
-            let mut ids = Vec::new();
-            for body in ["c", "d"] {
-                loop {
+    // The first calls after the restart may fail while the connection comes back.
+    let publisher = async {
+        let mut ids = Vec::new();
+        for body in ["c", "d"] {
+            let id =
+                wait_until(Duration::from_secs(10), "a publish after the restart", async || {
                     match client.publish("r", body).await {
-                        Ok(id) => break ids.push(id),
-                        Err(error) => assert!(error.is_retryable(), "{error}"),
+                        Ok(id) => Some(id),
+                        Err(error) => {
+                            assert!(error.is_retryable(), "{error}");
+                            None
+                        }
                     }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-            ids
-        })
+                })
+                .await;
+            ids.push(id);
+        }
+        ids
     };
-    let (c, d) = (next(&mut tail).await, next(&mut tail).await);
-    assert_eq!(publisher.await.unwrap(), [MessageId::new(1), MessageId::new(2)], "the counter started over");
+    let (published, (c, d)) =
+        tokio::join!(publisher, async { (next(&mut tail).await, next(&mut tail).await) });
+    assert_eq!(published, [MessageId::new(1), MessageId::new(2)], "the counter started over");
     assert_eq!(
         (c.id.get(), &c.body[..], d.id.get(), &d.body[..]),
         (1, &b"c"[..], 2, &b"d"[..]),
