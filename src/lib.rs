@@ -5,6 +5,8 @@
 //! start one each, so they run in parallel, can kill and restart their server, and
 //! never depend on a Redis someone else left running.
 //!
+//! [`connect`] opens a plain connection to a Redis URL (as another user, say).
+//!
 //! [`TlsFiles`] makes a throwaway CA and certificates, and
 //! [`RedisServerBuilder::tls`] serves TLS with them next to the plain port.
 //!
@@ -34,6 +36,6 @@ pub use probe::{
     closed_port, http_get, init_test_logs, local_listener, metric, scrape_until, wait_for,
     wait_for_readiness, wait_until,
 };
-pub use redis_server::{RedisServer, RedisServerBuilder};
+pub use redis_server::{RedisServer, RedisServerBuilder, connect};
 pub use running::{RunningWorker, test_worker};
 pub use tls::TlsFiles;

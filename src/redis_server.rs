@@ -147,14 +147,7 @@ impl RedisServer {
     /// # Panics
     /// When the server cannot be reached.
     pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
-        // The redis crate's 500 ms reply timeout is too short for a big reply
-        // (SLOWLOG GET, KEYS) on a loaded machine.
-        let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
-        redis::Client::open(self.url())
-            .expect("a valid URL")
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", self.url()))
+        connect(&self.url()).await
     }
 
     /// A pub/sub connection to the server, for subscribing the way another
@@ -301,6 +294,22 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A plain connection to the Redis at `url`, e.g. as a user made with
+/// [`RedisServer::acl_user`].
+///
+/// # Panics
+/// When the URL is invalid or the server cannot be reached.
+pub async fn connect(url: &str) -> redis::aio::MultiplexedConnection {
+    // The redis crate's 500 ms reply timeout is too short for a big reply
+    // (SLOWLOG GET, KEYS) on a loaded machine.
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
+    redis::Client::open(url)
+        .unwrap_or_else(|e| panic!("invalid URL {url}: {e}"))
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))
 }
 
 /// True when a RESP server answers `PING` at `addr` within a short time.

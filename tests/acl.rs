@@ -86,8 +86,7 @@ async fn the_minimal_acl_runs_the_client_and_a_worker() {
     assert_eq!(client.flush("acl.c", MessageId::new(100)).await.unwrap(), 1);
 
     // The confinement is real.
-    let mut conn =
-        redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut conn = remq_testkit::connect(&url).await;
     let err = redis::cmd("KEYS").arg("*").query_async::<()>(&mut conn).await.unwrap_err();
     assert_eq!(err.code(), Some("NOPERM"), "{err}");
     let err = redis::cmd("SET").arg("other").arg("x").query_async::<()>(&mut conn).await.unwrap_err();

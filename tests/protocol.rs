@@ -457,8 +457,7 @@ fn scripts_never_use_keys_and_document_their_calling_convention() {
 async fn an_acl_user_confined_to_remq_keys_and_channels_runs_every_script() {
     let server = RedisServer::start();
     let url = server.acl_user("app", "app-pass", &RedisServer::REMQ_ONLY).await;
-    let mut conn =
-        redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut conn = remq_testkit::connect(&url).await;
     let id = publish(&mut conn, "acl", b"ok").await;
     let _: (u64, u64) = eval(&mut conn, PUBLISH_BATCH, &[], &[b"acl", b"ok2"]).await.unwrap();
     let _: u64 = eval(&mut conn, PUBLISH, &["remq:{tenant}"], &[b"acl", b"ok"]).await.unwrap();
