@@ -14,7 +14,8 @@
 //! crashes it).
 //!
 //! [`wait_for`] and [`wait_until`] poll a condition until a deadline, so tests
-//! wait for what they check instead of sleeping. [`http_get`], [`metric`],
+//! wait for what they check instead of sleeping; [`publish_when_back`] publishes
+//! once a restarted Redis answers again. [`http_get`], [`metric`],
 //! [`scrape_until`] and [`wait_for_readiness`] read a worker's `/metrics`,
 //! `/healthz` and `/readyz`; [`local_listener`] and [`closed_port`] hand out
 //! loopback ports. [`capture_logs`] keeps what a test binary logs, for tests
@@ -33,7 +34,7 @@ mod tls;
 pub use local::{RedisTarget, redis_url_or_local};
 pub use logs::{CapturedLogs, capture_logs};
 pub use probe::{
-    closed_port, http_get, init_test_logs, local_listener, metric, scrape_until, wait_for,
+    closed_port, http_get, init_test_logs, local_listener, metric, publish_when_back, scrape_until, wait_for,
     wait_for_readiness, wait_until,
 };
 pub use redis_server::{RedisServer, RedisServerBuilder, connect};

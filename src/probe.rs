@@ -41,6 +41,29 @@ pub async fn wait_until<T>(limit: Duration, what: &str, mut probe: impl AsyncFnM
     }
 }
 
+/// Publishes `body` on `channel` once the client gets through again (after a
+/// Redis restart, say), trying every 20 ms for at most `limit`; returns the id.
+///
+/// # Panics
+/// On a permanent error, or when no publish succeeded within `limit`.
+pub async fn publish_when_back(
+    client: &remq::Client,
+    channel: &str,
+    body: &str,
+    limit: Duration,
+) -> remq::MessageId {
+    wait_until(limit, &format!("a publish on {channel} to get through"), async || {
+        match client.publish(channel, body).await {
+            Ok(id) => Some(id),
+            Err(error) => {
+                assert!(error.is_retryable(), "{error}");
+                None
+            }
+        }
+    })
+    .await
+}
+
 /// Scrapes `/metrics` at `addr` until the sample `series` (see [`metric`]) is
 /// there and `done` holds for its value, and returns that body.
 ///

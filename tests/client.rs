@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use remq::{Client, Error, MessageId};
-use remq_testkit::{RedisServer, closed_port, wait_until};
+use remq_testkit::{RedisServer, closed_port, publish_when_back};
 
 async fn client(server: &RedisServer) -> Client {
     Client::connect(&server.url()).await.unwrap()
@@ -157,16 +157,7 @@ async fn the_client_reconnects_after_redis_restarts() {
     server.restart();
     // The first call after the restart may see the dropped connection; the
     // connection manager reconnects in the background.
-    let after = wait_until(Duration::from_secs(5), "the client to reconnect", async || {
-        match client.publish("r", "after").await {
-            Ok(id) => Some(id),
-            Err(e) => {
-                assert!(e.is_retryable(), "{e}");
-                None
-            }
-        }
-    })
-    .await;
+    let after = publish_when_back(&client, "r", "after", Duration::from_secs(5)).await;
     assert!(after > before, "ids keep increasing across an AOF restart");
     assert_eq!(client.consume("r", MessageId::ZERO, 10).await.unwrap().len(), 2);
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use remq::{Client, Error, MessageId, StartFrom};
-use remq_testkit::{RedisServer, wait_until};
+use remq_testkit::{RedisServer, publish_when_back};
 
 async fn client(server: &RedisServer) -> Client {
     Client::connect(&server.url()).await.unwrap()
@@ -133,18 +133,7 @@ async fn tail_replays_new_messages_when_the_id_counter_went_backwards() {
     let publisher = async {
         let mut ids = Vec::new();
         for body in ["c", "d"] {
-            let id =
-                wait_until(Duration::from_secs(10), "a publish after the restart", async || {
-                    match client.publish("r", body).await {
-                        Ok(id) => Some(id),
-                        Err(error) => {
-                            assert!(error.is_retryable(), "{error}");
-                            None
-                        }
-                    }
-                })
-                .await;
-            ids.push(id);
+            ids.push(publish_when_back(&client, "r", body, Duration::from_secs(10)).await);
         }
         ids
     };

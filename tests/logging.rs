@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use remq::{Client, Error, MessageId, Worker};
 use remq_testkit::{
-    CapturedLogs, RedisServer, RunningWorker, TlsFiles, capture_logs, closed_port, test_worker, wait_for,
-    wait_until,
+    CapturedLogs, RedisServer, RunningWorker, TlsFiles, capture_logs, closed_port, publish_when_back,
+    test_worker, wait_for,
 };
 use tokio::time::{Instant, sleep};
 
@@ -216,9 +216,7 @@ fn quiet_retries(captured: &CapturedLogs, consumer: &str) -> usize {
 
 /// Publishes `after` on `channel` once Redis is back, failing after `deadline`.
 async fn publish_after_restart(client: &remq::Client, channel: &str, deadline: Instant) -> MessageId {
-    let limit = deadline.saturating_duration_since(Instant::now());
-    wait_until(limit, "a publish after the restart", async || client.publish(channel, "after").await.ok())
-        .await
+    publish_when_back(client, channel, "after", deadline.saturating_duration_since(Instant::now())).await
 }
 
 /// Waits until the handler saw the message before and after the outage,

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use remq::{Channel, Client, Error, Json, Message, MessageId, StartFrom, State, Worker};
 use remq_testkit::{
-    RedisServer, RunningWorker, closed_port, local_listener, scrape_until, test_worker, wait_for,
-    wait_for_readiness, wait_until,
+    RedisServer, RunningWorker, closed_port, local_listener, publish_when_back, scrape_until, test_worker,
+    wait_for, wait_for_readiness, wait_until,
 };
 use tokio::time::{Instant, sleep};
 
@@ -157,17 +157,7 @@ async fn a_redis_restart_mid_stream_loses_nothing() {
     server.restart();
     // Publish through the outage: calls fail until the client has reconnected.
     while ids.len() < 4_000 {
-        let id = wait_until(Duration::from_secs(20), "a publish after the restart", async || {
-            match client.publish("r.0", "after").await {
-                Ok(id) => Some(id),
-                Err(e) => {
-                    assert!(e.is_retryable(), "{e}");
-                    None
-                }
-            }
-        })
-        .await;
-        ids.push(id);
+        ids.push(publish_when_back(&client, "r.0", "after", Duration::from_secs(20)).await);
     }
     expect_exactly(&client, "r.0", &seen, &mut ids, Duration::from_secs(30)).await;
     running.stop().await.unwrap();
