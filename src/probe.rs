@@ -9,8 +9,12 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep};
 
 /// Sends a test's logs to its captured output when `RUST_LOG` is set (e.g.
-/// `RUST_LOG=remq=debug`); calling it again is harmless.
+/// `RUST_LOG=remq=debug`); calling it again is harmless. Without `RUST_LOG` it
+/// installs nothing, so a test binary can still [`capture_logs`](crate::capture_logs).
 pub fn init_test_logs() {
+    if std::env::var_os("RUST_LOG").is_none() {
+        return;
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
