@@ -5,26 +5,38 @@
 //! start one each, so they run in parallel, can kill and restart their server, and
 //! never depend on a Redis someone else left running.
 //!
+//! [`connect`] opens a plain connection to a Redis URL (as another user, say).
+//!
 //! [`TlsFiles`] makes a throwaway CA and certificates, and
 //! [`RedisServerBuilder::tls`] serves TLS with them next to the plain port.
 //!
 //! [`RunningWorker`] runs a worker in the background and stops it gracefully (or
 //! crashes it).
 //!
-//! [`wait_for`], [`http_get`] and [`metric`] poll a condition and read a worker's
-//! `/metrics`, `/healthz` and `/readyz`.
+//! [`wait_for`] and [`wait_until`] poll a condition until a deadline, so tests
+//! wait for what they check instead of sleeping; [`publish_when_back`] publishes
+//! once a restarted Redis answers again. [`http_get`], [`metric`],
+//! [`scrape_until`] and [`wait_for_readiness`] read a worker's `/metrics`,
+//! `/healthz` and `/readyz`; [`local_listener`] and [`closed_port`] hand out
+//! loopback ports. [`capture_logs`] keeps what a test binary logs, for tests
+//! that check a log line.
 //!
 //! [`redis_url_or_local`] is what the examples use: the URL from the environment, or
 //! the Redis on 127.0.0.1:6379 when one answers, or else a throwaway server.
 
 mod local;
+mod logs;
 mod probe;
 mod redis_server;
 mod running;
 mod tls;
 
 pub use local::{RedisTarget, redis_url_or_local};
-pub use probe::{http_get, init_test_logs, local_listener, metric, wait_for};
-pub use redis_server::{RedisServer, RedisServerBuilder};
+pub use logs::{CapturedLogs, capture_logs};
+pub use probe::{
+    closed_port, http_get, init_test_logs, local_listener, metric, publish_when_back, scrape_until, wait_for,
+    wait_for_readiness, wait_until,
+};
+pub use redis_server::{RedisServer, RedisServerBuilder, connect};
 pub use running::{RunningWorker, test_worker};
 pub use tls::TlsFiles;

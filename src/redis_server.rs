@@ -147,14 +147,54 @@ impl RedisServer {
     /// # Panics
     /// When the server cannot be reached.
     pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
-        // The redis crate's 500 ms reply timeout is too short for a big reply
-        // (SLOWLOG GET, KEYS) on a loaded machine.
-        let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
+        connect(&self.url()).await
+    }
+
+    /// A pub/sub connection to the server, for subscribing the way another
+    /// client would.
+    ///
+    /// # Panics
+    /// When the server cannot be reached.
+    pub async fn pubsub(&self) -> redis::aio::PubSub {
         redis::Client::open(self.url())
             .expect("a valid URL")
-            .get_multiplexed_async_connection_with_config(&config)
+            .get_async_pubsub()
             .await
-            .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", self.url()))
+            .unwrap_or_else(|e| panic!("cannot subscribe at {}: {e}", self.url()))
+    }
+
+    /// Creates (or resets) the ACL user `name` with `password` and `rules`
+    /// (`ACL SETUSER <name> reset on ><password> <rules…>`), and returns the URL
+    /// that logs in as it. [`REMQ_ONLY`](Self::REMQ_ONLY) confines a user to
+    /// Remq's keys and channels.
+    ///
+    /// # Panics
+    /// When the server refuses the rules or cannot be reached.
+    pub async fn acl_user(&self, name: &str, password: &str, rules: &[&str]) -> String {
+        let _: () = redis::cmd("ACL")
+            .arg(&["SETUSER", name, "reset", "on", &format!(">{password}")])
+            .arg(rules)
+            .query_async(&mut self.connection().await)
+            .await
+            .unwrap_or_else(|e| panic!("ACL SETUSER {name} {rules:?} failed: {e}"));
+        format!("redis://{name}:{password}@127.0.0.1:{}", self.port)
+    }
+
+    /// ACL rules for [`acl_user`](Self::acl_user): every command, on the keys
+    /// and channels under `remq:` only (as the README's ACL section starts).
+    pub const REMQ_ONLY: [&'static str; 5] = ["resetkeys", "~remq:*", "resetchannels", "&remq:*", "+@all"];
+
+    /// The server's clock (`TIME`), since the Unix epoch: what the scripts
+    /// stamp the time index with and retention measures ages by.
+    ///
+    /// # Panics
+    /// When the server cannot be reached.
+    pub async fn time(&self) -> Duration {
+        let (seconds, micros): (u64, u64) = redis::cmd("TIME")
+            .query_async(&mut self.connection().await)
+            .await
+            .unwrap_or_else(|e| panic!("cannot read the time of {}: {e}", self.url()));
+        Duration::from_secs(seconds) + Duration::from_micros(micros)
     }
 
     /// The cursor stored for `consumer` in the default namespace
@@ -254,6 +294,22 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A plain connection to the Redis at `url`, e.g. as a user made with
+/// [`RedisServer::acl_user`].
+///
+/// # Panics
+/// When the URL is invalid or the server cannot be reached.
+pub async fn connect(url: &str) -> redis::aio::MultiplexedConnection {
+    // The redis crate's 500 ms reply timeout is too short for a big reply
+    // (SLOWLOG GET, KEYS) on a loaded machine.
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
+    redis::Client::open(url)
+        .unwrap_or_else(|e| panic!("invalid URL {url}: {e}"))
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))
 }
 
 /// True when a RESP server answers `PING` at `addr` within a short time.

@@ -6,8 +6,10 @@ use tokio_util::sync::CancellationToken;
 
 /// A worker for tests against `url`: only the handlers a test adds, no signal
 /// handlers, new consumers from the earliest message, checkpoints every 50 ms
-/// and 1 s leases, so tests are quick.
+/// and 1 s leases, so tests are quick. Its logs go to the test's output when
+/// `RUST_LOG` is set (see [`init_test_logs`](crate::init_test_logs)).
 pub fn test_worker(url: impl Into<String>) -> Worker {
+    crate::init_test_logs();
     Worker::new(url)
         .without_registered_handlers()
         .without_signal_handlers()

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use remq::{Client, Error, FlushPolicy, MessageId, StartFrom};
-use remq_testkit::{RedisServer, RunningWorker, wait_for};
+use remq_testkit::{RedisServer, RunningWorker, wait_for, wait_until};
 
 /// The README's `ACL SETUSER` rules, after `ACL SETUSER <name> on ><password>`.
 /// The subscription pattern `&remq:channel:acl.*` is the one the worker below
@@ -17,20 +17,11 @@ const MINIMAL_RULES: &str = "resetkeys ~remq:* resetchannels &remq:* &remq:chann
     +get +time +xlen +xrange +xrevrange +sscan +hmget +hset +zadd +zrange +zcard +zremrangebyrank \
     +incr +incrby +xadd +sadd +publish +sismember +xtrim +hget +set +pexpire +pttl +del";
 
-async fn confined_user(server: &RedisServer, rules: &str) -> String {
-    let mut admin = server.connection().await;
-    let mut command = redis::cmd("ACL");
-    command.arg("SETUSER").arg("app").arg("reset").arg("on").arg(">app-pass");
-    command.arg(rules.split_whitespace().collect::<Vec<_>>());
-    let _: () = command.query_async(&mut admin).await.unwrap();
-    format!("redis://app:app-pass@127.0.0.1:{}", server.port())
-}
-
 #[tokio::test]
 async fn the_minimal_acl_runs_the_client_and_a_worker() {
     let server = RedisServer::start();
-    remq_testkit::init_test_logs();
-    let url = confined_user(&server, MINIMAL_RULES).await;
+    let rules: Vec<&str> = MINIMAL_RULES.split_whitespace().collect();
+    let url = server.acl_user("app", "app-pass", &rules).await;
     let client = Client::connect(&url).await.unwrap();
     let first = client.publish("acl.a", "1").await.unwrap();
     client.publish_batch("acl.b", ["2", "3", "poison"]).await.unwrap();
@@ -64,13 +55,24 @@ async fn the_minimal_acl_runs_the_client_and_a_worker() {
     let dead = client.consume("dead.acl.b", MessageId::ZERO, 10).await.unwrap();
     assert_eq!(dead.len(), 1, "the dead letter was published");
     // Interest retention ran as this user too: what the consumer processed is gone.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !client.consume("acl.*", MessageId::ZERO, 10).await.unwrap().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "the flush job did not run");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // The lease (300 ms) was renewed a few times meanwhile.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    wait_until(Duration::from_secs(10), "the flush job to run", async || {
+        client.consume("acl.*", MessageId::ZERO, 10).await.unwrap().is_empty().then_some(())
+    })
+    .await;
+    // The lease (300 ms) is renewed as this user: its remaining time, read as
+    // the admin, is seen going back up three times.
+    let mut admin = server.connection().await;
+    let (mut remaining, mut renewals) = (i64::MAX, 0);
+    wait_until(Duration::from_secs(10), "three renewals of the lease", async || {
+        let now: i64 =
+            redis::cmd("PTTL").arg("remq:consumer:acl-consumer:lease").query_async(&mut admin).await.unwrap();
+        if now > remaining && remaining > 0 {
+            renewals += 1;
+        }
+        remaining = now;
+        (renewals >= 3).then_some(())
+    })
+    .await;
     let consumers = client.consumers().await.unwrap();
     assert_eq!(consumers.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["acl-consumer"]);
     assert!(!running.is_finished(), "no permission error stopped the worker");
@@ -84,8 +86,7 @@ async fn the_minimal_acl_runs_the_client_and_a_worker() {
     assert_eq!(client.flush("acl.c", MessageId::new(100)).await.unwrap(), 1);
 
     // The confinement is real.
-    let mut conn =
-        redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut conn = remq_testkit::connect(&url).await;
     let err = redis::cmd("KEYS").arg("*").query_async::<()>(&mut conn).await.unwrap_err();
     assert_eq!(err.code(), Some("NOPERM"), "{err}");
     let err = redis::cmd("SET").arg("other").arg("x").query_async::<()>(&mut conn).await.unwrap_err();

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use remq::{Client, Error, MessageId};
-use remq_testkit::RedisServer;
+use remq_testkit::{RedisServer, closed_port, publish_when_back};
 
 async fn client(server: &RedisServer) -> Client {
     Client::connect(&server.url()).await.unwrap()
@@ -157,20 +157,7 @@ async fn the_client_reconnects_after_redis_restarts() {
     server.restart();
     // The first call after the restart may see the dropped connection; the
     // connection manager reconnects in the background.
-    let mut after = None;
-    for _ in 0..50 {
-        match client.publish("r", "after").await {
-            Ok(id) => {
-                after = Some(id);
-                break;
-            }
-            Err(e) => {
-                assert!(e.is_retryable(), "{e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-    let after = after.expect("the client never reconnected");
+    let after = publish_when_back(&client, "r", "after", Duration::from_secs(5)).await;
     assert!(after > before, "ids keep increasing across an AOF restart");
     assert_eq!(client.consume("r", MessageId::ZERO, 10).await.unwrap().len(), 2);
 }
@@ -198,7 +185,7 @@ async fn password_protected_server() {
 
 #[tokio::test]
 async fn unreachable_server_and_bad_urls_are_clear_errors() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = closed_port();
     let err = Client::connect(&format!("redis://:topsecret@127.0.0.1:{port}")).await.unwrap_err();
     assert!(matches!(err, Error::Connect { .. }), "{err:?}");
     assert!(err.is_retryable());

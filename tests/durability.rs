@@ -8,8 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use remq::{Client, MessageId};
-use remq_testkit::RedisServer;
-use tokio::time::{Instant, sleep};
+use remq_testkit::{RedisServer, wait_for, wait_until};
 
 /// Acknowledged publishes: id → body.
 type Acked = Arc<Mutex<BTreeMap<MessageId, String>>>;
@@ -51,11 +50,10 @@ async fn acknowledged_publishes_survive_a_redis_crash_with_appendfsync_always() 
     let tasks: Vec<_> =
         (0..8).map(|task| tokio::spawn(publish_until_failure(client.clone(), task, acked.clone()))).collect();
     // Kill mid-stream, once a few thousand messages were acknowledged.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while acked.lock().unwrap().len() < 3_000 {
-        assert!(Instant::now() < deadline, "publishing is too slow");
-        sleep(Duration::from_millis(5)).await;
-    }
+    wait_for(Duration::from_secs(30), "3,000 acknowledged publishes", || {
+        acked.lock().unwrap().len() >= 3_000
+    })
+    .await;
     server.kill();
     for task in tasks {
         task.await.unwrap();
@@ -65,14 +63,17 @@ async fn acknowledged_publishes_survive_a_redis_crash_with_appendfsync_always() 
 
     server.restart();
     // Redis answers `-LOADING` while it replays the AOF: a retryable error.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let client = loop {
-        match Client::connect(&server.url()).await {
-            Ok(client) => break client,
-            Err(e) if e.is_retryable() && Instant::now() < deadline => sleep(Duration::from_millis(20)).await,
-            Err(e) => panic!("cannot reconnect after the restart: {e}"),
-        }
-    };
+    let client =
+        wait_until(
+            Duration::from_secs(30),
+            "a connection after the restart",
+            async || match Client::connect(&server.url()).await {
+                Ok(client) => Some(client),
+                Err(e) if e.is_retryable() => None,
+                Err(e) => panic!("cannot reconnect after the restart: {e}"),
+            },
+        )
+        .await;
     let mut stored = BTreeMap::new();
     let mut cursor = MessageId::ZERO;
     loop {

@@ -8,14 +8,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use remq::{Client, FlushPolicy, MessageId, Worker};
-use remq_testkit::{RedisServer, RunningWorker, http_get, local_listener, metric, wait_for};
+use remq_testkit::{RedisServer, RunningWorker, http_get, local_listener, metric, wait_for, wait_until};
 
 /// (channel, id) pairs a handler saw, in order. (Tests use their own consumer
 /// names: the metrics recorder is shared by the process.)
 type Seen = Arc<Mutex<Vec<(String, MessageId)>>>;
 
 fn recording_worker(server: &RedisServer, name: &str, seen: &Seen) -> Worker {
-    remq_testkit::init_test_logs();
     let record = seen.clone();
     remq_testkit::test_worker(server.url()).named_handler(name, "r.*", move |message: remq::Message| {
         let record = record.clone();
@@ -26,6 +25,15 @@ fn recording_worker(server: &RedisServer, name: &str, seen: &Seen) -> Worker {
 /// The ids `seen` holds for `channel`, in order.
 fn ids_on(seen: &Seen, channel: &str) -> Vec<u64> {
     seen.lock().unwrap().iter().filter(|(c, _)| c == channel).map(|(_, id)| id.get()).collect()
+}
+
+/// Publishes a marker on `r.marker` and waits until the handler saw it: the
+/// worker has then gone past everything published before (ids only grow from
+/// here), so a duplicate among those would be in `seen`. Returns its id.
+async fn handled_marker(client: &Client, seen: &Seen) -> MessageId {
+    let marker = client.publish("r.marker", "marker").await.unwrap();
+    wait_for(Duration::from_secs(10), "the marker", || ids_on(seen, "r.marker") == [marker.get()]).await;
+    marker
 }
 
 async fn set_counter(server: &RedisServer, to: u64) {
@@ -51,12 +59,12 @@ async fn a_live_consumer_rewinds_when_the_counter_goes_back() {
     let new = client.publish_batch("r.new", (0..20).map(|i| i.to_string())).await.unwrap();
     assert_eq!(new.start().get(), 51, "ids below the consumer's cursor");
     wait_for(Duration::from_secs(10), "the new messages", || ids_on(&seen, "r.new").len() >= 20).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let marker = handled_marker(&client, &seen).await;
     assert_eq!(ids_on(&seen, "r.new"), (51..=70).collect::<Vec<_>>(), "each new message once, in order");
     let (_, body) = http_get(addr, "/metrics").await;
     assert_eq!(metric(&body, r#"remq_counter_resets_total{handler="live-reset"}"#), Some(1.0), "{body}");
     running.stop().await.unwrap();
-    assert_eq!(server.stored_cursor("live-reset").await, Some(70));
+    assert_eq!(server.stored_cursor("live-reset").await, Some(marker.get()));
 }
 
 #[tokio::test]
@@ -80,21 +88,17 @@ async fn a_restored_snapshot_brings_the_consumer_back_to_its_checkpoint() {
     server.kill();
     std::fs::write(server.dir().join("dump.rdb"), snapshot).unwrap();
     server.restart();
-    let new = client.publish_batch("r.b", (0..10).map(|i| i.to_string())).await;
-    let new = match new {
-        Ok(new) => new,
-        // The client may need a moment to reconnect.
-        Err(_) => {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            client.publish_batch("r.b", (0..10).map(|i| i.to_string())).await.unwrap()
-        }
-    };
+    // The client may need a moment to reconnect.
+    let new = wait_until(Duration::from_secs(10), "a publish after the restore", async || {
+        client.publish_batch("r.b", (0..10).map(|i| i.to_string())).await.ok()
+    })
+    .await;
     assert_eq!(new.start().get(), 61);
     wait_for(Duration::from_secs(15), "the messages published after the restore", || {
         ids_on(&seen, "r.b").len() >= 10
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    handled_marker(&client, &seen).await;
     assert_eq!(ids_on(&seen, "r.b"), (61..=70).collect::<Vec<_>>());
     let old: Vec<u64> = ids_on(&seen, "r.a");
     assert_eq!(

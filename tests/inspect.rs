@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use remq::{Client, Error, MessageId, StartFrom};
-use remq_testkit::RedisServer;
+use remq_testkit::{RedisServer, publish_when_back};
 
 async fn client(server: &RedisServer) -> Client {
     Client::connect(&server.url()).await.unwrap()
@@ -129,26 +129,17 @@ async fn tail_replays_new_messages_when_the_id_counter_went_backwards() {
         assert_eq!(next(&mut tail).await.body, "old");
     }
     server.restart();
-    let publisher = {
-        let client = client.clone();
-        tokio::spawn(async move {
-            // The first calls after the restart may fail while the connection
-            // comes back.
-            let mut ids = Vec::new();
-            for body in ["c", "d"] {
-                loop {
-                    match client.publish("r", body).await {
-                        Ok(id) => break ids.push(id),
-                        Err(error) => assert!(error.is_retryable(), "{error}"),
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-            ids
-        })
+    // The first calls after the restart may fail while the connection comes back.
+    let publisher = async {
+        let mut ids = Vec::new();
+        for body in ["c", "d"] {
+            ids.push(publish_when_back(&client, "r", body, Duration::from_secs(10)).await);
+        }
+        ids
     };
-    let (c, d) = (next(&mut tail).await, next(&mut tail).await);
-    assert_eq!(publisher.await.unwrap(), [MessageId::new(1), MessageId::new(2)], "the counter started over");
+    let (published, (c, d)) =
+        tokio::join!(publisher, async { (next(&mut tail).await, next(&mut tail).await) });
+    assert_eq!(published, [MessageId::new(1), MessageId::new(2)], "the counter started over");
     assert_eq!(
         (c.id.get(), &c.body[..], d.id.get(), &d.body[..]),
         (1, &b"c"[..], 2, &b"d"[..]),

@@ -2,55 +2,20 @@
 //! span per delivery attempt, and never a password. (Its own test binary: it
 //! installs a global log subscriber that captures every line.)
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use remq::{Client, Error, MessageId, StartFrom, Worker};
-use remq_testkit::{RedisServer, RunningWorker, TlsFiles};
+use remq::{Client, Error, MessageId, Worker};
+use remq_testkit::{
+    CapturedLogs, RedisServer, RunningWorker, TlsFiles, capture_logs, closed_port, publish_when_back,
+    test_worker, wait_for,
+};
 use tokio::time::{Instant, sleep};
-
-/// Every log line written, shared with the subscriber.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    /// Everything logged so far.
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-
-    /// The lines logged so far that mention `needle`.
-    fn lines(&self, needle: &str) -> Vec<String> {
-        self.text().lines().filter(|l| l.contains(needle)).map(str::to_owned).collect()
-    }
-}
 
 /// The log of this test binary, captured from the first call on: every level of
 /// every crate that logs through `tracing`, so a leak anywhere would show.
-fn captured() -> &'static Captured {
-    static CAPTURED: OnceLock<Captured> = OnceLock::new();
-    CAPTURED.get_or_init(|| {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        tracing_subscriber::fmt()
-            .with_env_filter("trace")
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .init();
-        captured
-    })
+fn captured() -> &'static CapturedLogs {
+    capture_logs("trace")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,10 +25,7 @@ async fn an_outage_is_logged_once_per_component_not_per_attempt() {
     let client = Client::connect(&server.url()).await.unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let record = seen.clone();
-    let worker = Worker::new(server.url())
-        .without_registered_handlers()
-        .without_signal_handlers()
-        .start_from(StartFrom::Earliest)
+    let worker = test_worker(server.url())
         .lease_ttl(Duration::from_secs(10))
         .checkpoint_interval(Duration::from_millis(100))
         .named_handler("outage", "o.*", move |id: MessageId| {
@@ -72,12 +34,12 @@ async fn an_outage_is_logged_once_per_component_not_per_attempt() {
         });
     let running = RunningWorker::start(worker);
     let first = client.publish("o.1", "before").await.unwrap();
-    while seen.lock().unwrap().is_empty() {
-        sleep(Duration::from_millis(10)).await;
-    }
+    wait_for(Duration::from_secs(10), "the first message", || !seen.lock().unwrap().is_empty()).await;
 
+    // Down until the worker has retried quietly a few times: a warning per
+    // attempt would have had every chance to show by then.
     server.kill();
-    sleep(Duration::from_secs(3)).await;
+    wait_for(Duration::from_secs(20), "five quiet retries", || quiet_retries(captured, "outage") >= 5).await;
     server.restart();
     let deadline = Instant::now() + Duration::from_secs(20);
     let second = publish_after_restart(&client, "o.1", deadline).await;
@@ -87,13 +49,9 @@ async fn an_outage_is_logged_once_per_component_not_per_attempt() {
 
     // Only this test's consumer: other tests in this binary log too.
     let lines = captured.lines("\"outage\"");
-    let retries = lines.iter().filter(|l| l.contains("failed again") || l.contains("still failing")).count();
+    let retries = quiet_retries(captured, "outage");
     let warnings: Vec<_> = lines.iter().filter(|l| l.contains(" WARN ")).collect();
-    assert!(
-        retries >= 5,
-        "expected many quiet retries during 3 s down, saw {retries}:\n{}",
-        lines.join("\n")
-    );
+    assert!(retries >= 5, "expected many quiet retries while down, saw {retries}:\n{}", lines.join("\n"));
     assert!(
         warnings.len() <= 4,
         "{} warnings for one outage (feed, checkpoint and lease renewal may each warn once):\n{}",
@@ -109,10 +67,7 @@ async fn every_attempt_runs_in_a_delivery_span() {
     let server = RedisServer::start();
     let client = Client::connect(&server.url()).await.unwrap();
     let failed = Arc::new(Mutex::new(false));
-    let worker = Worker::new(server.url())
-        .without_registered_handlers()
-        .without_signal_handlers()
-        .start_from(StartFrom::Earliest)
+    let worker = test_worker(server.url())
         .retry(remq::RetryPolicy::new().initial_backoff(Duration::from_millis(5)))
         .named_handler("traced", "tr.*", move |_: MessageId| {
             let failed = failed.clone();
@@ -123,12 +78,8 @@ async fn every_attempt_runs_in_a_delivery_span() {
         });
     let running = RunningWorker::start(worker);
     let id = client.publish("tr.a", "x").await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while captured.lines("handler failed").iter().all(|l| !l.contains("traced")) {
-        assert!(Instant::now() < deadline, "no failed attempt was logged");
-        sleep(Duration::from_millis(10)).await;
-    }
-    sleep(Duration::from_millis(100)).await;
+    // Handled (the retry succeeded): a second failure would have been logged by now.
+    server.wait_for_cursor("traced", id.get(), Duration::from_secs(10)).await;
     running.stop().await.unwrap();
     let failed: Vec<_> =
         captured.lines("handler failed").into_iter().filter(|l| l.contains("traced")).collect();
@@ -174,7 +125,7 @@ async fn the_password_of_a_redis_url_never_appears_in_any_output() {
 
     // Errors, each with its Display, its Debug and its chain of sources.
     let mut errors = Vec::new();
-    let closed_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed_port = closed_port();
     errors.push(Client::connect(&format!("redis://:{SECRET}@127.0.0.1:{closed_port}")).await.unwrap_err());
     errors.push(Client::connect(&format!("redis://:{SECRET}-wrong@127.0.0.1:{port}")).await.unwrap_err());
     errors.push(Client::connect(&format!("redis://someone:{SECRET}@127.0.0.1:{port}")).await.unwrap_err());
@@ -216,10 +167,8 @@ async fn the_password_of_a_redis_url_never_appears_in_any_output() {
     // warnings and recovery lines name the server.
     let seen = Arc::new(Mutex::new(Vec::new()));
     let record = seen.clone();
-    let worker = Worker::new(url.clone())
-        .without_registered_handlers()
-        .without_signal_handlers()
-        .start_from(StartFrom::Earliest)
+    let worker = test_worker(url.clone())
+        .lease_ttl(Duration::from_secs(10))
         .checkpoint_interval(Duration::from_millis(100))
         .named_handler("secrets", "sec.*", move |id: MessageId| {
             let record = record.clone();
@@ -228,12 +177,13 @@ async fn the_password_of_a_redis_url_never_appears_in_any_output() {
     let running = RunningWorker::start(worker);
     client.publish("sec.a", "before").await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while seen.lock().unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "the worker did not start");
-        sleep(Duration::from_millis(10)).await;
-    }
+    wait_for(Duration::from_secs(20), "the worker to start", || !seen.lock().unwrap().is_empty()).await;
+    // Down until the worker has warned about it, so the warning is there to check.
     server.kill();
-    sleep(Duration::from_millis(1_500)).await;
+    wait_for(Duration::from_secs(20), "a warning about the outage", || {
+        captured.lines("\"secrets\"").iter().any(|l| l.contains(" WARN "))
+    })
+    .await;
     server.restart();
     publish_after_restart(&client, "sec.a", deadline).await;
     until_recovered(&seen, deadline, captured).await;
@@ -255,20 +205,23 @@ async fn the_password_of_a_redis_url_never_appears_in_any_output() {
     }
 }
 
+/// How many quiet retries (debug lines, not warnings) `consumer` logged so far.
+fn quiet_retries(captured: &CapturedLogs, consumer: &str) -> usize {
+    captured
+        .lines(&format!("\"{consumer}\""))
+        .iter()
+        .filter(|l| l.contains("failed again") || l.contains("still failing"))
+        .count()
+}
+
 /// Publishes `after` on `channel` once Redis is back, failing after `deadline`.
 async fn publish_after_restart(client: &remq::Client, channel: &str, deadline: Instant) -> MessageId {
-    loop {
-        if let Ok(id) = client.publish(channel, "after").await {
-            return id;
-        }
-        assert!(Instant::now() < deadline, "could not publish after the restart");
-        sleep(Duration::from_millis(50)).await;
-    }
+    publish_when_back(client, channel, "after", deadline.saturating_duration_since(Instant::now())).await
 }
 
 /// Waits until the handler saw the message before and after the outage,
 /// failing after `deadline` with the captured logs.
-async fn until_recovered(seen: &Mutex<Vec<MessageId>>, deadline: Instant, captured: &Captured) {
+async fn until_recovered(seen: &Mutex<Vec<MessageId>>, deadline: Instant, captured: &CapturedLogs) {
     while seen.lock().unwrap().len() < 2 {
         assert!(
             Instant::now() < deadline,

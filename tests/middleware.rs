@@ -9,35 +9,24 @@ use std::time::Duration;
 use bytes::Bytes;
 use remq::middleware::DeadLetterEnvelope;
 use remq::{Client, Delivery, Error, HandlerOptions, MessageId, RetryPolicy, StartFrom, Worker};
-use remq_testkit::{RedisServer, RunningWorker};
+use remq_testkit::{RedisServer, RunningWorker, wait_for, wait_until};
 use tokio::time::{Instant, sleep};
 
-/// A worker for `server` that runs only the handlers a test adds, with retries
+/// The kit's worker for `server` (only the handlers a test adds), with retries
 /// a few milliseconds apart.
 fn test_worker(server: &RedisServer) -> Worker {
-    Worker::new(server.url())
-        .without_registered_handlers()
-        .without_signal_handlers()
-        .start_from(StartFrom::Earliest)
-        .checkpoint_interval(Duration::from_millis(50))
-        .retry(
-            RetryPolicy::new()
-                .initial_backoff(Duration::from_millis(5))
-                .max_backoff(Duration::from_millis(20)),
-        )
+    remq_testkit::test_worker(server.url()).retry(
+        RetryPolicy::new().initial_backoff(Duration::from_millis(5)).max_backoff(Duration::from_millis(20)),
+    )
 }
 
 /// Polls until `channel` holds `count` messages, and returns them.
 async fn wait_for_messages(client: &Client, channel: &str, count: usize) -> Vec<remq::Message> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    wait_until(Duration::from_secs(10), &format!("{count} messages on {channel}"), async || {
         let messages = client.consume(channel, MessageId::ZERO, 100).await.unwrap();
-        if messages.len() >= count {
-            return messages;
-        }
-        assert!(Instant::now() < deadline, "{channel} holds {} messages, expected {count}", messages.len());
-        sleep(Duration::from_millis(20)).await;
-    }
+        (messages.len() >= count).then_some(messages)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,9 +181,7 @@ async fn shutdown_ends_a_retry_loop_without_checkpointing_or_dead_lettering() {
         });
     let running = RunningWorker::start(worker);
     let id = client.publish("r.1", "x").await.unwrap();
-    while calls.load(Ordering::SeqCst) < 2 {
-        sleep(Duration::from_millis(10)).await;
-    }
+    wait_for(Duration::from_secs(10), "a retry", || calls.load(Ordering::SeqCst) >= 2).await;
     let stopping = Instant::now();
     let stopped = running.stop();
     let layer_calls_at_stop = layer_calls.load(Ordering::SeqCst);
@@ -269,11 +256,10 @@ async fn concurrency_keeps_each_channel_in_order_and_speeds_up() {
         let worker = worker.start_from(StartFrom::After(MessageId::new(published[0].1.get() - 1)));
         let began = Instant::now();
         let running = RunningWorker::start(worker);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while handled.lock().unwrap().len() < published.len() {
-            assert!(Instant::now() < deadline, "only {} of 400 handled", handled.lock().unwrap().len());
-            sleep(Duration::from_millis(5)).await;
-        }
+        wait_for(Duration::from_secs(30), "all 400 to be handled", || {
+            handled.lock().unwrap().len() >= published.len()
+        })
+        .await;
         elapsed.push(began.elapsed());
         running.stop().await.unwrap();
         let handled = handled.lock().unwrap().clone();
@@ -304,18 +290,26 @@ async fn the_checkpoint_waits_for_the_oldest_unfinished_message() {
         fast.push(client.publish("c.fast", "fast").await.unwrap());
     }
     let slow_id = slow.get();
+    // The slow message is still running when the worker is crashed below.
     let (worker, handled) =
-        lanes_worker(&server, 4, |id| if id.get() == 1 { Duration::from_secs(2) } else { Duration::ZERO });
+        lanes_worker(&server, 4, |id| if id.get() == 1 { Duration::from_secs(60) } else { Duration::ZERO });
     assert_eq!(slow_id, 1, "the delay function keys on id 1");
+    // A consumer of other messages in the same worker, whose cursor shows its
+    // checkpoint interval coming up.
+    let worker = worker.named_handler("lanes-clock", "clock", |_: MessageId| async {});
     let running = RunningWorker::start(worker);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while handled.lock().unwrap().len() < fast.len() {
-        assert!(Instant::now() < deadline, "the fast channel did not finish");
-        sleep(Duration::from_millis(10)).await;
-    }
+    wait_for(Duration::from_secs(10), "the fast channel to finish", || {
+        handled.lock().unwrap().len() >= fast.len()
+    })
+    .await;
     // Everything of the fast channel is done, the slow message is not: the
-    // checkpoint must not pass it, so a crash now would replay it.
-    sleep(Duration::from_millis(200)).await;
+    // checkpoint must not pass it, so a crash now would replay it. Two stores of
+    // the clock consumer, each a checkpoint interval after the one before, span
+    // an interval of the lanes consumer too: its checkpoint had its chance.
+    for _ in 0..2 {
+        let tick = client.publish("clock", "tick").await.unwrap();
+        server.wait_for_cursor("lanes-clock", tick.get(), Duration::from_secs(10)).await;
+    }
     assert!(
         server.stored_cursor("lanes").await.unwrap_or(0) < slow_id,
         "the checkpoint skipped an unfinished message"
@@ -329,11 +323,10 @@ async fn the_checkpoint_waits_for_the_oldest_unfinished_message() {
         .query_async::<()>(&mut server.connection().await)
         .await;
     let running = RunningWorker::start(worker);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !handled.lock().unwrap().iter().any(|(_, id)| *id == slow) {
-        assert!(Instant::now() < deadline, "the unfinished message was not delivered again");
-        sleep(Duration::from_millis(10)).await;
-    }
+    wait_for(Duration::from_secs(10), "the unfinished message to be delivered again", || {
+        handled.lock().unwrap().iter().any(|(_, id)| *id == slow)
+    })
+    .await;
     server.wait_for_cursor("lanes", fast.last().unwrap().get(), Duration::from_secs(10)).await;
     running.stop().await.unwrap();
 }
@@ -447,8 +440,9 @@ async fn a_failing_dead_letter_is_not_dead_lettered_again() {
     let running = RunningWorker::start(worker);
     client.publish("x", "m").await.unwrap();
     let dead = wait_for_messages(&client, "dead.x", 1).await;
+    // Past the dead letter: its own failure was dealt with (a dead letter is
+    // stored before the cursor moves on), so a second one would be there now.
     server.wait_for_cursor("everything", dead[0].id.get(), Duration::from_secs(10)).await;
-    sleep(Duration::from_millis(200)).await;
     running.stop().await.unwrap();
     assert!(client.consume("dead.dead.*", MessageId::ZERO, 10).await.unwrap().is_empty());
     assert_eq!(client.head().await.unwrap(), dead[0].id, "nothing was published after the first dead letter");
@@ -466,8 +460,8 @@ async fn a_failing_dead_letter_on_its_own_dead_letter_channel_stops_there() {
     let running = RunningWorker::start(worker);
     client.publish("y", "m").await.unwrap();
     let dead = wait_for_messages(&client, "dl.all", 1).await;
+    // Past the dead letter: a second one would have been stored before that.
     server.wait_for_cursor("loop", dead[0].id.get(), Duration::from_secs(10)).await;
-    sleep(Duration::from_millis(200)).await;
     running.stop().await.unwrap();
     assert_eq!(
         client.consume("dl.all", MessageId::ZERO, 10).await.unwrap().len(),

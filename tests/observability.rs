@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use remq::{Body, Client, Error, MessageId, RetryPolicy, Worker};
-use remq_testkit::{RedisServer, RunningWorker, http_get, local_listener, metric};
+use remq_testkit::{RedisServer, RunningWorker, http_get, local_listener, metric, wait_until};
 use tokio::sync::Semaphore;
 
 /// A worker with fast retries, quick checkpoints and leases, starting from the
@@ -22,16 +22,7 @@ fn observed_worker(server: &RedisServer, listener: std::net::TcpListener) -> Wor
 
 /// Scrapes `/metrics` until `series` has `value`, returning the body.
 async fn scrape_until(addr: std::net::SocketAddr, series: &str, value: f64) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let (status, body) = http_get(addr, "/metrics").await;
-        assert_eq!(status, 200);
-        if metric(&body, series) == Some(value) {
-            return body;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{series} never reached {value}:\n{body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    remq_testkit::scrape_until(addr, series, |v| v == value).await
 }
 
 #[tokio::test]
@@ -122,38 +113,26 @@ async fn readiness_waits_for_catch_up_and_counts_a_standby_as_ready() {
         "ready",
         handler.clone(),
     ));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let readiness = loop {
+    let readiness = wait_until(Duration::from_secs(10), "the consumer to start", async || {
         assert_eq!(http_get(addr, "/healthz").await, (200, "ok\n".to_owned()));
         let readiness = http_get(addr, "/readyz").await;
-        if readiness.1 != "ready-1: starting\n" {
-            break readiness;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the consumer never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        (readiness.1 != "ready-1: starting\n").then_some(readiness)
+    })
+    .await;
     assert_eq!(readiness, (503, "ready-1: catching up\n".to_owned()), "replaying 2000 messages: not ready");
     gate.add_permits(1_000);
     scrape_until(addr, r#"remq_checkpoint_id{handler="ready-1"}"#, 1_000.0).await;
     assert_eq!(http_get(addr, "/readyz").await.0, 503, "half way: still not ready");
     // Stuck in a handler, the consumer still reports its lag: 1000 ids, an hour.
     scrape_until(addr, r#"remq_consumer_lag_messages{handler="ready-1"}"#, 1_000.0).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, body) = http_get(addr, "/metrics").await;
-        if metric(&body, r#"remq_consumer_lag_seconds{handler="ready-1"}"#).is_some_and(|s| s >= 3600.0) {
-            assert!(metric(&body, r#"remq_consumer_lag_seconds{handler="ready-1"}"#) < Some(3700.0));
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no lag in seconds:\n{body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let lag_seconds = r#"remq_consumer_lag_seconds{handler="ready-1"}"#;
+    let body = remq_testkit::scrape_until(addr, lag_seconds, |s| s >= 3600.0).await;
+    assert!(metric(&body, lag_seconds) < Some(3700.0));
     gate.add_permits(1_000_000);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while http_get(addr, "/readyz").await != (200, "ready-1: live\n".to_owned()) {
-        assert!(tokio::time::Instant::now() < deadline, "never became ready after catching up");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(Duration::from_secs(10), "readiness after catching up", async || {
+        (http_get(addr, "/readyz").await == (200, "ready-1: live\n".to_owned())).then_some(())
+    })
+    .await;
     scrape_until(addr, r#"remq_consumer_lag_seconds{handler="ready-1"}"#, 0.0).await;
 
     // A second worker of the same consumer stands by, and is ready as such.
@@ -161,17 +140,14 @@ async fn readiness_waits_for_catch_up_and_counts_a_standby_as_ready() {
     let standby = RunningWorker::start(
         observed_worker(&server, standby_listener).named_handler("ready-1", "ready", handler),
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok((200, body)) =
-            tokio::time::timeout(Duration::from_secs(1), http_get(standby_addr, "/readyz")).await
-        {
-            assert_eq!(body, "ready-1: standby\n");
-            break;
+    let body = wait_until(Duration::from_secs(10), "the standby to report ready", async || {
+        match tokio::time::timeout(Duration::from_secs(1), http_get(standby_addr, "/readyz")).await {
+            Ok((200, body)) => Some(body),
+            _ => None,
         }
-        assert!(tokio::time::Instant::now() < deadline, "the standby never reported ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
+    assert_eq!(body, "ready-1: standby\n");
     assert_eq!(http_get(standby_addr, "/nope").await.0, 404);
     standby.stop().await.unwrap();
     running.stop().await.unwrap();

@@ -4,7 +4,7 @@
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use redis::{RedisResult, Value};
-use remq_testkit::RedisServer;
+use remq_testkit::{RedisServer, wait_until};
 
 const PUBLISH: &str = include_str!("../scripts/publish.lua");
 const PUBLISH_BATCH: &str = include_str!("../scripts/publish_batch.lua");
@@ -64,7 +64,7 @@ async fn ids_increase_across_channels() {
 async fn pubsub_pushes_the_exact_frame_on_the_channel() {
     let server = RedisServer::start();
     let mut conn = server.connection().await;
-    let mut pubsub = redis::Client::open(server.url()).unwrap().get_async_pubsub().await.unwrap();
+    let mut pubsub = server.pubsub().await;
     pubsub.psubscribe("remq:channel:events.*").await.unwrap();
     let id = publish(&mut conn, "events.a", b"hello\nworld").await;
     let mut stream = pubsub.on_message();
@@ -352,7 +352,10 @@ async fn publishing_samples_ids_into_a_time_index() {
     assert_eq!(sampled[0].0, 64, "a multiple of 64");
     assert!(sampled[0].1 + 2 >= now && sampled[0].1 <= now, "the second it was published in");
     // In a later second, a batch is a sample too: its last id.
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    wait_until(std::time::Duration::from_secs(5), "the next second of the server clock", async || {
+        (server.time().await.as_secs() > sampled[0].1).then_some(())
+    })
+    .await;
     let (first, last): (u64, u64) = eval(&mut conn, PUBLISH_BATCH, &[], &[b"t", b"x", b"y"]).await.unwrap();
     assert_eq!((first, last), (65, 66));
     let sampled = index(&mut conn).await;
@@ -367,7 +370,7 @@ async fn publishing_samples_ids_into_a_time_index() {
 async fn batch_publish_assigns_consecutive_ids_and_pushes_each_message() {
     let server = RedisServer::start();
     let mut conn = server.connection().await;
-    let mut pubsub = redis::Client::open(server.url()).unwrap().get_async_pubsub().await.unwrap();
+    let mut pubsub = server.pubsub().await;
     pubsub.psubscribe("remq:channel:*").await.unwrap();
     publish(&mut conn, "x", b"0").await;
     let (first, last): (u64, u64) =
@@ -387,7 +390,7 @@ async fn namespaces_are_independent_and_keep_keys_under_their_base() {
     let server = RedisServer::start();
     let mut conn = server.connection().await;
     let base = "remq:{orders}";
-    let mut pubsub = redis::Client::open(server.url()).unwrap().get_async_pubsub().await.unwrap();
+    let mut pubsub = server.pubsub().await;
     pubsub.psubscribe("remq:{orders}:channel:*").await.unwrap();
     assert_eq!(publish(&mut conn, "o", b"default").await, 1);
     let id: u64 = eval(&mut conn, PUBLISH, &[base], &[b"o", b"orders"]).await.unwrap();
@@ -419,41 +422,42 @@ async fn namespaces_are_independent_and_keep_keys_under_their_base() {
     );
 }
 
-#[tokio::test]
-async fn scripts_never_use_keys_and_document_their_calling_convention() {
-    for script in [PUBLISH, PUBLISH_BATCH, CONSUME, FLUSH] {
-        assert!(!script.contains("'KEYS'") && !script.contains("\"KEYS\""), "a script calls KEYS");
+/// Every script in `scripts/`, read from the directory so that a new one is
+/// checked without being listed here.
+#[test]
+fn scripts_never_use_keys_and_document_their_calling_convention() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|ext| ext != "lua") {
+            continue;
+        }
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let script = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {name}: {e}"));
+        assert!(!script.contains("'KEYS'") && !script.contains("\"KEYS\""), "{name} calls KEYS");
         let header: String =
             script.lines().take_while(|l| l.starts_with("--")).collect::<Vec<_>>().join("\n");
         for part in ["KEYS[1]", "ARGV[1]", "Reply"] {
-            assert!(header.contains(part), "script header lacks {part}:\n{header}");
+            assert!(header.contains(part), "the header of {name} lacks {part}:\n{header}");
         }
+        checked.push(name);
+    }
+    checked.sort();
+    // The scripts the protocol tests drive by name are among them, so the
+    // directory read is the one they come from.
+    for name in
+        ["checkpoint.lua", "consume.lua", "flush.lua", "lease.lua", "publish.lua", "publish_batch.lua"]
+    {
+        assert!(checked.iter().any(|c| c == name), "{name} was not found in {}: {checked:?}", dir.display());
     }
 }
 
 #[tokio::test]
 async fn an_acl_user_confined_to_remq_keys_and_channels_runs_every_script() {
     let server = RedisServer::start();
-    let mut admin = server.connection().await;
-    let setuser = |extra: &'static [&'static str]| {
-        let mut args = vec![
-            "SETUSER",
-            "app",
-            "on",
-            ">app-pass",
-            "resetkeys",
-            "~remq:*",
-            "resetchannels",
-            "&remq:*",
-            "+@all",
-        ];
-        args.extend(extra);
-        redis::cmd("ACL").arg(args).to_owned()
-    };
-    let _: () = setuser(&[]).query_async(&mut admin).await.unwrap();
-    let url = format!("redis://app:app-pass@127.0.0.1:{}", server.port());
-    let mut conn =
-        redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let url = server.acl_user("app", "app-pass", &RedisServer::REMQ_ONLY).await;
+    let mut conn = remq_testkit::connect(&url).await;
     let id = publish(&mut conn, "acl", b"ok").await;
     let _: (u64, u64) = eval(&mut conn, PUBLISH_BATCH, &[], &[b"acl", b"ok2"]).await.unwrap();
     let _: u64 = eval(&mut conn, PUBLISH, &["remq:{tenant}"], &[b"acl", b"ok"]).await.unwrap();
@@ -471,7 +475,7 @@ async fn an_acl_user_confined_to_remq_keys_and_channels_runs_every_script() {
     let subscriber = redis::Client::open(url.as_str()).unwrap();
     let err = subscriber.get_async_pubsub().await.unwrap().psubscribe("remq:channel:*").await.unwrap_err();
     assert!(is_noperm(&err), "{err}");
-    let _: () = setuser(&["&remq:channel:*"]).query_async(&mut admin).await.unwrap();
+    server.acl_user("app", "app-pass", &[&RedisServer::REMQ_ONLY[..], &["&remq:channel:*"]].concat()).await;
     let mut pubsub = subscriber.get_async_pubsub().await.unwrap();
     pubsub.psubscribe("remq:channel:*").await.unwrap();
     let id = publish(&mut conn, "acl", b"live").await;

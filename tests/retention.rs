@@ -6,7 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use remq::{Client, FlushPolicy, FlushReport, MessageId, Worker};
-use remq_testkit::{RedisServer, RunningWorker, http_get, local_listener, metric, wait_for};
+use remq_testkit::{
+    RedisServer, RunningWorker, http_get, local_listener, metric, scrape_until, test_worker, wait_for,
+    wait_for_readiness, wait_until,
+};
 
 /// Ids a handler saw, in order.
 type Seen = Arc<Mutex<Vec<MessageId>>>;
@@ -38,11 +41,10 @@ async fn stored(client: &Client, channel: &str) -> Vec<MessageId> {
 fn recording_worker(server: &RedisServer, name: &str, pattern: &str) -> (Worker, Seen) {
     let seen = Seen::default();
     let record = seen.clone();
-    let worker =
-        remq_testkit::test_worker(server.url()).named_handler(name, pattern, move |id: MessageId| {
-            let record = record.clone();
-            async move { record.lock().unwrap().push(id) }
-        });
+    let worker = test_worker(server.url()).named_handler(name, pattern, move |id: MessageId| {
+        let record = record.clone();
+        async move { record.lock().unwrap().push(id) }
+    });
     (worker, seen)
 }
 
@@ -87,7 +89,7 @@ async fn max_age_uses_the_time_index() {
     let server = RedisServer::start();
     let client = Client::connect(&server.url()).await.unwrap();
     let mut redis = server.connection().await;
-    let (now, _): (u64, u64) = redis::cmd("TIME").query_async(&mut redis).await.unwrap();
+    let now = server.time().await.as_secs();
     // The controllable clock: each batch is a sample of the index (its last id),
     // moved back in time by hand.
     let mut batch = async |count: usize, ago: u64| {
@@ -127,7 +129,10 @@ async fn max_age_uses_the_time_index() {
     assert_eq!(index().await, [an_hour_and_a_bit.end().get(), recent.end().get()]);
     assert_eq!(client.flush_with(&older_than_an_hour).await.unwrap().removed(), 0);
     // Once the recent batch's second is past, a 1 s limit removes it too.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    wait_until(Duration::from_secs(5), "the recent batch to be over a second old", async || {
+        (server.time().await.as_secs() >= now + 2).then_some(())
+    })
+    .await;
     let older_than_a_second = FlushPolicy::new("t").interest(false).max_age(Duration::from_secs(1));
     assert_eq!(client.flush_with(&older_than_a_second).await.unwrap().removed(), 20);
 }
@@ -191,7 +196,12 @@ async fn a_stale_consumer_stops_holding_messages_back() {
     assert!(held.stale_consumers.is_empty());
     assert!(stored(&client, "s").await.len() >= 200, "the consumer holds the rest back");
 
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    wait_until(Duration::from_secs(5), "the consumer to be unseen for over a second", async || {
+        // `unseen` is measured on the server's clock when the registry is read.
+        let consumers = client.consumers().await.unwrap();
+        consumers.iter().all(|c| c.unseen > Duration::from_secs(1)).then_some(())
+    })
+    .await;
     let report = client.flush_with(&policy).await.unwrap();
     assert_eq!(report.stale_consumers, vec!["gone".to_owned()]);
     assert!(stored(&client, "s").await.is_empty());
@@ -268,12 +278,14 @@ async fn one_flusher_at_a_time_and_a_crashed_one_blocks_only_until_its_lock_expi
     let client = Client::connect(&server.url()).await.unwrap();
     let mut redis = server.connection().await;
     publish_round_robin(&client, &["f"], 1_000).await;
-    // A flusher that crashed holds the lock for 1.5 s more.
+    // A flusher that crashed holds the lock, for as long as the test needs: it
+    // is given 500 ms more below, once a worker was seen to find it taken.
+    let lock = "remq:flush:f:lock";
     let _: () = redis::cmd("SET")
-        .arg("remq:flush:f:lock")
+        .arg(lock)
         .arg("crashed-owner")
         .arg("PX")
-        .arg(1500)
+        .arg(60_000)
         .query_async(&mut redis)
         .await
         .unwrap();
@@ -281,46 +293,41 @@ async fn one_flusher_at_a_time_and_a_crashed_one_blocks_only_until_its_lock_expi
     // than the interval, so the other worker certainly tries meanwhile.
     let policy = FlushPolicy::new("f").interest(false).keep_last(0).every(Duration::from_millis(50)).step(20);
     let worker = |name: &str| {
-        Worker::new(server.url())
-            .without_registered_handlers()
-            .without_signal_handlers()
+        test_worker(server.url())
             .named_handler(name, "unrelated", |_: MessageId| async {})
             .flush(policy.clone())
     };
+    let locked = r#"remq_flush_runs_total{pattern="f",result="locked"}"#;
     let (listener, addr) = local_listener();
     let first = RunningWorker::start(worker("w1").metrics_listener(listener));
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    scrape_until(addr, locked, |runs| runs >= 1.0).await;
     assert_eq!(stored(&client, "f").await.len(), 1_000, "nothing is flushed while the lock is held");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !stored(&client, "f").await.is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "the lock never expired");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let _: () = redis::cmd("PEXPIRE").arg(lock).arg(500).query_async(&mut redis).await.unwrap();
+    wait_until(Duration::from_secs(5), "the lock to expire and the flush to run", async || {
+        stored(&client, "f").await.is_empty().then_some(())
+    })
+    .await;
 
     // Two workers, one big flush each time: they take turns.
-    let second = RunningWorker::start(worker("w2"));
+    let (second_listener, second_addr) = local_listener();
+    let second = RunningWorker::start(worker("w2").metrics_listener(second_listener));
+    wait_for_readiness(second_addr, "w2", "live").await;
     let (_, body) = http_get(addr, "/metrics").await;
-    let locked_before = metric(&body, r#"remq_flush_runs_total{pattern="f",result="locked"}"#).unwrap_or(0.0);
+    let locked_before = metric(&body, locked).unwrap_or(0.0);
     for _ in 0..3 {
         publish_round_robin(&client, &["f"], 20_000).await;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while !stored(&client, "f").await.is_empty() {
-            assert!(tokio::time::Instant::now() < deadline, "the flush did not finish");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_until(Duration::from_secs(20), "the flush to finish", async || {
+            stored(&client, "f").await.is_empty().then_some(())
+        })
+        .await;
     }
     // A run's removals are counted when it ends, a moment after the log is empty.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let body = loop {
-        let (_, body) = http_get(addr, "/metrics").await;
-        if metric(&body, r#"remq_flush_removed_messages_total{pattern="f"}"#) == Some(61_000.0) {
-            break body;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "every message is counted once: {body}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let body = scrape_until(addr, r#"remq_flush_removed_messages_total{pattern="f"}"#, |removed| {
+        removed == 61_000.0
+    })
+    .await;
     first.stop().await.unwrap();
     second.stop().await.unwrap();
-    let locked = metric(&body, r#"remq_flush_runs_total{pattern="f",result="locked"}"#).unwrap_or(0.0);
+    let locked = metric(&body, locked).unwrap_or(0.0);
     assert!(locked > locked_before, "the second worker found the lock taken: {body}");
 }

@@ -3,8 +3,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use remq::{Client, Error, MessageId, StartFrom, Worker};
-use remq_testkit::{RedisServer, RunningWorker, TlsFiles};
+use remq::{Client, Error, MessageId};
+use remq_testkit::{
+    RedisServer, RunningWorker, TlsFiles, local_listener, test_worker, wait_for, wait_for_readiness,
+};
 
 #[tokio::test]
 async fn the_client_publishes_and_consumes_over_tls_with_a_private_ca() {
@@ -58,24 +60,22 @@ async fn a_worker_consumes_over_tls() {
         Client::builder(server.tls_url()).tls_root_cert(files.pem("ca.crt")).connect().await.unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let record = seen.clone();
-    let worker = Worker::new(server.tls_url())
+    let (listener, addr) = local_listener();
+    let worker = test_worker(server.tls_url())
         .tls_root_cert(files.pem("ca.crt"))
-        .without_registered_handlers()
-        .without_signal_handlers()
-        .start_from(StartFrom::Earliest)
+        .metrics_listener(listener)
         .named_handler("tls", "t.*", move |id: MessageId| {
             let record = record.clone();
             async move { record.lock().unwrap().push(id) }
         });
     let running = RunningWorker::start(worker);
     let first = client.publish("t.1", "replayed").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_for(Duration::from_secs(10), "the replayed message", || !seen.lock().unwrap().is_empty()).await;
+    // Caught up and following pushes: the next message comes over TLS pub/sub.
+    wait_for_readiness(addr, "tls", "live").await;
     let second = client.publish("t.2", "live").await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while seen.lock().unwrap().len() < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "the worker did not consume over TLS");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(Duration::from_secs(10), "the worker to consume over TLS", || seen.lock().unwrap().len() >= 2)
+        .await;
     assert_eq!(*seen.lock().unwrap(), [first, second]);
     running.stop().await.unwrap();
 }

@@ -6,27 +6,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use remq::{Channel, Client, Error, Json, Message, MessageId, StartFrom, State, Worker};
-use remq_testkit::{RedisServer, RunningWorker};
+use remq_testkit::{
+    RedisServer, RunningWorker, closed_port, local_listener, publish_when_back, scrape_until, test_worker,
+    wait_for, wait_for_readiness, wait_until,
+};
 use tokio::time::{Instant, sleep};
 
 /// Ids a handler saw, in the order it saw them.
 type Seen = Arc<Mutex<Vec<MessageId>>>;
 
-/// A worker for `server` that runs only the handlers a test adds, ignores
-/// signals, and starts new consumers from the earliest message.
-fn test_worker(server: &RedisServer) -> Worker {
-    remq_testkit::init_test_logs();
-    Worker::new(server.url())
-        .without_registered_handlers()
-        .without_signal_handlers()
-        .start_from(StartFrom::Earliest)
-}
-
 /// A worker whose one handler records ids; fast checkpoints and leases so tests are quick.
 fn recording_worker(server: &RedisServer, name: &str, pattern: &str) -> (Worker, Seen) {
     let seen = Seen::default();
     let record = seen.clone();
-    let worker = test_worker(server)
+    let worker = test_worker(server.url())
         .checkpoint_every(50)
         .checkpoint_interval(Duration::from_millis(100))
         .lease_ttl(Duration::from_secs(2))
@@ -35,15 +28,6 @@ fn recording_worker(server: &RedisServer, name: &str, pattern: &str) -> (Worker,
             async move { record.lock().unwrap().push(id) }
         });
     (worker, seen)
-}
-
-/// Polls `done` until it holds, failing the test after `limit`.
-async fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Asserts `seen` is exactly `expected`: every id once, ascending.
@@ -58,19 +42,31 @@ fn assert_exactly_in_order(seen: &Seen, expected: &[MessageId]) {
     );
 }
 
-/// Waits (up to `limit`) until the handler saw as many ids as `expected`, lets a
-/// little more time pass so a duplicate would show, checks the ids are exactly
-/// `expected` in order, and stops the worker.
-async fn expect_exactly_then_stop(
+/// Waits (up to `limit`) until the handler saw as many ids as `expected`, then
+/// publishes a marker on `channel` (one the handler consumes) and waits until
+/// it is handled too: the worker has then gone past every earlier id, so a
+/// duplicate or a stray would be in `seen`. Adds the marker to `expected`, and
+/// checks the ids are exactly `expected` in order.
+async fn expect_exactly(
+    client: &Client,
+    channel: &str,
     seen: &Seen,
-    expected: &[MessageId],
+    expected: &mut Vec<MessageId>,
     limit: Duration,
-    worker: RunningWorker,
 ) {
     wait_for(limit, "all messages", || seen.lock().unwrap().len() >= expected.len()).await;
-    sleep(Duration::from_millis(200)).await;
+    let marker = client.publish(channel, "marker").await.unwrap();
+    expected.push(marker);
+    wait_for(Duration::from_secs(10), "the marker published after them", || {
+        seen.lock().unwrap().contains(&marker)
+    })
+    .await;
     assert_exactly_in_order(seen, expected);
-    worker.stop().await.unwrap();
+}
+
+/// The key holding the lease of `consumer` (see `scripts/lease.lua`).
+fn lease_key(consumer: &str) -> String {
+    format!("remq:consumer:{consumer}:lease")
 }
 
 /// Publishes `count` messages round-robin over `channels` channels `prefix.0…`,
@@ -92,10 +88,8 @@ async fn every_message_arrives_once_in_order_while_publishing() {
     client.publish("noise", "not ours").await.unwrap();
     let (worker, seen) = recording_worker(&server, "orders", "orders.*");
     let running = RunningWorker::start(worker);
-    let ids = publish_spread(&client, "orders", 10, 100_000).await;
-    wait_for(Duration::from_secs(60), "100,000 messages", || seen.lock().unwrap().len() >= ids.len()).await;
-    sleep(Duration::from_millis(200)).await;
-    assert_exactly_in_order(&seen, &ids);
+    let mut ids = publish_spread(&client, "orders", 10, 100_000).await;
+    expect_exactly(&client, "orders.0", &seen, &mut ids, Duration::from_secs(60)).await;
     running.stop().await.unwrap();
     assert_eq!(server.stored_cursor("orders").await, Some(ids.last().unwrap().get()), "final checkpoint");
 }
@@ -116,11 +110,15 @@ async fn the_replay_to_live_switch_loses_and_repeats_nothing() {
         })
     };
     // The worker starts while the producer is publishing.
-    sleep(Duration::from_millis(20)).await;
+    wait_until(Duration::from_secs(10), "the producer to start", async || {
+        (client.head().await.unwrap().get() > 5_000).then_some(())
+    })
+    .await;
     let (worker, seen) = recording_worker(&server, "race", "race.*");
     let running = RunningWorker::start(worker.replay_batch(500));
     ids.extend(producer.await.unwrap());
-    expect_exactly_then_stop(&seen, &ids, Duration::from_secs(30), running).await;
+    expect_exactly(&client, "race.0", &seen, &mut ids, Duration::from_secs(30)).await;
+    running.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,7 +142,8 @@ async fn killed_pubsub_connections_fall_back_to_replay() {
             }
         }
     }
-    expect_exactly_then_stop(&seen, &ids, Duration::from_secs(30), running).await;
+    expect_exactly(&client, "k.0", &seen, &mut ids, Duration::from_secs(30)).await;
+    running.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,18 +156,11 @@ async fn a_redis_restart_mid_stream_loses_nothing() {
     let mut ids = publish_spread(&client, "r", 2, 2_000).await;
     server.restart();
     // Publish through the outage: calls fail until the client has reconnected.
-    let deadline = Instant::now() + Duration::from_secs(20);
     while ids.len() < 4_000 {
-        assert!(Instant::now() < deadline, "could not publish after the restart");
-        match client.publish("r.0", "after").await {
-            Ok(id) => ids.push(id),
-            Err(e) => {
-                assert!(e.is_retryable(), "{e}");
-                sleep(Duration::from_millis(50)).await;
-            }
-        }
+        ids.push(publish_when_back(&client, "r.0", "after", Duration::from_secs(20)).await);
     }
-    expect_exactly_then_stop(&seen, &ids, Duration::from_secs(30), running).await;
+    expect_exactly(&client, "r.0", &seen, &mut ids, Duration::from_secs(30)).await;
+    running.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,10 +169,12 @@ async fn a_full_live_buffer_falls_back_to_replay() {
     let client = Client::connect(&server.url()).await.unwrap();
     let seen = Seen::default();
     let record = seen.clone();
-    let worker = test_worker(&server).buffer_size(4).replay_batch(7).named_handler(
-        "slow",
-        "s.*",
-        move |id: MessageId| {
+    let (listener, addr) = local_listener();
+    let worker = test_worker(server.url())
+        .buffer_size(4)
+        .replay_batch(7)
+        .metrics_listener(listener)
+        .named_handler("slow", "s.*", move |id: MessageId| {
             let record = record.clone();
             async move {
                 if id.get().is_multiple_of(50) {
@@ -188,12 +182,17 @@ async fn a_full_live_buffer_falls_back_to_replay() {
                 }
                 record.lock().unwrap().push(id)
             }
-        },
-    );
+        });
     let running = RunningWorker::start(worker);
-    sleep(Duration::from_millis(200)).await;
-    let ids = publish_spread(&client, "s", 5, 3_000).await;
-    expect_exactly_then_stop(&seen, &ids, Duration::from_secs(30), running).await;
+    // Following live pushes, so that the batches below arrive faster than it handles them.
+    wait_for_readiness(addr, "slow", "live").await;
+    let mut ids = publish_spread(&client, "s", 5, 3_000).await;
+    expect_exactly(&client, "s.0", &seen, &mut ids, Duration::from_secs(30)).await;
+    // Without an overflow, this test proved nothing about the fallback.
+    let overflows = r#"remq_gap_replays_total{handler="slow",reason="overflow"}"#;
+    let body = scrape_until(addr, overflows, |n| n >= 1.0).await;
+    println!("the live buffer overflowed {} time(s)", remq_testkit::metric(&body, overflows).unwrap());
+    running.stop().await.unwrap();
 }
 
 /// Redis itself disconnects a subscriber whose output buffer passes
@@ -212,7 +211,7 @@ async fn redis_disconnecting_a_slow_subscriber_falls_back_to_replay() {
     let seen = Seen::default();
     let record = seen.clone();
     // A local buffer far larger than what arrives, so only Redis' limit can cut the feed.
-    let worker = test_worker(&server).buffer_size(1_000_000).named_handler(
+    let worker = test_worker(server.url()).buffer_size(1_000_000).named_handler(
         "slow-reader",
         "ob.*",
         move |id: MessageId| {
@@ -226,8 +225,12 @@ async fn redis_disconnecting_a_slow_subscriber_falls_back_to_replay() {
         },
     );
     let running = RunningWorker::start(worker);
-    wait_for(Duration::from_secs(10), "the worker to subscribe", || server_has_a_subscriber(server.port()))
-        .await;
+    wait_until(Duration::from_secs(10), "the worker to subscribe", async || {
+        let patterns: u64 =
+            redis::cmd("PUBSUB").arg("NUMPAT").query_async(&mut server.connection().await).await.unwrap();
+        (patterns > 0).then_some(())
+    })
+    .await;
     // Each batch pushes 200 KiB in one go, past the 64 KiB hard limit.
     let body = "x".repeat(1024);
     let mut ids = Vec::new();
@@ -235,7 +238,8 @@ async fn redis_disconnecting_a_slow_subscriber_falls_back_to_replay() {
         let range = client.publish_batch(&format!("ob.{}", batch % 3), vec![&body; 200]).await.unwrap();
         ids.extend((range.start().get()..=range.end().get()).map(MessageId::new));
     }
-    expect_exactly_then_stop(&seen, &ids, Duration::from_secs(30), running).await;
+    expect_exactly(&client, "ob.0", &seen, &mut ids, Duration::from_secs(30)).await;
+    running.stop().await.unwrap();
     // Redis logs each client it cuts off ("... scheduled to be closed ASAP for
     // overcoming of output buffer limits"); without one, this test proved nothing.
     let log = std::fs::read_to_string(server.dir().join("redis.log")).unwrap();
@@ -244,23 +248,20 @@ async fn redis_disconnecting_a_slow_subscriber_falls_back_to_replay() {
     println!("Redis cut the subscriber off {disconnections} time(s)");
 }
 
-/// Whether a client of the server at `port` is subscribed to a pattern.
-fn server_has_a_subscriber(port: u16) -> bool {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
-    let mut conn = client.get_connection().unwrap();
-    let count: u64 = redis::cmd("PUBSUB").arg("NUMPAT").query(&mut conn).unwrap();
-    count > 0
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_takes_over_when_the_owner_shuts_down() {
     let server = RedisServer::start();
     let client = Client::connect(&server.url()).await.unwrap();
     let (first, seen_first) = recording_worker(&server, "shared", "h.*");
     let (second, seen_second) = recording_worker(&server, "shared", "h.*");
-    let first_running = RunningWorker::start(first.lease_ttl(Duration::from_secs(30)));
-    sleep(Duration::from_millis(300)).await;
-    let second_running = RunningWorker::start(second.lease_ttl(Duration::from_secs(30)));
+    let ((first_listener, first_addr), (second_listener, second_addr)) = (local_listener(), local_listener());
+    let first_running =
+        RunningWorker::start(first.lease_ttl(Duration::from_secs(30)).metrics_listener(first_listener));
+    wait_for_readiness(first_addr, "shared", "live").await;
+    let second_running =
+        RunningWorker::start(second.lease_ttl(Duration::from_secs(30)).metrics_listener(second_listener));
+    // The standby has found the lease taken, so it had every chance to consume below.
+    wait_for_readiness(second_addr, "shared", "standby").await;
     let mut ids = publish_spread(&client, "h", 2, 1_000).await;
     wait_for(Duration::from_secs(20), "the owner to process", || {
         seen_first.lock().unwrap().len() >= ids.len()
@@ -334,26 +335,42 @@ async fn an_owner_whose_lease_is_taken_stops_consuming() {
     let server = RedisServer::start();
     let client = Client::connect(&server.url()).await.unwrap();
     let (worker, seen) = recording_worker(&server, "fenced", "f.*");
-    let running = RunningWorker::start(worker.lease_ttl(Duration::from_millis(600)));
-    publish_spread(&client, "f", 1, 100).await;
+    // A second consumer of the same messages in the same worker, which nobody
+    // fences: what it handles, the fenced one had the chance to handle too.
+    let witnessed = Seen::default();
+    let witness = witnessed.clone();
+    let worker = worker.named_handler("fenced-witness", "f.*", move |id: MessageId| {
+        let witness = witness.clone();
+        async move { witness.lock().unwrap().push(id) }
+    });
+    let (listener, addr) = local_listener();
+    let running =
+        RunningWorker::start(worker.lease_ttl(Duration::from_millis(600)).metrics_listener(listener));
+    let first = publish_spread(&client, "f", 1, 100).await;
     wait_for(Duration::from_secs(10), "the first messages", || seen.lock().unwrap().len() >= 100).await;
-    // Another owner steals the lease (as if this process had paused past it).
+    server.wait_for_cursor("fenced", first[99].get(), Duration::from_secs(10)).await;
+    // Another owner steals the lease (as if this process had paused past it),
+    // for longer than the test needs: it gives the lease back below.
     let mut raw = server.connection().await;
     let _: () = redis::cmd("SET")
-        .arg("remq:consumer:fenced:lease")
+        .arg(lease_key("fenced"))
         .arg("999999")
         .arg("PX")
-        .arg(3_000)
+        .arg(60_000)
         .query_async(&mut raw)
         .await
         .unwrap();
-    sleep(Duration::from_millis(500)).await;
+    wait_for_readiness(addr, "fenced", "standby").await;
     let before = seen.lock().unwrap().len();
-    publish_spread(&client, "f", 1, 100).await;
-    sleep(Duration::from_millis(1_000)).await;
+    let second = publish_spread(&client, "f", 1, 100).await;
+    wait_for(Duration::from_secs(10), "the witness to handle the next messages", || {
+        witnessed.lock().unwrap().ends_with(&second)
+    })
+    .await;
     assert_eq!(seen.lock().unwrap().len(), before, "a fenced owner kept consuming");
     assert_eq!(server.stored_cursor("fenced").await, Some(100));
     // When the thief's lease lapses, the worker takes over again and catches up.
+    let _: () = redis::cmd("DEL").arg(lease_key("fenced")).query_async(&mut raw).await.unwrap();
     wait_for(Duration::from_secs(10), "the worker to own the consumer again", || {
         seen.lock().unwrap().len() >= 200
     })
@@ -376,7 +393,7 @@ async fn extractors_state_and_handler_failures() {
     let log = Arc::new(Mutex::new(Vec::<String>::new()));
     let (l1, l2) = (log.clone(), log.clone());
     let panicked = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let worker = test_worker(&server)
+    let worker = test_worker(server.url())
         .state(Greeting("welcome"))
         .named_handler(
             "signups",
@@ -444,11 +461,13 @@ async fn new_consumers_start_where_configured() {
     let (after, seen_after) = recording_worker(&server, "after", "p.*");
     let latest_running = RunningWorker::start(latest.start_from(StartFrom::Latest));
     let after_running = RunningWorker::start(after.start_from(StartFrom::After(old[4])));
-    wait_for(Duration::from_secs(10), "the latest consumer to store its start", || {
+    wait_for(Duration::from_secs(10), "the after consumer to replay", || {
         seen_after.lock().unwrap().len() >= 5
     })
     .await;
-    sleep(Duration::from_millis(300)).await;
+    // The latest consumer stores its start at once: a message published after
+    // that comes after its start.
+    server.wait_for_cursor("latest", old[9].get(), Duration::from_secs(10)).await;
     let new = client.publish("p.0", "new").await.unwrap();
     wait_for(Duration::from_secs(10), "the new message", || seen_latest.lock().unwrap().len() == 1).await;
     assert_eq!(*seen_latest.lock().unwrap(), [new]);
@@ -477,7 +496,7 @@ async fn start_up_errors_are_clear() {
     let err = base().handler("a.*", |_: State<Greeting>| async {}).run().await.unwrap_err();
     assert!(matches!(err, Error::MissingState { .. }) && err.to_string().contains("Greeting"), "{err}");
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = closed_port();
     let err = Worker::new(format!("redis://:pw@127.0.0.1:{port}"))
         .without_registered_handlers()
         .without_signal_handlers()
@@ -496,7 +515,7 @@ async fn a_stuck_handler_does_not_hold_back_the_checkpoint_of_what_is_done() {
     let client = Client::connect(&server.url()).await.unwrap();
     let ids = client.publish_batch("stuck", ["1", "2", "3"]).await.unwrap();
     let stuck = *ids.end();
-    let worker = test_worker(&server)
+    let worker = test_worker(server.url())
         .checkpoint_every(1000)
         .checkpoint_interval(Duration::from_millis(300))
         .named_handler("stuck", "stuck", move |id: MessageId| async move {
@@ -519,12 +538,11 @@ async fn a_new_consumer_stores_its_start_at_once_even_on_an_empty_namespace() {
     let running = RunningWorker::start(
         worker.start_from(StartFrom::Latest).checkpoint_interval(Duration::from_secs(60)),
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.stored_cursor("fresh").await.is_none() {
-        assert!(Instant::now() < deadline, "the start position was never stored");
-        sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(server.stored_cursor("fresh").await, Some(0));
+    let stored = wait_until(Duration::from_secs(10), "the start position to be stored", async || {
+        server.stored_cursor("fresh").await
+    })
+    .await;
+    assert_eq!(stored, 0);
     running.stop().await.unwrap();
 }
 

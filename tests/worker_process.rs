@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use remq::Client;
-use remq_testkit::RedisServer;
+use remq_testkit::{RedisServer, closed_port, scrape_until, wait_until};
 use tempfile::TempDir;
 
 /// `REMQ_CHECKPOINT_EVERY` in the crash and failover tests: the most messages a
@@ -25,7 +25,7 @@ const CHECKPOINT_EVERY: usize = 100;
 /// `REMQ_LEASE_TTL` in the crash and failover tests, short so that the lease of
 /// a killed owner lapses quickly.
 const SHORT_LEASE: Duration = Duration::from_secs(1);
-/// How often the tests look at Redis and at the logs while waiting.
+/// How often [`WorkerProcess::wait_exit`] looks at the process.
 const POLL: Duration = Duration::from_millis(5);
 /// What the lease code logs when it takes ownership, and when it finds another owner.
 const ACQUIRED: &str = "acquired the consumer lease";
@@ -98,6 +98,31 @@ impl WorkerProcess {
         }
     }
 
+    /// The local ports of the process's TCP connections to `redis_port` on
+    /// loopback, from `/proc` (its socket inodes, looked up in `/proc/net/tcp`).
+    fn redis_ports(&self, redis_port: u16) -> Vec<u16> {
+        let fds = std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).expect("Linux /proc");
+        let inodes: Vec<String> = fds
+            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .filter_map(|link| {
+                let link = link.to_string_lossy();
+                Some(link.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+            })
+            .collect();
+        let table = std::fs::read_to_string("/proc/net/tcp").expect("Linux /proc");
+        let port_of = |address: &str| u16::from_str_radix(address.rsplit(':').next()?, 16).ok();
+        table
+            .lines()
+            .skip(1)
+            .filter_map(|row| {
+                let columns: Vec<&str> = row.split_whitespace().collect();
+                let (local, remote, inode) = (columns.get(1)?, columns.get(2)?, columns.get(9)?);
+                (port_of(remote)? == redis_port && inodes.iter().any(|i| i == inode))
+                    .then(|| port_of(local))?
+            })
+            .collect()
+    }
+
     fn is_running(&mut self) -> bool {
         self.exited.is_none() && self.child.try_wait().expect("poll the worker").is_none()
     }
@@ -150,25 +175,8 @@ impl Db {
         self.query(redis::cmd("LLEN").arg(key)).await
     }
 
-    /// The stored checkpoint of `consumer`.
-    async fn cursor(&self, consumer: &str) -> Option<u64> {
-        self.query(redis::cmd("GET").arg(format!("remq:consumer:{consumer}:cursor"))).await
-    }
-
     async fn lease_exists(&self, consumer: &str) -> bool {
         self.query(redis::cmd("EXISTS").arg(format!("remq:consumer:{consumer}:lease"))).await
-    }
-}
-
-/// Polls `probe` until it returns `Some`, failing the test after `timeout`.
-async fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        tokio::time::sleep(POLL).await;
     }
 }
 
@@ -284,9 +292,9 @@ fn try_walk(expected: &[u64], records: &[u64]) -> Result<Walk, String> {
 /// Returns the list's length then.
 async fn wait_mid_handler(db: &Db, key: &str, at_least: usize) -> usize {
     let mut seen = db.len(key).await;
-    wait_for(
-        &format!("a handler in flight after {at_least} records in {key}"),
+    wait_until(
         Duration::from_secs(10),
+        &format!("a handler in flight after {at_least} records in {key}"),
         async || {
             let now = db.len(key).await;
             if now > seen && now >= at_least {
@@ -369,9 +377,9 @@ async fn start_pair(
 /// Waits until one of two workers owns the consumer and the other stands by;
 /// returns `(owner, standby)` as indices into `workers`.
 async fn roles(workers: &[WorkerProcess; 2]) -> (usize, usize) {
-    let (owner, standby) = wait_for(
-        "one worker to own the consumer and the other to stand by",
+    let (owner, standby) = wait_until(
         Duration::from_secs(10),
+        "one worker to own the consumer and the other to stand by",
         async || {
             let acquired = [workers[0].logged(ACQUIRED), workers[1].logged(ACQUIRED)];
             assert!(!(acquired[0] && acquired[1]), "both workers acquired the lease");
@@ -418,14 +426,24 @@ async fn crashed_worker_restarts_from_its_checkpoint_and_loses_nothing() {
         // Kill after a random number of messages (at most 5 × 3,000, so always
         // mid-stream), at a random point relative to the checkpoints.
         let target = db.len("rec").await + rng.usize(200..3_000);
-        wait_for(&format!("run {run} to record {target} ids"), Duration::from_secs(30), async || {
+        wait_until(Duration::from_secs(30), &format!("run {run} to record {target} ids"), async || {
             (db.len("rec").await >= target).then_some(())
         })
         .await;
         tokio::time::sleep(Duration::from_millis(rng.u64(0..20))).await;
+        let connections = workers.last().unwrap().redis_ports(server.port());
+        assert!(!connections.is_empty(), "no connection of the worker to Redis was found");
         workers.last_mut().unwrap().crash();
-        // Let Redis run whatever the dead process had already sent.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Redis has run whatever the dead process had already sent once it has
+        // closed all of its connections.
+        wait_until(Duration::from_secs(5), "Redis to close the dead worker's connections", async || {
+            let clients: String = db.query(redis::cmd("CLIENT").arg("LIST")).await;
+            connections
+                .iter()
+                .all(|port| !clients.contains(&format!(" addr=127.0.0.1:{port} ")))
+                .then_some(())
+        })
+        .await;
         restarts.push(db.len("rec").await);
         // The new process stands by until the dead one's lease lapses (≤ 1 s).
         workers.push(WorkerProcess::start(&format!("crash-{run}"), dir.path(), &server.url(), &vars));
@@ -433,8 +451,8 @@ async fn crashed_worker_restarts_from_its_checkpoint_and_loses_nothing() {
     let expected = stream.await.unwrap();
     noise.await.unwrap();
     let last = *expected.last().unwrap();
-    wait_for("the last worker to checkpoint the last id", Duration::from_secs(30), async || {
-        (db.cursor("crash").await == Some(last)).then_some(())
+    wait_until(Duration::from_secs(30), "the last worker to checkpoint the last id", async || {
+        (server.stored_cursor("crash").await == Some(last)).then_some(())
     })
     .await;
     assert!(workers.last_mut().unwrap().is_running(), "the last worker died");
@@ -470,8 +488,8 @@ async fn crashed_worker_restarts_from_its_checkpoint_and_loses_nothing() {
     let more = client.publish_batch("crash.a", ["x", "y", "z"]).await.unwrap();
     let more: Vec<u64> = (more.start().get()..=more.end().get()).collect();
     workers.push(WorkerProcess::start("crash-idle", dir.path(), &server.url(), &vars));
-    wait_for("the restarted worker to checkpoint the new messages", Duration::from_secs(10), async || {
-        (db.cursor("crash").await == more.last().copied()).then_some(())
+    wait_until(Duration::from_secs(10), "the restarted worker to checkpoint the new messages", async || {
+        (server.stored_cursor("crash").await == more.last().copied()).then_some(())
     })
     .await;
     assert_eq!(
@@ -500,22 +518,22 @@ async fn standby_takes_over_from_a_killed_owner() {
         start_pair("failover", dir.path(), &server, &client, rng.u64(..)).await;
 
     let target = rng.usize(500..4_000);
-    wait_for("the owner to make progress", Duration::from_secs(20), async || {
+    wait_until(Duration::from_secs(20), "the owner to make progress", async || {
         (db.len(keys[owner]).await >= target).then_some(())
     })
     .await;
     assert_eq!(db.len(keys[standby]).await, 0, "the standby handled messages while the owner was alive");
     let killed = Instant::now();
     workers[owner].crash();
-    let takeover = wait_for("the standby to take over", SHORT_LEASE + Duration::from_secs(3), async || {
+    let takeover = wait_until(SHORT_LEASE + Duration::from_secs(3), "the standby to take over", async || {
         workers[standby].logged(ACQUIRED).then(|| killed.elapsed())
     })
     .await;
 
     let expected = stream.await.unwrap();
     let last = *expected.last().unwrap();
-    wait_for("the standby to checkpoint the last id", Duration::from_secs(30), async || {
-        (db.cursor("failover").await == Some(last)).then_some(())
+    wait_until(Duration::from_secs(30), "the standby to checkpoint the last id", async || {
+        (server.stored_cursor("failover").await == Some(last)).then_some(())
     })
     .await;
     let (before, after) = (db.records(keys[owner]).await, db.records(keys[standby]).await);
@@ -557,30 +575,30 @@ async fn a_frozen_owner_is_fenced_out_by_the_standby() {
         start_pair("fenced", dir.path(), &server, &client, rng.u64(..)).await;
 
     let target = rng.usize(500..3_000);
-    wait_for("the owner to make progress", Duration::from_secs(20), async || {
+    wait_until(Duration::from_secs(20), "the owner to make progress", async || {
         (db.len(keys[owner]).await >= target).then_some(())
     })
     .await;
     workers[owner].signal("STOP");
-    wait_for("the standby to take over", SHORT_LEASE + Duration::from_secs(3), async || {
+    wait_until(SHORT_LEASE + Duration::from_secs(3), "the standby to take over", async || {
         workers[standby].logged(ACQUIRED).then_some(())
     })
     .await;
-    wait_for("the standby to make progress", Duration::from_secs(20), async || {
+    wait_until(Duration::from_secs(20), "the standby to make progress", async || {
         (db.len(keys[standby]).await >= 300).then_some(())
     })
     .await;
     let frozen_at = db.len(keys[owner]).await;
     workers[owner].signal("CONT");
-    wait_for("the thawed owner to notice it lost the lease", Duration::from_secs(5), async || {
+    wait_until(Duration::from_secs(5), "the thawed owner to notice it lost the lease", async || {
         workers[owner].logged("lost ownership; standing by again").then_some(())
     })
     .await;
 
     let expected = stream.await.unwrap();
     let last = *expected.last().unwrap();
-    wait_for("the new owner to checkpoint the last id", Duration::from_secs(30), async || {
-        (db.cursor("fenced").await == Some(last)).then_some(())
+    wait_until(Duration::from_secs(30), "the new owner to checkpoint the last id", async || {
+        (server.stored_cursor("fenced").await == Some(last)).then_some(())
     })
     .await;
     assert!(workers[owner].is_running() && workers[standby].is_running(), "a worker died");
@@ -591,7 +609,7 @@ async fn a_frozen_owner_is_fenced_out_by_the_standby() {
     assert_eq!(workers[owner].wait_exit(Duration::from_secs(3)).await.code(), Some(0));
     assert!(workers[standby].is_running() && db.lease_exists("fenced").await);
     assert!(!workers[owner].logged("released the consumer lease"));
-    assert_eq!(db.cursor("fenced").await, Some(last));
+    assert_eq!(server.stored_cursor("fenced").await, Some(last));
     let (before, after) = (db.records(keys[owner]).await, db.records(keys[standby]).await);
     let (first, second) = (walk(&expected, &before), walk(&expected, &after));
     assert!(
@@ -665,7 +683,7 @@ async fn sigterm_finishes_the_handler_checkpoints_and_hands_over_at_once() {
     assert_eq!(records, expected[..records.len()]);
     let done = records.len() - 1;
     assert_eq!(
-        db.cursor("graceful").await,
+        server.stored_cursor("graceful").await,
         records.last().copied(),
         "the final checkpoint covers the last message handled"
     );
@@ -674,7 +692,7 @@ async fn sigterm_finishes_the_handler_checkpoints_and_hands_over_at_once() {
 
     // A new owner, then a standby; the owner is stopped the same way.
     let mut second = start("second", &slow("rec"));
-    wait_for("the second worker to resume", Duration::from_secs(5), async || {
+    wait_until(Duration::from_secs(5), "the second worker to resume", async || {
         (db.len("rec").await > done + 1).then_some(())
     })
     .await;
@@ -684,12 +702,12 @@ async fn sigterm_finishes_the_handler_checkpoints_and_hands_over_at_once() {
         "the second worker resumed right after the final checkpoint"
     );
     let mut standby = start("standby", &[("TEST_RECORD_KEY", "rec:standby")]);
-    wait_for("the standby to stand by", Duration::from_secs(5), async || {
+    wait_until(Duration::from_secs(5), "the standby to stand by", async || {
         standby.logged(STANDING_BY).then_some(())
     })
     .await;
     let (signalled, final_len) = terminate_mid_handler(&db, &second, "rec", done + 2).await;
-    let takeover = wait_for("the standby to take over", Duration::from_secs(5), async || {
+    let takeover = wait_until(Duration::from_secs(5), "the standby to take over", async || {
         standby.logged(ACQUIRED).then(|| signalled.elapsed())
     })
     .await;
@@ -703,14 +721,14 @@ async fn sigterm_finishes_the_handler_checkpoints_and_hands_over_at_once() {
         "{done} records, expected {final_len:?}: the handler in flight finishes, and no new message is taken"
     );
     let rest = expected.len() - done;
-    wait_for("the standby to handle the rest", Duration::from_secs(10), async || {
+    wait_until(Duration::from_secs(10), "the standby to handle the rest", async || {
         (db.len("rec:standby").await >= rest).then_some(())
     })
     .await;
     // Stopped while idle, it checkpoints everything (its count and timer never fired).
     standby.signal("TERM");
     assert_eq!(standby.wait_exit(deadline + Duration::from_secs(3)).await.code(), Some(0));
-    assert_eq!(db.cursor("graceful").await, expected.last().copied());
+    assert_eq!(server.stored_cursor("graceful").await, expected.last().copied());
     let mut records = db.records("rec").await;
     records.extend(db.records("rec:standby").await);
     assert_eq!(records, expected, "graceful hand-overs handle every message exactly once, in order");
@@ -739,12 +757,13 @@ async fn a_handler_past_the_shutdown_deadline_is_abandoned_and_delivered_again()
         ]);
         vars
     };
-    let mut worker = WorkerProcess::start("slow", dir.path(), &server.url(), &vars("4000"));
-    wait_for("the worker to start consuming", Duration::from_secs(5), async || {
-        worker.logged("consuming").then_some(())
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Its /metrics shows when the handler is running.
+    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], closed_port()));
+    let metrics_addr = metrics.to_string();
+    let mut slow = vars("4000");
+    slow.push(("REMQ_METRICS_ADDR", &metrics_addr));
+    let mut worker = WorkerProcess::start("slow", dir.path(), &server.url(), &slow);
+    scrape_until(metrics, r#"remq_handlers_in_flight{handler="graceful"}"#, |running| running == 1.0).await;
     let signalled = Instant::now();
     worker.signal("TERM");
     let status = worker.wait_exit(Duration::from_secs(3)).await;
@@ -754,11 +773,15 @@ async fn a_handler_past_the_shutdown_deadline_is_abandoned_and_delivered_again()
     assert!(stopped_in < Duration::from_secs(2), "exited {stopped_in:?} after SIGTERM");
     assert!(worker.logged("abandoned"), "the worker says it abandoned the handler");
     assert_eq!(db.len("rec").await, 0);
-    assert_eq!(db.cursor("graceful").await.unwrap_or(0), 0, "the abandoned message was not checkpointed");
+    assert_eq!(
+        server.stored_cursor("graceful").await.unwrap_or(0),
+        0,
+        "the abandoned message was not checkpointed"
+    );
     assert!(!db.lease_exists("graceful").await, "the lease was released");
 
     let _next = WorkerProcess::start("next", dir.path(), &server.url(), &vars("0"));
-    wait_for("the next worker to handle the messages", Duration::from_secs(10), async || {
+    wait_until(Duration::from_secs(10), "the next worker to handle the messages", async || {
         (db.len("rec").await >= expected.len()).then_some(())
     })
     .await;

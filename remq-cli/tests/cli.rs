@@ -2,14 +2,15 @@
 //! subcommand in both output formats, binary bodies, error exits, and `tail`'s
 //! switch from replay to live while messages keep coming.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use remq::{Client, Error, Message, MessageId, StartFrom, Worker};
-use remq_testkit::{RedisServer, RunningWorker};
+use remq::{Client, Error, Message, MessageId};
+use remq_testkit::{RedisServer, RunningWorker, test_worker, wait_for, wait_until};
 use serde_json::{Value, json};
 
 /// The binary under test.
@@ -122,8 +123,23 @@ fn next_while(stdout: &mut BufReader<std::process::ChildStdout>, mut publish: im
 /// The stderr of a finished child.
 fn stderr_of(child: &mut Child) -> String {
     let mut stderr = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().expect("piped"), &mut stderr).unwrap();
+    child.stderr.as_mut().expect("piped").read_to_string(&mut stderr).unwrap();
     stderr
+}
+
+/// The stderr of a running child as it comes, read by a thread of its own,
+/// which ends when the child closes it.
+fn follow_stderr(child: &mut Child) -> (Arc<Mutex<String>>, std::thread::JoinHandle<()>) {
+    let mut stderr = child.stderr.take().expect("piped");
+    let text = Arc::new(Mutex::new(String::new()));
+    let written = text.clone();
+    let reader = std::thread::spawn(move || {
+        let mut chunk = [0; 1024];
+        while let Ok(n @ 1..) = stderr.read(&mut chunk) {
+            written.lock().unwrap().push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+    });
+    (text, reader)
 }
 
 async fn client(server: &RedisServer) -> Client {
@@ -367,24 +383,15 @@ async fn consumers_lists_what_workers_registered() {
     for i in 0..5 {
         client.publish("c.orders", i.to_string()).await.unwrap();
     }
-    let worker = Worker::new(server.url())
-        .without_registered_handlers()
-        .without_signal_handlers()
-        .start_from(StartFrom::Earliest)
-        .checkpoint_interval(Duration::from_millis(50))
-        .named_handler("billing", "c.*", |_: MessageId| async {});
+    let worker = test_worker(server.url()).named_handler("billing", "c.*", |_: MessageId| async {});
     let running = RunningWorker::start(worker);
     server.wait_for_cursor("billing", 5, Duration::from_secs(10)).await;
     client.publish("c.orders", "behind").await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let listed = loop {
+    let listed = wait_until(Duration::from_secs(10), "the consumer's cursor to be listed at 6", async || {
         let listed = json_lines(&ok(&server, &["--json", "consumers"]));
-        if listed.len() == 1 && listed[0]["cursor"] == json!(6) {
-            break listed;
-        }
-        assert!(Instant::now() < deadline, "{listed:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        (listed.len() == 1 && listed[0]["cursor"] == json!(6)).then_some(listed)
+    })
+    .await;
     let billing = &listed[0];
     assert_eq!(
         (&billing["consumer"], &billing["pattern"], &billing["lag"]),
@@ -436,21 +443,16 @@ fn rediss_urls_with_a_private_ca_and_client_certificates() {
 async fn dead_letters_of_a_real_worker_are_listed_and_redriven() {
     let server = RedisServer::start();
     let client = client(&server).await;
-    let worker = Worker::new(server.url())
-        .without_registered_handlers()
-        .without_signal_handlers()
-        .start_from(StartFrom::Earliest)
-        .named_handler("billing", "orders.*", |_: Message| async {
-            Err::<(), _>(Error::permanent("card declined"))
-        });
+    let worker = test_worker(server.url()).named_handler("billing", "orders.*", |_: Message| async {
+        Err::<(), _>(Error::permanent("card declined"))
+    });
     let running = RunningWorker::start(worker);
     let first = client.publish("orders.created", r#"{"order":1}"#).await.unwrap();
     let second = client.publish("orders.created", b"\xff\x00".as_slice()).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while client.consume("dead.*", MessageId::ZERO, 10).await.unwrap().len() < 2 {
-        assert!(Instant::now() < deadline, "the worker dead-letters both");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(Duration::from_secs(10), "the worker to dead-letter both", async || {
+        (client.consume("dead.*", MessageId::ZERO, 10).await.unwrap().len() >= 2).then_some(())
+    })
+    .await;
     running.stop().await.unwrap();
 
     let table = ok(&server, &["dead"]);
@@ -558,13 +560,18 @@ fn bench_prints_a_table_or_json_and_cleans_up_after_itself() {
     assert_eq!(ok(&server, &["channels"]), "", "the default namespace is untouched");
 }
 
-#[test]
-fn tail_rides_out_a_redis_restart_and_says_so() {
+#[tokio::test]
+async fn tail_rides_out_a_redis_restart_and_says_so() {
     let mut server =
         RedisServer::builder().arg("--appendonly").arg("yes").arg("--appendfsync").arg("always").start();
     let (mut child, mut stdout) = running_tail(&server);
+    let (stderr, reader) = follow_stderr(&mut child);
+    // Down until the tail has said so.
     server.kill();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for(Duration::from_secs(10), "the tail to report the outage", || {
+        stderr.lock().unwrap().contains("retrying")
+    })
+    .await;
     server.restart();
     // Messages are stored once Redis is back, and the tail replays them after
     // reconnecting, whether or not it was subscribed yet.
@@ -575,7 +582,8 @@ fn tail_rides_out_a_redis_restart_and_says_so() {
     assert_eq!(message["id"], 2, "the first message survived the restart, and none is skipped");
     Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(exit_within(&mut child, Duration::from_secs(5)).success());
-    let stderr = stderr_of(&mut child);
+    reader.join().unwrap();
+    let stderr = stderr.lock().unwrap().clone();
     assert!(stderr.contains("WARN") && stderr.contains("retrying"), "the outage is reported: {stderr}");
     assert!(!stderr.contains('\x1b'), "no colours when stderr is not a terminal: {stderr:?}");
 }

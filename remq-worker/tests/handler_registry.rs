@@ -1,5 +1,7 @@
-//! `#[remq::handler]` registers each function with its pattern and name, and
-//! the registered handler runs the function.
+//! `#[remq::handler]` registers each function with its pattern and name. That
+//! the registered handler runs the function is checked in the root package's
+//! `tests/registered_handlers.rs`, which has a redis-server for a worker to
+//! make the deliveries (`Delivery` has no public constructor).
 
 use remq::__private::{Registration, registrations};
 use remq::{Json, Message, State};
@@ -60,14 +62,4 @@ fn every_handler_is_registered_once() {
             ("registry.orders.[ab]", "handler_registry::nested::orders"),
         ]
     );
-}
-
-#[test]
-fn the_registered_handler_can_be_built() {
-    for pattern in ["registry.accounts.*", "registry.*", "registry.orders.[ab]"] {
-        let handler = (registration(pattern).make)();
-        assert!(format!("{handler:?}").contains("BoxedHandler"));
-    }
-    // The functions themselves are still there, unchanged.
-    let _ = (welcome, audit, nested::orders);
 }
