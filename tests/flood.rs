@@ -50,7 +50,7 @@ struct Tally {
 async fn flood(total: u64, limit: Duration) {
     // Only the live feed's lines: with every target on, each delivery would
     // make a span, a million of them, and the test would time the logging.
-    let logs = capture_logs("remq::subscription=info");
+    let logs = capture_logs("remq::feed=info");
     let server = RedisServer::start();
     let client = Client::connect(&server.url()).await.unwrap();
     let tally = Arc::new(Mutex::new(Tally::default()));

@@ -12,6 +12,8 @@ mod open;
 mod store;
 mod subscriber;
 
+use std::sync::Arc;
+
 use redis::aio::ConnectionManager;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
@@ -28,8 +30,9 @@ pub(crate) enum Connection {
         /// The shared, self-healing multiplexed connection: concurrent requests
         /// from many tasks are pipelined on it.
         requests: ConnectionManager,
-        /// Opens the dedicated connections that pub/sub needs.
-        client: redis::Client,
+        /// Opens the dedicated connections that pub/sub needs (shared, so a
+        /// clone of the connection for a request allocates nothing).
+        client: Arc<redis::Client>,
     },
 }
 
@@ -37,7 +40,7 @@ impl Connection {
     /// A subscriber for live pushes on this connection's server(s).
     pub(crate) fn subscriber(&self) -> Subscriber {
         match self {
-            Connection::Standalone { client, .. } => Subscriber::Standalone(client.clone()),
+            Connection::Standalone { client, .. } => Subscriber::Standalone(Arc::clone(client)),
         }
     }
 }

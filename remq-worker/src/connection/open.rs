@@ -2,6 +2,7 @@
 //! errors that tell an unreachable server from refused credentials.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -75,7 +76,7 @@ pub(crate) async fn open(options: &ConnectOptions) -> Result<(Connection, RedisA
     // A server that needs a password accepts the connection and refuses the
     // first command; find out now rather than at the first publish.
     redis::cmd("PING").query_async::<()>(&mut conn).await.map_err(connect_error)?;
-    Ok((Connection::Standalone { requests: conn, client: redis }, addr))
+    Ok((Connection::Standalone { requests: conn, client: Arc::new(redis) }, addr))
 }
 
 /// The `redis` client for `info`, with the certificates of `options`.

@@ -2,6 +2,8 @@
 //! on one server (later: `SSUBSCRIBE` per namespace on a cluster, with the glob
 //! matched here).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
@@ -14,7 +16,7 @@ pub(crate) type Pushes = BoxStream<'static, Bytes>;
 #[derive(Clone)]
 pub(crate) enum Subscriber {
     /// One server: a dedicated connection per subscription.
-    Standalone(redis::Client),
+    Standalone(Arc<redis::Client>),
 }
 
 impl Subscriber {
