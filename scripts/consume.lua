@@ -9,15 +9,22 @@
 -- ARGV[3]  (optional) limit: at most this many messages; default 1000, capped at 10000
 -- ARGV[4]  (optional) "state": put the log's state first in the reply;
 --          "packed": the same page and state, in one MessagePack string (below)
--- Reply    array of "<channel>@<id>\n<message>", ascending by id across all channels;
---          fewer than limit (possibly none) means the log holds nothing more for now.
+-- Reply    array of "<channel>@<id>\n<message>", ascending by id across all channels.
+--          Without a fourth argument (the seed's call) the page is complete: fewer
+--          than limit messages (possibly none) means the log holds nothing more for now.
 --          With "state", the first element is {head, removed}: head is the last id
---          issued (<base>:id), removed the highest id flush.lua removed from a
---          matching channel (the hash <base>:removed), 0 if none. removed > cursor
---          means messages after the cursor are gone; head < cursor means the id
---          counter went backwards (data loss in Redis).
+--          issued (<base>:id); removed the highest id retention removed from a
+--          matching channel before this consumer read it (0 if none; see below).
+--          removed > cursor means messages after the cursor are gone; head < cursor
+--          means the id counter went backwards (data loss in Redis). Such a call may
+--          stop early to stay short (a pattern that few of many messages match):
+--          then the state is {head, removed, next}, every matching message with an
+--          id in (cursor, next] is in the page, and the next call goes on with
+--          cursor = next. Without a third element, the page is complete as in the
+--          seed's call.
 --          With "packed", one bulk string: the MessagePack encoding of
---          [head, removed, [channel, entry, entry, ..., channel, entry, ...]]:
+--          [head, removed, [channel, entry, entry, ..., channel, entry, ...]], and
+--          `next` as a fourth element when the call stopped early:
 --          the page in the same order as the frames, each entry as XRANGE returns
 --          it, [<id>-0, [field, <message>]], and belonging to the channel named
 --          last before it. No frame strings are built, so it costs Redis and the
@@ -25,10 +32,28 @@
 --          prefer it.
 -- Errors   "ERR remq: invalid cursor ..." / "ERR remq: invalid limit ..."
 --
--- Channels are found through the registry set <base>:channels (SSCAN MATCH), never
--- KEYS. When one channel matches, its stream is the answer: one XRANGE. Several
--- streams are merged lazily: each channel is read in pages sized by its share of
--- the output, so a call reads about `limit` entries, not all of them.
+-- How channels are found (never KEYS), by what the pattern allows:
+-- - a literal name: that channel's stream, one XRANGE;
+-- - a glob whose literal prefix (the part before its first * ? [ or \) is shared
+--   by at most NARROW channels: those channels, from the lexically ordered
+--   registry <base>:channel-index (ZRANGEBYLEX), matched here, their streams
+--   merged lazily (each read in pages sized by its share of the output);
+-- - any other glob: the order index <base>:order, which names the channel of every
+--   id (entry <id>-0 {c <channel number>}, or {c <number> n <count>} for a batch),
+--   is followed from the cursor; the channels it names are matched here (by the
+--   numbers' names in <base>:channel-names), and the bodies read from the matching
+--   channels' streams (XREAD, many streams a call). Such a call looks at most BUDGET index entries and returns
+--   at most ROOM messages (the early stop above; each message costs a lookup in
+--   its channel's stream), except in the seed's call, which must return a
+--   complete page.
+-- Ids below <base>:order-from were written before the order index existed (by
+-- earlier versions of these scripts): they are read by merging every matching
+-- channel (SSCAN MATCH of <base>:channels), as those versions did.
+-- In the order index path, "removed" is the highest matching id whose message is
+-- gone from its stream, and at least <base>:order-trimmed (the highest id the
+-- index itself was trimmed below, by flush.lua) when the cursor is below it.
+local NARROW, BUDGET, CHUNK, ROOM = 32, 4000, 500, 250
+
 local base = KEYS[1] or 'remq'
 local pattern, cursor, limit = ARGV[1], ARGV[2], ARGV[3]
 if pattern == nil or pattern == '' then
@@ -51,149 +76,377 @@ if ARGV[4] ~= nil and not with_state then
   return redis.error_reply('ERR remq: invalid option: the fourth argument can only be "state" or "packed"')
 end
 
-local registry = base .. ':channels'
-local channels = {}
-if string.find(pattern, '[%*%?%[\\]') then
-  local scan = '0'
-  repeat
-    local reply = redis.call('SSCAN', registry, scan, 'MATCH', pattern, 'COUNT', 1000)
-    scan = reply[1]
-    for _, name in ipairs(reply[2]) do channels[#channels + 1] = name end
-  until scan == '0'
-elseif redis.call('SISMEMBER', registry, pattern) == 1 then
-  channels[1] = pattern
+local sub, find, byte, fmt = string.sub, string.find, string.byte, string.format
+local head = tonumber(redis.call('GET', base .. ':id') or '0')
+local from = tonumber(cursor)
+local ledger = base .. ':removed'
+
+-- The page, as frames or packed items; how many messages it holds; the
+-- channel named last (packed).
+local out, n, named = {}, 0, nil
+if with_state and not packed then out[1] = false end
+
+-- The message id of an entry id "<id>-<seq>" (Remq writes "<id>-0"), as digits.
+local function digits(entry_id)
+  return sub(entry_id, 1, byte(entry_id, -2) == 45 and -3 or find(entry_id, '-', 1, true) - 1)
 end
 
--- {head, removed}, see the header.
-local function state()
+local function emit(name, entry)
+  n = n + 1
+  if packed then
+    if name ~= named then
+      named = name
+      out[#out + 1] = name
+    end
+    out[#out + 1] = entry
+  else
+    out[#out + 1] = name .. '@' .. digits(entry[1]) .. '\n' .. entry[2][2]
+  end
+end
+
+-- The reply around the page; `next` only when the call stopped early.
+local function reply(removed, next_id)
+  local stopped = next_id and next_id < head and n < limit
+  if packed then
+    local r = {head, removed, out}
+    if stopped then r[4] = next_id end
+    return cmsgpack.pack(r)
+  end
+  if with_state then out[1] = stopped and {head, removed, next_id} or {head, removed} end
+  return out
+end
+
+-- The highest id retention removed from any of `names` (the ledger flush.lua keeps).
+local function removed_from(names)
   local removed = 0
   -- in slices: unpack() of thousands of names would overflow Lua's stack
-  for i = 1, #channels, 1000 do
-    local ids = redis.call('HMGET', base .. ':removed', unpack(channels, i, math.min(i + 999, #channels)))
+  for i = 1, #names, 1000 do
+    local ids = redis.call('HMGET', ledger, unpack(names, i, math.min(i + 999, #names)))
     for _, id in ipairs(ids) do
       if id and tonumber(id) > removed then removed = tonumber(id) end
     end
   end
-  return {tonumber(redis.call('GET', base .. ':id') or '0'), removed}
+  return removed
 end
 
--- The "packed" reply around a page of channel names and entries.
-local function pack(items)
-  local log = state()
-  return cmsgpack.pack({log[1], log[2], items})
-end
-
-if #channels == 0 then
-  if packed then return pack({}) end
-  if with_state then return {state()} end
-  return {}
-end
-
-local after = cursor .. '-0'
-
--- A stream entry is {"<id>-0", {"m", <message>}}; its frame is
--- "<channel>@<id>\n<message>", the id being the entry id up to its "-".
-local sub, find, byte = string.sub, string.find, string.byte
-
-if #channels == 1 then
-  -- One channel: its stream is already in id order, so one XRANGE is the answer.
-  -- Its reply becomes the result in place: packed, as it is after the channel's
-  -- name; otherwise entry i replaced by its frame.
-  local header = channels[1] .. '@'
-  local page = redis.call('XRANGE', base .. ':channel:' .. channels[1], '(' .. after, '+', 'COUNT', limit)
-  if packed then
-    if #page > 0 then table.insert(page, 1, channels[1]) end
-    return pack(page)
-  end
-  for i = 1, #page do
-    local entry = page[i]
-    local entry_id = entry[1]
-    -- Remq's entry ids end in "-0": cut those two bytes without a search.
-    local id_end = byte(entry_id, -2) == 45 and -3 or find(entry_id, '-', 1, true) - 1
-    page[i] = header .. sub(entry_id, 1, id_end) .. '\n' .. entry[2][2]
-  end
-  if with_state then table.insert(page, 1, state()) end
-  return page
-end
-
--- Several channels: one source per channel, with its buffered page of entries and
--- where to read next, merged through a binary min-heap on the head entry's id.
-local heap, size, n = {}, 0, 0
-
--- Reads the next `count` entries of a source, noting how many messages the call
--- had returned by then.
-local function refill(s, count)
-  local page = redis.call('XRANGE', s.key, '(' .. s.after, '+', 'COUNT', count)
-  s.entries, s.pos, s.done, s.read_at = page, 1, #page < count, n
-  if #page > 0 then s.after = page[#page][1] end
-  return #page > 0
-end
-
--- Caches the head entry's id: as digits for the frame, as a number for the heap.
-local function read_head(s)
-  local entry_id = s.entries[s.pos][1]
-  local digits = sub(entry_id, 1, find(entry_id, '-', 1, true) - 1)
-  s.digits, s.id = digits, tonumber(digits)
-end
-
-local function sift_down(i)
-  while true do
-    local l, r, m = 2 * i, 2 * i + 1, i
-    if l <= size and heap[l].id < heap[m].id then m = l end
-    if r <= size and heap[r].id < heap[m].id then m = r end
-    if m == i then return end
-    heap[i], heap[m] = heap[m], heap[i]
-    i = m
-  end
-end
-
--- Every source starts with an equal share of the limit.
-local first_page = math.max(1, math.ceil(limit / #channels))
-for _, name in ipairs(channels) do
-  local s = { name = name, header = name .. '@', key = base .. ':channel:' .. name, after = after }
-  if refill(s, first_page) then
-    read_head(s)
-    size = size + 1
-    heap[size] = s
-  end
-end
-for i = math.floor(size / 2), 1, -1 do sift_down(i) end
-
-local out = {}
-if with_state and not packed then out[1] = state() end
-local skip = #out
--- Packed: the source whose name came last, and how many items are out.
-local named, items = nil, 0
-while size > 0 do
-  local s = heap[1]
-  n = n + 1
-  if packed then
-    if s ~= named then
-      named, items = s, items + 1
-      out[items] = s.name
+-- Redis' own glob matching (stringmatchlen in util.c, case-sensitive), so a
+-- pattern selects here exactly the channels PSUBSCRIBE pushes: * ? [abc] [^a]
+-- [a-z] and \ escapes; byte ranges compare bytes as C's signed chars do.
+local function signed(b) if b > 127 then return b - 256 end return b end
+local function glob(p, pi, s, si, skip, nesting)
+  if nesting > 1000 then return false end
+  local plen, slen = #p, #s
+  while pi <= plen and si <= slen do
+    local c = byte(p, pi)
+    if c == 42 then -- *
+      while pi < plen and byte(p, pi + 1) == 42 do pi = pi + 1 end
+      if pi == plen then return true end
+      while si <= slen do
+        if glob(p, pi + 1, s, si, skip, nesting + 1) then return true end
+        if skip[1] then return false end
+        si = si + 1
+      end
+      skip[1] = true
+      return false
+    elseif c == 63 then -- ?
+      si = si + 1
+    elseif c == 91 then -- [
+      pi = pi + 1
+      local negate = byte(p, pi) == 94
+      if negate then pi = pi + 1 end
+      local sc, matched = byte(s, si), false
+      while true do
+        local pc = byte(p, pi)
+        if pc == 92 and plen - pi >= 1 then -- \ inside a class
+          pi = pi + 1
+          if byte(p, pi) == sc then matched = true end
+        elseif pc == 93 then -- ]
+          break
+        elseif pi > plen then -- an unterminated class ends with the pattern
+          pi = pi - 1
+          break
+        elseif plen - pi >= 2 and byte(p, pi + 1) == 45 then -- a range x-y
+          local lo, hi, x = signed(pc), signed(byte(p, pi + 2)), signed(sc)
+          if lo > hi then lo, hi = hi, lo end
+          pi = pi + 2
+          if x >= lo and x <= hi then matched = true end
+        elseif pc == sc then
+          matched = true
+        end
+        pi = pi + 1
+      end
+      if negate then matched = not matched end
+      if not matched then return false end
+      si = si + 1
+    else
+      if c == 92 and plen - pi >= 1 then -- \x is x
+        pi = pi + 1
+        c = byte(p, pi)
+      end
+      if c ~= byte(s, si) then return false end
+      si = si + 1
     end
-    items = items + 1
-    out[items] = s.entries[s.pos]
-  else
-    out[n + skip] = s.header .. s.digits .. '\n' .. s.entries[s.pos][2][2]
+    pi = pi + 1
+    if si > slen then
+      while byte(p, pi) == 42 do pi = pi + 1 end
+      break
+    end
   end
-  -- Stop as soon as the page is full: refilling a source now would read entries
-  -- this call cannot return.
-  if n == limit then break end
-  s.pos = s.pos + 1
-  -- A drained source is read again for as many entries as its share of the output
-  -- since its last read predicts for the rest of the call: about one entry of
-  -- look-ahead when many channels take turns, nearly everything that is left
-  -- when one channel supplies most messages.
-  if s.pos > #s.entries
-    and (s.done or not refill(s, math.ceil((limit - n) * #s.entries / (n - s.read_at)))) then
-    heap[1] = heap[size]
-    heap[size] = nil
-    size = size - 1
-  else
-    read_head(s)
-  end
-  if size > 0 then sift_down(1) end
+  return pi > plen and si > slen
 end
-if packed then return pack(out) end
-return out
+local function matches(name) return glob(pattern, 1, name, 1, {false}, 0) end
+
+-- Merges the streams of `names` after `after` and up to the id `upto` ("+" for
+-- no bound) into the page, through a binary min-heap on each stream's head
+-- entry. Returns whether the page is full.
+local function merge(names, after, upto)
+  local bound = upto == '+' and '+' or upto .. '-0'
+  if #names == 1 then
+    -- One channel: its stream is already in id order; one XRANGE is the answer.
+    local name = names[1]
+    local page = redis.call('XRANGE', base .. ':channel:' .. name, '(' .. after .. '-0', bound, 'COUNT', limit - n)
+    if n > 0 or #page == 0 then
+      for i = 1, #page do emit(name, page[i]) end
+    elseif packed then
+      -- The reply becomes the page in place: after the channel's name, as it is.
+      table.insert(page, 1, name)
+      out, n, named = page, #page - 1, name
+    else
+      -- In place too: entry i replaced by its frame.
+      local header = name .. '@'
+      for i = 1, #page do page[i] = header .. digits(page[i][1]) .. '\n' .. page[i][2][2] end
+      if with_state then table.insert(page, 1, false) end
+      out, n = page, #page - (with_state and 1 or 0)
+    end
+    return n == limit
+  end
+  local heap, size, read = {}, 0, 0
+  -- Reads the next `count` entries of a source, noting how many messages the
+  -- merge had put out by then.
+  local function refill(s, count)
+    local page = redis.call('XRANGE', s.key, '(' .. s.after, bound, 'COUNT', count)
+    s.entries, s.pos, s.done, s.read_at = page, 1, #page < count, read
+    if #page > 0 then s.after = page[#page][1] end
+    return #page > 0
+  end
+  local function read_head(s) s.id = tonumber(digits(s.entries[s.pos][1])) end
+  local function sift_down(i)
+    while true do
+      local l, r, m = 2 * i, 2 * i + 1, i
+      if l <= size and heap[l].id < heap[m].id then m = l end
+      if r <= size and heap[r].id < heap[m].id then m = r end
+      if m == i then return end
+      heap[i], heap[m] = heap[m], heap[i]
+      i = m
+    end
+  end
+  -- Every source starts with an equal share of the limit.
+  local first_page = math.max(1, math.ceil(limit / #names))
+  for _, name in ipairs(names) do
+    local s = { name = name, key = base .. ':channel:' .. name, after = after .. '-0' }
+    if refill(s, first_page) then
+      read_head(s)
+      size = size + 1
+      heap[size] = s
+    end
+  end
+  for i = math.floor(size / 2), 1, -1 do sift_down(i) end
+  while size > 0 do
+    local s = heap[1]
+    emit(s.name, s.entries[s.pos])
+    read = read + 1
+    -- Stop as soon as the page is full: refilling a source now would read entries
+    -- this call cannot return.
+    if n == limit then return true end
+    s.pos = s.pos + 1
+    -- A drained source is read again for as many entries as its share of the output
+    -- since its last read predicts for the rest of the call: about one entry of
+    -- look-ahead when many channels take turns, nearly everything that is left
+    -- when one channel supplies most messages.
+    if s.pos > #s.entries
+      and (s.done or not refill(s, math.ceil((limit - read) * #s.entries / (read - s.read_at)))) then
+      heap[1] = heap[size]
+      heap[size] = nil
+      size = size - 1
+    else
+      read_head(s)
+    end
+    if size > 0 then sift_down(1) end
+  end
+  return false
+end
+
+-- Follows the order index after the cursor (see the header), putting the
+-- messages of matching channels into the page; stops when the page is full, at
+-- the end of the index, or after `budget` entries. Returns removed and next.
+local function follow_index(from, budget)
+  local order = base .. ':order'
+  local names, matched = {}, {}
+  local examined, looked, removed, ended = from, 0, 0, false
+  local room = budget and math.min(limit, ROOM) or limit
+  -- Nothing lies after the head (a cursor from before Redis lost data, or from elsewhere).
+  if from >= head then return 0, from end
+  -- Resolves the channel numbers `entries` name that are not known yet.
+  local function resolve(entries)
+    local unknown, seen = {}, {}
+    for _, e in ipairs(entries) do
+      local number = e[2][2]
+      if matched[number] == nil and not seen[number] then
+        seen[number] = true
+        unknown[#unknown + 1] = number
+      end
+    end
+    for i = 1, #unknown, 1000 do
+      local found_names = redis.call('HMGET', base .. ':channel-names', unpack(unknown, i, math.min(i + 999, #unknown)))
+      for j, name in ipairs(found_names) do
+        local number = unknown[i + j - 1]
+        names[number] = name
+        matched[number] = name and matches(name) or false
+      end
+    end
+  end
+  -- A batch's entry starts at its first id: one at or before the cursor may reach past it.
+  local pending = redis.call('XREVRANGE', order, fmt('%d-0', from), '-', 'COUNT', 1)
+  -- Rounds: find as many matching ids as the page has room for, then read their
+  -- bodies; ids whose messages retention removed leave room for another round.
+  while n < room and not ended and not (budget and looked >= budget) do
+    -- The ids to read, as runs of consecutive ids of one channel: {number, first, last}.
+    local runs, found = {}, n
+    -- Takes the ids of an entry above what was examined, while the page has room.
+    local function take(e)
+      local number, first = e[2][2], tonumber(digits(e[1]))
+      local last = first + (tonumber(e[2][4]) or 1) - 1
+      first = math.max(first, examined + 1)
+      if first > last then return end
+      if matched[number] then
+        last = math.min(last, first + room - found - 1)
+        runs[#runs + 1] = {number, first, last}
+        found = found + last - first + 1
+      end
+      examined = last
+    end
+    if pending and #pending > 0 then
+      resolve(pending)
+      take(pending[1])
+    end
+    pending = nil
+    while found < room and not (budget and looked >= budget) do
+      -- As many entries as the page has room for (fewer ids than that when
+      -- some are batches), more once matches turn out sparse.
+      local want = math.min(CHUNK, math.max(room - found, looked - (found - n)))
+      local chunk = redis.call('XRANGE', order, fmt('(%d-0', examined), '+', 'COUNT', want)
+      if #chunk == 0 then
+        examined, ended = head, true
+        break
+      end
+      resolve(chunk)
+      for i, e in ipairs(chunk) do
+        take(e)
+        looked = looked + 1
+        if found >= room or (budget and looked >= budget) then
+          -- A batch cut short goes on in the next round.
+          if found >= room and examined < tonumber(digits(e[1])) + (tonumber(e[2][4]) or 1) - 1 then
+            pending = {e}
+          end
+          break
+        end
+      end
+    end
+    -- The bodies: each channel's from its first id the page takes, as many as
+    -- it takes. One XREAD reads many streams, but with one COUNT for all: the
+    -- channels go in groups by that count, rounded up to a power of two.
+    local wants = {}
+    for _, r in ipairs(runs) do
+      local w = wants[r[1]]
+      if w then w[2] = w[2] + r[3] - r[2] + 1 else wants[r[1]] = {r[2], r[3] - r[2] + 1} end
+    end
+    local groups = {}
+    for number, w in pairs(wants) do
+      local count = 1
+      while count < w[2] do count = count * 2 end
+      local group = groups[count]
+      if not group then
+        group = {}
+        groups[count] = group
+      end
+      group[#group + 1] = number
+    end
+    local stored = {}
+    for count, group in pairs(groups) do
+      for i = 1, #group, 400 do
+        local last = math.min(i + 399, #group)
+        local args, by_key = {'COUNT', count, 'STREAMS'}, {}
+        for k = i, last do
+          local key = base .. ':channel:' .. names[group[k]]
+          args[#args + 1] = key
+          by_key[key] = group[k]
+          stored[group[k]] = {{}, 1}
+        end
+        for k = i, last do args[#args + 1] = fmt('%d-0', wants[group[k]][1] - 1) end
+        for _, stream in ipairs(redis.call('XREAD', unpack(args)) or {}) do
+          stored[by_key[stream[1]]][1] = stream[2]
+        end
+      end
+    end
+    for _, r in ipairs(runs) do
+      local s, name = stored[r[1]], names[r[1]]
+      for id = r[2], r[3] do
+        local e = s[1][s[2]]
+        -- Entries the index does not name (none, unless something else wrote them) are passed over.
+        while e and tonumber(digits(e[1])) < id do
+          s[2] = s[2] + 1
+          e = s[1][s[2]]
+        end
+        if e and tonumber(digits(e[1])) == id then
+          emit(name, e)
+          s[2] = s[2] + 1
+        else
+          removed = id -- gone from its stream: retention removed it
+        end
+      end
+    end
+  end
+  local trimmed = tonumber(redis.call('GET', base .. ':order-trimmed') or '0')
+  if trimmed > from and trimmed > removed then removed = trimmed end
+  return removed, examined
+end
+
+-- A literal channel name: its stream, one XRANGE.
+if not find(pattern, '[%*%?%[\\]') then
+  merge({pattern}, cursor, '+')
+  return reply(removed_from({pattern}))
+end
+
+-- Ids written before the order index existed: the merge of every matching channel.
+local order_from = tonumber(redis.call('GET', base .. ':order-from') or '0')
+local legacy_end = order_from == 0 and head or order_from - 1
+local removed, after = 0, from
+if from < legacy_end then
+  local names, scan = {}, '0'
+  repeat
+    local r = redis.call('SSCAN', base .. ':channels', scan, 'MATCH', pattern, 'COUNT', 1000)
+    scan = r[1]
+    for _, name in ipairs(r[2]) do names[#names + 1] = name end
+  until scan == '0'
+  removed = removed_from(names)
+  if #names > 0 and merge(names, cursor, fmt('%d', legacy_end)) then return reply(removed) end
+  after = legacy_end
+end
+
+-- Few channels share the pattern's literal prefix: merge them.
+local prefix = sub(pattern, 1, find(pattern, '[%*%?%[\\]') - 1)
+local low, high = '-', '+'
+if prefix ~= '' then low, high = '[' .. prefix, '(' .. prefix .. '\255' end
+local registry = base .. ':channel-index'
+if redis.call('ZLEXCOUNT', registry, low, high) <= NARROW then
+  local names = {}
+  for _, name in ipairs(redis.call('ZRANGEBYLEX', registry, low, high)) do
+    if matches(name) then names[#names + 1] = name end
+  end
+  if #names > 0 then merge(names, after == from and cursor or fmt('%d', after), '+') end
+  return reply(math.max(removed, removed_from(names)))
+end
+
+-- Any other glob: the order index, within the budget unless this is the seed's call.
+local index_removed, next_id = follow_index(after, with_state and BUDGET or nil)
+return reply(math.max(removed, index_removed), next_id)

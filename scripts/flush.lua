@@ -20,6 +20,11 @@
 -- ids past its first message (a span of max ids holds at most max of its
 -- messages); XTRIM drops whole stream nodes without reading them, so a call
 -- stays short however large max is.
+-- The order index <base>:order (see publish.lua) is trimmed from its front past
+-- entries whose messages are all gone, looking at most INDEX_LOOK entries a
+-- call, so it costs what it removes; <base>:order-trimmed keeps the highest id
+-- trimmed (consume.lua reports it as removed to a cursor below it).
+local INDEX_LOOK = 200
 local base = KEYS[1] or 'remq'
 local pattern, before = ARGV[1], ARGV[2]
 if pattern == nil or pattern == '' then
@@ -65,5 +70,24 @@ if string.find(pattern, '[%*%?%[\\]') then
   until scan == '0'
 elseif redis.call('SISMEMBER', registry, pattern) == 1 then
   trim(pattern)
+end
+local order, cut = base .. ':order', nil
+local names = {}
+for _, e in ipairs(redis.call('XRANGE', order, '-', '+', 'COUNT', INDEX_LOOK)) do
+  local first, number = id_of(e), e[2][2]
+  local last = first + (tonumber(e[2][4]) or 1) - 1
+  names[number] = names[number] or redis.call('HGET', base .. ':channel-names', number)
+  if names[number] then
+    local kept = redis.call('XRANGE', base .. ':channel:' .. names[number], string.format('%d-0', first),
+      string.format('%d-0', last), 'COUNT', 1)
+    if #kept > 0 then break end
+  end
+  cut = last
+end
+if cut then
+  redis.call('XTRIM', order, 'MINID', string.format('%d-0', cut + 1))
+  if cut > tonumber(redis.call('GET', base .. ':order-trimmed') or '0') then
+    redis.call('SET', base .. ':order-trimmed', string.format('%d', cut))
+  end
 end
 return removed

@@ -14,9 +14,17 @@
 --          setting: change it here and in the other publish script)
 --
 -- Effects: INCR <base>:id; XADD <base>:channel:<channel> <id>-0 m <message>;
--- SADD <base>:channels <channel>; PUBLISH <base>:channel:<channel>
+-- XADD <base>:order <id>-0 c <channel number>; PUBLISH <base>:channel:<channel>
 -- "<channel>@<id>\n<message>". The push happens in the same call that stores the
 -- message, so a subscriber never sees a message the log does not hold.
+-- Order index: <base>:order names the channel of every id, by a number given to
+-- the channel on its first publish (<base>:channel-numbers maps names to
+-- numbers, <base>:channel-names back; the channel joins the set <base>:channels
+-- and the lexically ordered <base>:channel-index then). consume.lua follows it
+-- for broad patterns. <base>:order-from is the first id it holds: earlier ids
+-- were written by versions of these scripts without it. When the counter went
+-- backwards below the index's last id (Redis lost writes and the index did
+-- not), the index starts over at this id (order-from moves to it).
 -- Time index: a publish whose id is a multiple of 64 records, when the second
 -- (server clock) changed since the newest entry, ZADD <base>:time <unix-seconds>
 -- <id>: "this id was published in this second". Age-based retention cuts below
@@ -76,7 +84,24 @@ if type(added) == 'table' and added.err then
   end
   return redis.error_reply(added.err)
 end
-redis.call('SADD', base .. ':channels', channel)
+local number = redis.call('HGET', base .. ':channel-numbers', channel)
+if not number then
+  number = redis.call('HLEN', base .. ':channel-numbers') + 1
+  redis.call('HSET', base .. ':channel-numbers', channel, number)
+  redis.call('HSET', base .. ':channel-names', number, channel)
+  redis.call('SADD', base .. ':channels', channel)
+  redis.call('ZADD', base .. ':channel-index', 0, channel)
+  redis.call('SETNX', base .. ':order-from', id)
+end
+local order = base .. ':order'
+local indexed = redis.pcall('XADD', order, id .. '-0', 'c', number)
+if type(indexed) == 'table' and indexed.err then
+  if not string.find(indexed.err, 'equal or smaller', 1, true) then return redis.error_reply(indexed.err) end
+  redis.call('UNLINK', order)
+  redis.call('SET', base .. ':order-from', id)
+  redis.call('DEL', base .. ':order-trimmed')
+  redis.call('XADD', order, id .. '-0', 'c', number)
+end
 redis.call('PUBLISH', key, channel .. '@' .. id .. '\n' .. message)
 if n % 64 == 0 then
   local clock, now = base .. ':time', redis.call('TIME')[1]

@@ -14,9 +14,10 @@
 --          setting: change it here and in the other publish script)
 --
 -- Each message is stored and pushed exactly as publish.lua does it, so
--- subscribers and consumers cannot tell a batch from single publishes. For the
--- time index (see publish.lua) every batch call counts as a sample: its last id,
--- when the second changed since the newest entry.
+-- subscribers and consumers cannot tell a batch from single publishes. The order
+-- index (see publish.lua) gets one entry for the batch, <first>-0 c <channel
+-- number> n <count>. For the time index (see publish.lua) every batch call
+-- counts as a sample: its last id, when the second changed since the newest entry.
 -- A channel name must be UTF-8 (so every client can decode it): checked byte by
 -- byte only when it has non-ASCII bytes at all.
 local function is_utf8(s)
@@ -79,7 +80,24 @@ for i = 1, count do
   end
   redis.call('PUBLISH', key, header .. id .. '\n' .. message)
 end
-redis.call('SADD', base .. ':channels', channel)
+local number = redis.call('HGET', base .. ':channel-numbers', channel)
+if not number then
+  number = redis.call('HLEN', base .. ':channel-numbers') + 1
+  redis.call('HSET', base .. ':channel-numbers', channel, number)
+  redis.call('HSET', base .. ':channel-names', number, channel)
+  redis.call('SADD', base .. ':channels', channel)
+  redis.call('ZADD', base .. ':channel-index', 0, channel)
+  redis.call('SETNX', base .. ':order-from', string.format('%d', first))
+end
+local order, entry = base .. ':order', string.format('%d-0', first)
+local indexed = redis.pcall('XADD', order, entry, 'c', number, 'n', count)
+if type(indexed) == 'table' and indexed.err then
+  if not string.find(indexed.err, 'equal or smaller', 1, true) then return redis.error_reply(indexed.err) end
+  redis.call('UNLINK', order)
+  redis.call('SET', base .. ':order-from', string.format('%d', first))
+  redis.call('DEL', base .. ':order-trimmed')
+  redis.call('XADD', order, entry, 'c', number, 'n', count)
+end
 local clock, now = base .. ':time', redis.call('TIME')[1]
 local newest = redis.call('ZRANGE', clock, -1, -1, 'WITHSCORES')
 if newest[2] ~= now then redis.call('ZADD', clock, now, string.format('%d', last)) end

@@ -15,7 +15,8 @@ use remq_testkit::{RedisServer, RunningWorker, wait_for, wait_until};
 const MINIMAL_RULES: &str = "resetkeys ~remq:* resetchannels &remq:* &remq:channel:acl.* -@all \
     +ping +evalsha +script|load +psubscribe \
     +get +time +xlen +xrange +xrevrange +sscan +hmget +hset +zadd +zrange +zcard +zremrangebyrank \
-    +incr +incrby +xadd +sadd +publish +sismember +xtrim +hget +set +pexpire +pttl +del";
+    +incr +incrby +xadd +sadd +publish +sismember +xtrim +hget +set +pexpire +pttl +del \
+    +hlen +setnx +unlink +zlexcount +zrangebylex";
 
 #[tokio::test]
 async fn the_minimal_acl_runs_the_client_and_a_worker() {

@@ -405,12 +405,22 @@ async fn namespaces_are_independent_and_keep_keys_under_their_base() {
     assert_eq!(
         keys,
         [
+            "remq:channel-index",
+            "remq:channel-names",
+            "remq:channel-numbers",
             "remq:channel:o",
             "remq:channels",
             "remq:id",
+            "remq:order",
+            "remq:order-from",
+            "remq:{orders}:channel-index",
+            "remq:{orders}:channel-names",
+            "remq:{orders}:channel-numbers",
             "remq:{orders}:channel:o",
             "remq:{orders}:channels",
-            "remq:{orders}:id"
+            "remq:{orders}:id",
+            "remq:{orders}:order",
+            "remq:{orders}:order-from"
         ]
     );
     let removed: u64 = eval(&mut conn, FLUSH, &[base], &[b"*", b"2"]).await.unwrap();

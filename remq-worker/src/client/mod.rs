@@ -17,7 +17,7 @@ pub use tail::Tail;
 use crate::connection::Store;
 use crate::error::RedisAddr;
 use crate::ownership::registry::{self, RegisteredConsumer};
-use crate::protocol::{self, Namespace, scripts};
+use crate::protocol::{self, MAX_CONSUME_LIMIT, Namespace, scripts};
 use crate::{Error, Message, MessageId, Result, log};
 
 /// A handle to a Remq namespace on one Redis server.
@@ -141,7 +141,22 @@ impl Client {
     /// fails; [`Error::MalformedFrame`] when something other than Remq wrote to a
     /// channel's stream.
     pub async fn consume(&self, pattern: &str, after: MessageId, limit: usize) -> Result<Vec<Message>> {
-        log::read_page(&self.store, pattern, after, limit).await?.entries.into_iter().collect()
+        let limit = limit.clamp(1, MAX_CONSUME_LIMIT);
+        let (mut messages, mut after) = (Vec::new(), after);
+        // One script call may stop early to stay short (see `consume.lua`):
+        // the page goes on from where it stopped.
+        loop {
+            let asked = limit - messages.len();
+            let page = log::read_page(&self.store, pattern, after, asked).await?;
+            let next_after = page.next_after(asked);
+            for entry in page.entries {
+                messages.push(entry?);
+            }
+            match next_after {
+                Some(next) if messages.len() < limit => after = next,
+                _ => return Ok(messages),
+            }
+        }
     }
 
     /// Removes the messages with ids strictly below `before` from every channel

@@ -52,11 +52,10 @@ struct Page {
     after: MessageId,
     /// The messages that parsed, in id order.
     messages: Vec<Message>,
-    /// How many entries the page held, malformed ones included: a full page
-    /// means the log may hold more.
-    frames: usize,
     /// The log's state when the page was read.
     state: LogState,
+    /// Where the next page starts; `None` at the end of the log.
+    next_after: Option<MessageId>,
 }
 
 /// Where the feed is in the subscribe → replay → live cycle.
@@ -77,7 +76,7 @@ enum Phase {
         /// The next page, already being read while this one is handled, so Redis
         /// and the handler work at the same time.
         next_page: Option<AbortOnDropHandle<Result<Page>>>,
-        /// Whether the last page was short (the log is exhausted).
+        /// Whether the last page reached the end of the log.
         exhausted: bool,
     },
     /// Following pub/sub.
@@ -309,9 +308,10 @@ impl<S: Source> MessageFeed<S> {
                                 return Err(self.counter_reset(head, None));
                             }
                             self.losses.check(&self.consumer, &self.pattern, read.after, read.state);
-                            *exhausted = read.frames < self.batch;
-                            if let Some(last) = read.messages.last().filter(|_| !*exhausted) {
-                                let after = last.id;
+                            *exhausted = read.next_after.is_none();
+                            if let Some(after) = read.next_after {
+                                // After what the call looked at, malformed entries and
+                                // a stretch of other channels' ids included.
                                 *next_page = Some(read_page(
                                     &self.source,
                                     &self.consumer,
@@ -394,10 +394,11 @@ fn read_page(
 ) -> AbortOnDropHandle<Result<Page>> {
     let (source, consumer, pattern) = (source.clone(), consumer.clone(), pattern.clone());
     AbortOnDropHandle::new(tokio::spawn(async move {
-        let PackedPage { state, entries } = source.page(&pattern, after, batch).await?;
-        let count = entries.len();
+        let page = source.page(&pattern, after, batch).await?;
+        let next_after = page.next_after(batch);
+        let PackedPage { state, entries, .. } = page;
         let messages =
             entries.into_iter().filter_map(|entry| skip_malformed(&consumer, "the log", entry)).collect();
-        Ok(Page { after, messages, frames: count, state })
+        Ok(Page { after, messages, state, next_after })
     }))
 }

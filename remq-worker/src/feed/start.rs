@@ -38,11 +38,24 @@ impl StartFrom {
     /// # Errors
     /// When the log cannot be read.
     pub(crate) async fn resolve(self, source: &impl Source, pattern: &str) -> Result<MessageId> {
-        Ok(match self {
-            // After what retention removed: those were never this reader's to lose.
-            StartFrom::Earliest => source.page(pattern, MessageId::ZERO, 1).await?.state.removed,
-            StartFrom::Latest => source.head().await?,
-            StartFrom::After(id) => id,
-        })
+        match self {
+            StartFrom::Earliest => {
+                // Before the oldest message kept, and after what retention
+                // removed: those were never this reader's to lose. A page may
+                // end early (a pattern that few messages match): then the ids
+                // it looked at hold none, and the next one goes on after them.
+                let mut after = MessageId::ZERO;
+                loop {
+                    let page = source.page(pattern, after, 1).await?;
+                    let start = after.max(page.state.removed);
+                    match page.next_after(1) {
+                        Some(next) if page.entries.is_empty() => after = next,
+                        _ => return Ok(start),
+                    }
+                }
+            }
+            StartFrom::Latest => source.head().await,
+            StartFrom::After(id) => Ok(id),
+        }
     }
 }

@@ -74,9 +74,14 @@ impl FakeLog {
 impl Source for FakeLog {
     async fn page(&self, _pattern: &str, after: MessageId, limit: usize) -> Result<PackedPage> {
         let log = self.0.lock().unwrap();
-        let entries = log.stored.iter().filter(|m| m.id > after).take(limit).cloned().map(Ok).collect();
-        let state = LogState { head: MessageId::new(log.head), removed: MessageId::new(log.removed) };
-        Ok(PackedPage { state, entries })
+        let entries: Vec<_> = log.stored.iter().filter(|m| m.id > after).take(limit).cloned().collect();
+        let last_entry = entries.last().map(|m| m.id);
+        let state = LogState {
+            head: MessageId::new(log.head),
+            removed: MessageId::new(log.removed),
+            stopped_at: None,
+        };
+        Ok(PackedPage { state, entries: entries.into_iter().map(Ok).collect(), last_entry })
     }
 
     async fn head(&self) -> Result<MessageId> {

@@ -1,6 +1,6 @@
 //! The `packed` reply of `consume.lua`: a page of the log and the log's state in
 //! one MessagePack string, `[head, removed, [channel, entry, …, channel, entry,
-//! …]]`, each entry `[<id>-0, [field, message, …]]` and belonging to the channel
+//! …]]` (and `next` as a fourth element when the call stopped early), each entry `[<id>-0, [field, message, …]]` and belonging to the channel
 //! named last before it. Redis builds no frame string per message for it, the
 //! client parses one bulk string instead of one per message, and the bodies are
 //! slices of that string, not copies.
@@ -19,6 +19,9 @@ pub(crate) struct LogState {
     pub(crate) head: MessageId,
     /// The highest id retention removed from a matching channel (0: none).
     pub(crate) removed: MessageId,
+    /// When the call stopped early to stay short: the id up to which it
+    /// looked (every matching message up to it is in the page).
+    pub(crate) stopped_at: Option<MessageId>,
 }
 
 /// A `consume.lua … packed` reply.
@@ -29,9 +32,23 @@ pub(crate) struct PackedPage {
     /// The page's entries in id order: each a message, or, for an entry that
     /// something other than Remq wrote, why it cannot be one.
     pub(crate) entries: Vec<Result<Message>>,
+    /// The message id of the last entry, malformed or not (when its entry id
+    /// has one).
+    pub(crate) last_entry: Option<MessageId>,
 }
 
 impl PackedPage {
+    /// Where the next page of a read of `limit` messages starts: after the id
+    /// where the call stopped early, or after a full page's last entry; `None`
+    /// when the page reached the end of the log (nothing more for now).
+    pub(crate) fn next_after(&self, limit: usize) -> Option<MessageId> {
+        match self.state.stopped_at {
+            Some(stopped) => Some(stopped),
+            None if self.entries.len() >= limit => self.last_entry,
+            None => None,
+        }
+    }
+
     /// Reads a packed reply; the error says what is wrong with it.
     pub(crate) fn decode(reply: &Bytes) -> std::result::Result<Self, Malformed> {
         Reader { reply, rest: reply }.page()
@@ -59,11 +76,14 @@ pub(crate) type Malformed = &'static str;
 
 impl Reader<'_> {
     fn page(mut self) -> std::result::Result<PackedPage, Malformed> {
-        self.expect_array(3, "the reply is not [head, removed, items]")?;
-        let head = self.int()?;
-        let removed = self.int()?;
-        let state = LogState { head: MessageId::new(head), removed: MessageId::new(removed) };
+        let parts = self.array()?;
+        if !(3..=4).contains(&parts) {
+            return Err("the reply is not [head, removed, items] or [head, removed, items, next]");
+        }
+        let head = MessageId::new(self.int()?);
+        let removed = MessageId::new(self.int()?);
         let items = self.array()?;
+        let mut last_entry = None;
         // Every item takes at least a byte: a count the rest cannot hold is a lie,
         // not a reason to allocate gigabytes (found by the `packed` fuzz target).
         let mut entries = Vec::with_capacity(items.min(self.rest.len()));
@@ -85,12 +105,14 @@ impl Reader<'_> {
             for _ in 2..fields {
                 self.string()?;
             }
+            last_entry = MessageId::from_entry_id(&self.reply[id.clone()]);
             entries.push(message(&self.reply[channel], &self.reply[id], self.reply.slice(body)));
         }
+        let stopped_at = if parts == 4 { Some(MessageId::new(self.int()?)) } else { None };
         if !self.rest.is_empty() {
             return Err("bytes follow the page");
         }
-        Ok(PackedPage { state, entries })
+        Ok(PackedPage { state: LogState { head, removed, stopped_at }, entries, last_entry })
     }
 
     fn array(&mut self) -> std::result::Result<usize, Malformed> {
@@ -149,6 +171,7 @@ mod tests {
 
     fn page(groups: &[(&[u8], Vec<Vec<u8>>)]) -> Bytes {
         let items: usize = groups.iter().map(|(_, entries)| 1 + entries.len()).sum();
+        // head 256, removed 7, the items
         let mut out = vec![0x93, 0xcd, 0x01, 0x00, 0x07, 0x90 | items as u8];
         for (channel, entries) in groups {
             out.extend(str(channel));
@@ -168,7 +191,14 @@ mod tests {
             (b"a@y", vec![entry("12-0", b"")]),
         ]);
         let page = decode(reply).unwrap();
-        assert_eq!(page.state, LogState { head: MessageId::new(256), removed: MessageId::new(7) });
+        let state = LogState { head: MessageId::new(256), removed: MessageId::new(7), stopped_at: None };
+        assert_eq!(page.state, state);
+        assert_eq!(
+            page.next_after(3),
+            Some(MessageId::new(12)),
+            "a full page: more may follow its last entry"
+        );
+        assert_eq!(page.next_after(4), None, "a short page that did not stop early: the end of the log");
         let got: Vec<_> = page.entries.into_iter().map(|m| m.unwrap()).collect();
         let want = [("a.x", 3, &b"one"[..]), ("a.x", 9, b"two\n@\0"), ("a@y", 12, b"")];
         assert_eq!(got.len(), want.len());
@@ -214,5 +244,14 @@ mod tests {
         assert!(huge.unwrap_err().contains("expected an array"), "4 billion items claimed, 1 given");
         let orphan = [&[0x93, 0x01, 0x00, 0x91][..], &entry("1-0", b"body")].concat();
         assert!(decode(orphan.into()).unwrap_err().contains("before any channel name"));
+    }
+
+    #[test]
+    fn a_page_that_stopped_early_says_where_to_go_on() {
+        // [head 900, removed 0, [], next 400]
+        let reply = Bytes::from_static(b"\x94\xcd\x03\x84\x00\x90\xcd\x01\x90");
+        let page = decode(reply).unwrap();
+        assert_eq!(page.state.stopped_at, Some(MessageId::new(400)));
+        assert_eq!(page.next_after(1000), Some(MessageId::new(400)), "empty, yet not the end");
     }
 }
