@@ -194,7 +194,15 @@ local function glob(p, pi, s, si, skip, nesting)
   end
   return pi > plen and si > slen
 end
-local function matches(name) return glob(pattern, 1, name, 1, {false}, 0) end
+local matches
+-- The common `<prefix>*` needs no glob: a comparison of the name's start.
+local star_prefix = string.match(pattern, '^([^%*%?%[\\]*)%*$')
+if star_prefix then
+  local length = #star_prefix
+  matches = function(name) return sub(name, 1, length) == star_prefix end
+else
+  matches = function(name) return glob(pattern, 1, name, 1, {false}, 0) end
+end
 
 -- Merges the streams of `names` after `after` and up to the id `upto` ("+" for
 -- no bound) into the page, through a binary min-heap on each stream's head
@@ -305,8 +313,14 @@ local function follow_index(from, budget)
       end
     end
   end
-  -- A batch's entry starts at its first id: one at or before the cursor may reach past it.
-  local pending = redis.call('XREVRANGE', order, fmt('%d-0', from), '-', 'COUNT', 1)
+  -- A batch's entry starts at its first id: one at or before the cursor may reach
+  -- past it. (XREVRANGE from below a stream's first entry walks the whole stream,
+  -- so only from inside it.)
+  local first = redis.call('XRANGE', order, '-', '+', 'COUNT', 1)[1]
+  local pending
+  if first and tonumber(digits(first[1])) <= from then
+    pending = redis.call('XREVRANGE', order, fmt('%d-0', from), '-', 'COUNT', 1)
+  end
   -- Rounds: find as many matching ids as the page has room for, then read their
   -- bodies; ids whose messages retention removed leave room for another round.
   while n < room and not ended and not (budget and looked >= budget) do

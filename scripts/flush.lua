@@ -45,12 +45,14 @@ local removed = 0
 local function id_of(entry) return tonumber(string.match(entry[1], '^(%d+)')) end
 local function trim(name)
   local key, cut = base .. ':channel:' .. name, tonumber(before)
+  if max and removed >= max then return end
+  -- Nothing below the cut: XREVRANGE from below a stream's first entry would
+  -- walk the whole stream.
+  local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)
+  if #first == 0 or id_of(first[1]) >= cut then return end
   if max then
     -- A span of n ids holds at most n messages of a channel: cut at most
     -- max - removed ids past its first message.
-    if removed >= max then return end
-    local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)
-    if #first == 0 then return end
     cut = math.min(cut, id_of(first[1]) + max - removed)
   end
   local below = redis.call('XREVRANGE', key, string.format('(%d-0', cut), '-', 'COUNT', 1)
