@@ -3,12 +3,13 @@
 //!
 //! ```text
 //! cargo run --release --example bench_channels
-//! REMQ_BENCH_CHANNELS=1000,10000,100000 cargo run --release --example bench_channels
+//! REMQ_BENCH_CHANNELS=1000000 REMQ_BENCH_PER_CHANNEL=1 cargo run --release --example bench_channels
 //! ```
 //!
 //! Starts its own throwaway `redis-server` (no persistence, a free loopback port).
 //! For each channel count N (default 1,000, 10,000 and 100,000), the server is
-//! emptied and N channels `user.<i>` get 10 messages of 5 bytes each, published
+//! emptied and N channels `user.<i>` get 10 messages of 5 bytes each
+//! (`REMQ_BENCH_PER_CHANNEL`), published
 //! one at a time in a shuffled order (256 in flight), beside one channel `solo`
 //! with 200,000 messages. Then:
 //! - **replay, worker**: a worker with a no-op handler starts from `earliest` on
@@ -20,8 +21,10 @@
 //! - **head**: the mean round trip of a caught-up consumer's call (an empty page
 //!   at the head), and of a page of 10 new messages, both ways.
 //! - **narrow**: `user.1234?` (ten channels by their prefix) read with today's script.
-//! - **slowest call**: the longest script call `SLOWLOG` saw while today's scripts
-//!   ran the above (calls over 1 ms are logged), with its command.
+//! - **slowest call**: the longest script call `SLOWLOG` saw (calls over 1 ms are
+//!   logged), with its command: during the worker replays (`packed` calls, which
+//!   stop early to stay short), and during the rest with today's scripts (the
+//!   seed's calls, which return complete pages of 1000).
 //!
 //! Then, on 1 channel and on 1,000: `used_memory` per 5-byte message and
 //! single-publish throughput (200,000 messages, 256 in flight), each with
@@ -43,7 +46,6 @@ const PUBLISH: &str = include_str!("../scripts/publish.lua");
 const CONSUME: &str = include_str!("../scripts/consume.lua");
 const PUBLISH_BEFORE: &str = include_str!("../tests/fixtures/publish_before_order_index.lua");
 const CONSUME_BEFORE: &str = include_str!("../tests/fixtures/consume_before_order_index.lua");
-const PER_CHANNEL: u64 = 10;
 const SOLO: u64 = 200_000;
 const BODY: &[u8] = b"hello";
 
@@ -65,14 +67,16 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
+/// Fills the server with `n` channels and measures what the module docs list.
 async fn channels(
     server: &RedisServer,
     client: &Client,
     conn: &mut MultiplexedConnection,
     n: usize,
 ) -> Result<()> {
+    let per_channel: u64 = std::env::var("REMQ_BENCH_PER_CHANNEL").map_or(Ok(10), |v| v.parse())?;
     let _: () = redis::cmd("FLUSHALL").query_async(conn).await?;
-    let mut order: Vec<usize> = (0..n * PER_CHANNEL as usize).map(|i| i % n).collect();
+    let mut order: Vec<usize> = (0..n * per_channel as usize).map(|i| i % n).collect();
     fastrand::Rng::with_seed(7).shuffle(&mut order);
     let started = Instant::now();
     futures_util::stream::iter(order)
@@ -85,12 +89,12 @@ async fn channels(
             r.expect("publish");
         })
         .await;
-    let published = (n as u64 * PER_CHANNEL) as f64 / started.elapsed().as_secs_f64();
+    let published = (n as u64 * per_channel) as f64 / started.elapsed().as_secs_f64();
     for _ in 0..SOLO / 1000 {
         client.publish_batch("solo", std::iter::repeat_n(BODY, 1000)).await?;
     }
     println!(
-        "\n{n} channels x {PER_CHANNEL} messages (published at {published:.0} msg/s, singles, 256 in flight)"
+        "\n{n} channels x {per_channel} messages (published at {published:.0} msg/s, singles, 256 in flight)"
     );
 
     let _: () =
@@ -98,11 +102,15 @@ async fn channels(
     let _: () = redis::cmd("CONFIG").arg("SET").arg("slowlog-max-len").arg(100_000).query_async(conn).await?;
     let _: () = redis::cmd("SLOWLOG").arg("RESET").query_async(conn).await?;
 
-    let total = n as u64 * PER_CHANNEL;
+    let total = n as u64 * per_channel;
     let glob = worker_replay(server, "user.*", total).await?;
     let solo = worker_replay(server, "solo", SOLO).await?;
     println!("  replay, worker, user.*:          {glob:>10.0} msg/s");
     println!("  replay, worker, solo:            {solo:>10.0} msg/s   (user.* / solo = {:.2})", glob / solo);
+
+    let (longest, command) = slowest(conn).await?;
+    println!("  slowest call of the workers:     {:>10.3} ms ({command})", longest as f64 / 1e3);
+    let _: () = redis::cmd("SLOWLOG").arg("RESET").query_async(conn).await?;
 
     let now = Script::new(CONSUME);
     let frames = frames_replay(conn, &now, "user.*", None).await?;
@@ -115,7 +123,7 @@ async fn channels(
     println!("  empty page at the head:          {:>10.3} ms", empty * 1e3);
     println!("  page of 10 new messages:         {:>10.3} ms", fresh * 1e3);
     let (longest, command) = slowest(conn).await?;
-    println!("  slowest script call:             {:>10.3} ms ({command})", longest as f64 / 1e3);
+    println!("  slowest call since (seed's):     {:>10.3} ms ({command})", longest as f64 / 1e3);
 
     let before = Script::new(CONSUME_BEFORE);
     let frames = frames_replay(conn, &before, "user.*", Some(Duration::from_secs(5))).await?;
