@@ -34,10 +34,11 @@
 --
 -- How channels are found (never KEYS), by what the pattern allows:
 -- - a literal name: that channel's stream, one XRANGE;
--- - a glob whose literal prefix (the part before its first * ? [ or \) is shared
---   by at most NARROW channels: those channels, from the lexically ordered
---   registry <base>:channel-index (ZRANGEBYLEX), matched here, their streams
---   merged lazily (each read in pages sized by its share of the output);
+-- - a glob that at most NARROW channels match, among the at most LEX_SCAN that
+--   share its literal prefix (the part before its first * ? [ or \): those
+--   channels, from the lexically ordered registry <base>:channel-index
+--   (ZRANGEBYLEX), matched here, their streams merged lazily (each read in pages
+--   sized by its share of the output);
 -- - any other glob: the order index <base>:order, which names the channel of every
 --   id (entry <id>-0 {c <channel number>}, or {c <number> n <count>} for a batch),
 --   is followed from the cursor; the channels it names are matched here (by the
@@ -52,7 +53,7 @@
 -- In the order index path, "removed" is the highest matching id whose message is
 -- gone from its stream, and at least <base>:order-trimmed (the highest id the
 -- index itself was trimmed below, by flush.lua) when the cursor is below it.
-local NARROW, BUDGET, CHUNK, ROOM = 32, 4000, 500, 250
+local NARROW, LEX_SCAN, BUDGET, CHUNK, ROOM = 32, 2000, 4000, 500, 250
 
 local base = KEYS[1] or 'remq'
 local pattern, cursor, limit = ARGV[1], ARGV[2], ARGV[3]
@@ -452,13 +453,15 @@ local prefix = sub(pattern, 1, find(pattern, '[%*%?%[\\]') - 1)
 local low, high = '-', '+'
 if prefix ~= '' then low, high = '[' .. prefix, '(' .. prefix .. '\255' end
 local registry = base .. ':channel-index'
-if redis.call('ZLEXCOUNT', registry, low, high) <= NARROW then
+if redis.call('ZLEXCOUNT', registry, low, high) <= LEX_SCAN then
   local names = {}
   for _, name in ipairs(redis.call('ZRANGEBYLEX', registry, low, high)) do
     if matches(name) then names[#names + 1] = name end
   end
-  if #names > 0 then merge(names, after == from and cursor or fmt('%d', after), '+') end
-  return reply(math.max(removed, removed_from(names)))
+  if #names <= NARROW then
+    if #names > 0 then merge(names, after == from and cursor or fmt('%d', after), '+') end
+    return reply(math.max(removed, removed_from(names)))
+  end
 end
 
 -- Any other glob: the order index, within the budget unless this is the seed's call.
