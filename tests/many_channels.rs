@@ -229,9 +229,10 @@ async fn a_call_over_a_sparse_pattern_stops_early_and_says_where_to_go_on() {
     let client = Client::connect(&server.url()).await.unwrap();
     let mut conn = server.connection().await;
     let mut rare = Vec::new();
-    // 6,000 ids over 50 noisy channels (more than a call looks at), one in 2,000 on a rare one.
+    // 6,000 ids (more than a call looks at) over 2,100 noisy channels (more
+    // than a call matches by name), one in 2,000 on a rare one.
     for i in 0..6_000u32 {
-        let channel = if i % 2_000 == 1_999 { "rare.x".to_owned() } else { format!("noise.{}", i % 50) };
+        let channel = if i % 2_000 == 1_999 { "rare.x".to_owned() } else { format!("noise.{}", i % 2_100) };
         let id = client.publish(&channel, "m").await.unwrap();
         if channel == "rare.x" {
             rare.push(id.get());
