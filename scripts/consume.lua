@@ -453,7 +453,9 @@ local prefix = sub(pattern, 1, find(pattern, '[%*%?%[\\]') - 1)
 local low, high = '-', '+'
 if prefix ~= '' then low, high = '[' .. prefix, '(' .. prefix .. '\255' end
 local registry = base .. ':channel-index'
-if redis.call('ZLEXCOUNT', registry, low, high) <= LEX_SCAN then
+local sharing = redis.call('ZLEXCOUNT', registry, low, high)
+-- (`<prefix>*` matches every name that shares its prefix: no need to look.)
+if sharing <= (star_prefix and NARROW or LEX_SCAN) then
   local names = {}
   for _, name in ipairs(redis.call('ZRANGEBYLEX', registry, low, high)) do
     if matches(name) then names[#names + 1] = name end
