@@ -43,16 +43,17 @@
 --   id (entry <id>-0 {c <channel number>}, or {c <number> n <count>} for a batch),
 --   is followed from the cursor; the channels it names are matched here (by the
 --   numbers' names in <base>:channel-names), and the bodies read from the matching
---   channels' streams (XREAD, many streams a call). Such a call looks at most BUDGET index entries and returns
+--   channels' streams (XREAD, many streams a call). Such a call looks at about BUDGET index entries and returns
 --   at most ROOM messages (the early stop above; each message costs a lookup in
 --   its channel's stream), except in the seed's call, which must return a
 --   complete page.
 -- Ids below <base>:order-from were written before the order index existed (by
 -- earlier versions of these scripts): they are read by merging every matching
 -- channel (SSCAN MATCH of <base>:channels), as those versions did.
--- In the order index path, "removed" is the highest matching id whose message is
--- gone from its stream, and at least <base>:order-trimmed (the highest id the
--- index itself was trimmed below, by flush.lua) when the cursor is below it.
+-- In the order index path, "removed" is the highest matching id in the page's
+-- span whose message is gone from its stream. Ids the index itself no longer
+-- holds (flush.lua trims it past entries whose messages are all gone) are not
+-- reported: the index cannot tell which of them matched.
 local NARROW, LEX_SCAN, BUDGET, CHUNK, ROOM = 32, 2000, 4000, 500, 250
 
 local base = KEYS[1] or 'remq'
@@ -314,6 +315,8 @@ local function follow_index(from, budget)
       end
     end
   end
+  -- The last id of an index entry: a batch's entry names `n` ids from its own.
+  local function last_of(e) return tonumber(digits(e[1])) + (tonumber(e[2][4]) or 1) - 1 end
   -- A batch's entry starts at its first id: one at or before the cursor may reach
   -- past it. (XREVRANGE from below a stream's first entry walks the whole stream,
   -- so only from inside it.)
@@ -330,7 +333,7 @@ local function follow_index(from, budget)
     -- Takes the ids of an entry above what was examined, while the page has room.
     local function take(e)
       local number, first = e[2][2], tonumber(digits(e[1]))
-      local last = first + (tonumber(e[2][4]) or 1) - 1
+      local last = last_of(e)
       first = math.max(first, examined + 1)
       if first > last then return end
       if matched[number] then
@@ -343,8 +346,11 @@ local function follow_index(from, budget)
     if pending and #pending > 0 then
       resolve(pending)
       take(pending[1])
+      -- Still cut short (the page filled within it): the next round goes on in it.
+      if examined >= last_of(pending[1]) then pending = nil end
+    else
+      pending = nil
     end
-    pending = nil
     while found < room and not (budget and looked >= budget) do
       -- As many entries as the page has room for (fewer ids than that when
       -- some are batches), more once matches turn out sparse.
@@ -360,7 +366,7 @@ local function follow_index(from, budget)
         looked = looked + 1
         if found >= room or (budget and looked >= budget) then
           -- A batch cut short goes on in the next round.
-          if found >= room and examined < tonumber(digits(e[1])) + (tonumber(e[2][4]) or 1) - 1 then
+          if found >= room and examined < last_of(e) then
             pending = {e}
           end
           break
@@ -421,8 +427,6 @@ local function follow_index(from, budget)
       end
     end
   end
-  local trimmed = tonumber(redis.call('GET', base .. ':order-trimmed') or '0')
-  if trimmed > from and trimmed > removed then removed = trimmed end
   return removed, examined
 end
 

@@ -21,10 +21,9 @@
 -- messages); XTRIM drops whole stream nodes without reading them, so a call
 -- stays short however large max is.
 -- The order index <base>:order (see publish.lua) is trimmed from its front past
--- entries whose messages are all gone, looking at most INDEX_LOOK entries a
--- call, so it costs what it removes; <base>:order-trimmed keeps the highest id
--- trimmed (consume.lua reports it as removed to a cursor below it).
-local INDEX_LOOK = 200
+-- entries whose messages are all gone, looking at most INDEX_LOOK entries (and
+-- the oldest message of each of their channels) a call.
+local INDEX_LOOK = 1000
 local base = KEYS[1] or 'remq'
 local pattern, before = ARGV[1], ARGV[2]
 if pattern == nil or pattern == '' then
@@ -73,23 +72,20 @@ if string.find(pattern, '[%*%?%[\\]') then
 elseif redis.call('SISMEMBER', registry, pattern) == 1 then
   trim(pattern)
 end
+-- The index front: an entry may go when its channel's oldest message kept is
+-- past the entry's last id (looked up once per channel a call).
 local order, cut = base .. ':order', nil
-local names = {}
+local oldest = {}
 for _, e in ipairs(redis.call('XRANGE', order, '-', '+', 'COUNT', INDEX_LOOK)) do
-  local first, number = id_of(e), e[2][2]
-  local last = first + (tonumber(e[2][4]) or 1) - 1
-  names[number] = names[number] or redis.call('HGET', base .. ':channel-names', number)
-  if names[number] then
-    local kept = redis.call('XRANGE', base .. ':channel:' .. names[number], string.format('%d-0', first),
-      string.format('%d-0', last), 'COUNT', 1)
-    if #kept > 0 then break end
+  local number = e[2][2]
+  local last = id_of(e) + (tonumber(e[2][4]) or 1) - 1
+  if oldest[number] == nil then
+    local name = redis.call('HGET', base .. ':channel-names', number)
+    local first = name and redis.call('XRANGE', base .. ':channel:' .. name, '-', '+', 'COUNT', 1)[1]
+    oldest[number] = first and id_of(first) or math.huge
   end
+  if oldest[number] <= last then break end
   cut = last
 end
-if cut then
-  redis.call('XTRIM', order, 'MINID', string.format('%d-0', cut + 1))
-  if cut > tonumber(redis.call('GET', base .. ':order-trimmed') or '0') then
-    redis.call('SET', base .. ':order-trimmed', string.format('%d', cut))
-  end
-end
+if cut then redis.call('XTRIM', order, 'MINID', string.format('%d-0', cut + 1)) end
 return removed

@@ -24,7 +24,7 @@
 local base = KEYS[1] or 'remq'
 local op, name, ttl, token, kind = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5] or 'consumer'
 if name == nil or name == '' then
-  return redis.error_reply('ERR remq: invalid consumer: the consumer name must not be empty')
+  return redis.error_reply('ERR remq: invalid name: the consumer name (or the flushed pattern) must not be empty')
 end
 if token == nil or token == '' then
   return redis.error_reply('ERR remq: invalid token: pass the owner token as the fourth argument')

@@ -99,7 +99,6 @@ if type(indexed) == 'table' and indexed.err then
   if not string.find(indexed.err, 'equal or smaller', 1, true) then return redis.error_reply(indexed.err) end
   redis.call('UNLINK', order)
   redis.call('SET', base .. ':order-from', id)
-  redis.call('DEL', base .. ':order-trimmed')
   redis.call('XADD', order, id .. '-0', 'c', number)
 end
 redis.call('PUBLISH', key, channel .. '@' .. id .. '\n' .. message)

@@ -95,7 +95,6 @@ if type(indexed) == 'table' and indexed.err then
   if not string.find(indexed.err, 'equal or smaller', 1, true) then return redis.error_reply(indexed.err) end
   redis.call('UNLINK', order)
   redis.call('SET', base .. ':order-from', string.format('%d', first))
-  redis.call('DEL', base .. ':order-trimmed')
   redis.call('XADD', order, entry, 'c', number, 'n', count)
 end
 local clock, now = base .. ':time', redis.call('TIME')[1]

@@ -291,3 +291,22 @@ async fn no_script_call_is_slow_at_20_000_channels() {
     let slow: Vec<Value> = redis::cmd("SLOWLOG").arg("GET").arg(10).query_async(&mut conn).await.unwrap();
     assert!(slow.is_empty(), "calls slower than {SLOW_US} µs: {slow:?}");
 }
+
+/// A batch longer than a page, partly removed by retention: the rounds of one
+/// call go on inside it instead of skipping the rest of it.
+#[tokio::test]
+async fn a_long_batch_partly_removed_is_read_to_its_end() {
+    let server = RedisServer::start();
+    let client = Client::connect(&server.url()).await.unwrap();
+    let mut conn = server.connection().await;
+    for i in 1..=40 {
+        client.publish(&format!("a.{i}"), "one").await.unwrap();
+    }
+    let batch = client.publish_batch("a.1", vec!["b"; 1000]).await.unwrap();
+    assert_eq!(client.flush("a.1", MessageId::new(300)).await.unwrap(), 260, "a.1's first and ids 41..299");
+    let want: Vec<u64> = (300..=batch.end().get()).collect();
+    let ids = |got: Vec<(u64, String, Vec<u8>)>| got.into_iter().map(|m| m.0).collect::<Vec<_>>();
+    assert_eq!(ids(through_script(&mut conn, "a.*", 40, 1000, true).await.0), want, "state");
+    assert_eq!(ids(through_script(&mut conn, "a.*", 40, 1000, false).await.0), want, "the seed's call");
+    assert_eq!(ids(through_client(&client, "a.*", 40, 1000).await), want, "Client::consume");
+}

@@ -137,7 +137,7 @@ impl<'a> Period<'a> {
             period.in_lanes(feed, lanes).await?
         };
         match stop {
-            Stop::CounterReset(reset) => period.rewind(reset).await,
+            Stop::CounterReset(reset) => Ok(period.rewind(reset).await),
             Stop::LeaseLost => Ok(Stop::LeaseLost),
             Stop::Shutdown => period.finish().await,
         }
@@ -209,7 +209,7 @@ impl<'a> Period<'a> {
                 _ = self.lease.lost().cancelled() => break Stop::LeaseLost,
                 finished = lanes.next_finished(), if is_running => {
                     let Some((id, result)) = finished else { continue };
-                    match outcome(self.consumer, id, result) {
+                    match outcome(self.consumer, rt, id, result) {
                         Ok(Delivered::Done) => lanes.done(id),
                         Ok(Delivered::Interrupted) => break self.stopped(),
                         Err(error) => return Err(self.keep_done(error).await),
@@ -239,7 +239,7 @@ impl<'a> Period<'a> {
         let deadline = Instant::now() + rt.settings.shutdown_deadline;
         while lanes.is_running() {
             match tokio::time::timeout_at(deadline, lanes.next_finished()).await {
-                Ok(Some((id, result))) => match outcome(self.consumer, id, result) {
+                Ok(Some((id, result))) => match outcome(self.consumer, rt, id, result) {
                     Ok(Delivered::Done) => lanes.done(id),
                     Ok(Delivered::Interrupted) => {}
                     // Not checkpointed: the next owner sees the message again.
@@ -341,14 +341,17 @@ impl<'a> Period<'a> {
     /// After the id counter went backwards: logs it, counts it, and moves the
     /// stored cursor back ([`CounterReset::rewind_to`]) so the next ownership
     /// replays instead of skipping new messages whose ids it believes it has
-    /// seen. Returns the stop, which restarts the consumer.
-    ///
-    /// # Errors
-    /// When the stored cursor cannot be read (the next attempt decides, as it
-    /// notices the reset again).
-    async fn rewind(mut self, reset: CounterReset) -> Result<Stop> {
+    /// seen. Returns the stop, which restarts the consumer (with back-off).
+    async fn rewind(mut self, reset: CounterReset) -> Stop {
         let name = &*self.consumer.name;
-        let stored = Checkpointer::load(self.rt.client.store(), name).await?.unwrap_or(MessageId::ZERO);
+        let stored = match Checkpointer::load(self.rt.client.store(), name).await {
+            Ok(stored) => stored.unwrap_or(MessageId::ZERO),
+            Err(error) => {
+                // Decided by the next attempt, which notices the reset again.
+                tracing::warn!(consumer = name, %error, "could not read the stored cursor to rewind; starting over");
+                return Stop::CounterReset(reset);
+            }
+        };
         let to = reset.rewind_to(stored);
         tracing::error!(consumer = name, cursor = %reset.cursor, head = %reset.head, %stored, rewind_to = %to, error = %reset, "the id counter went backwards; rewinding");
         metrics::handler_counter(metrics::COUNTER_RESETS, name).increment(1);
@@ -359,7 +362,7 @@ impl<'a> Period<'a> {
                 "could not store the rewound cursor; the next owner starts from the stored one"
             );
         }
-        Ok(Stop::CounterReset(reset))
+        Stop::CounterReset(reset)
     }
 }
 
@@ -407,21 +410,29 @@ async fn handle(
             }
         },
     };
-    outcome(consumer, id, result)
+    outcome(consumer, rt, id, result)
 }
 
 /// What a finished delivery means for the consumer.
 ///
 /// # Errors
-/// A dead letter that could not be stored.
-fn outcome(consumer: &Consumer, id: MessageId, result: Result<(), Undone>) -> Result<Delivered> {
+/// A dead letter that could not be stored; with dead letters on, a stack that
+/// could not take the delivery at all (a layer's `poll_ready` failed): the
+/// consumer stops without moving past the message.
+fn outcome(
+    consumer: &Consumer,
+    rt: &Runtime,
+    id: MessageId,
+    result: Result<(), Undone>,
+) -> Result<Delivered> {
+    let dead_letters = rt.settings.dead_letter_prefix.is_some();
     match result {
         Ok(()) => Ok(Delivered::Done),
         Err(Undone::Interrupted) => Ok(Delivered::Interrupted),
         // Without dead letters, a message given up on reaches the runtime.
         Err(Undone::GaveUp { attempts, error, .. }) => Ok(dropped(consumer, id, attempts, &error)),
-        Err(Undone::Failed(error)) => Ok(dropped(consumer, id, 1, &error)),
-        Err(Undone::DeadLetterFailed(error)) => Err(error),
+        Err(Undone::Failed(error)) if !dead_letters => Ok(dropped(consumer, id, 1, &error)),
+        Err(Undone::Failed(error) | Undone::DeadLetterFailed(error)) => Err(error),
     }
 }
 
