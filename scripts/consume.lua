@@ -43,7 +43,7 @@
 --   id (entry <id>-0 {c <channel number>}, or {c <number> n <count>} for a batch),
 --   is followed from the cursor; the channels it names are matched here (by the
 --   numbers' names in <base>:channel-names), and the bodies read from the matching
---   channels' streams (XREAD, many streams a call). Such a call looks at about BUDGET index entries and returns
+--   channels' streams. Such a call looks at about BUDGET index entries and returns
 --   at most ROOM messages (the early stop above; each message costs a lookup in
 --   its channel's stream), except in the seed's call, which must return a
 --   complete page.
@@ -361,7 +361,7 @@ local function follow_index(from, budget)
         break
       end
       resolve(chunk)
-      for i, e in ipairs(chunk) do
+      for _, e in ipairs(chunk) do
         take(e)
         looked = looked + 1
         if found >= room or (budget and looked >= budget) then
@@ -373,41 +373,17 @@ local function follow_index(from, budget)
         end
       end
     end
-    -- The bodies: each channel's from its first id the page takes, as many as
-    -- it takes. One XREAD reads many streams, but with one COUNT for all: the
-    -- channels go in groups by that count, rounded up to a power of two.
-    local wants = {}
+    -- The bodies: one XRANGE per channel, over the span of ids the page takes
+    -- from it (every id of the channel in that span is one the page takes).
+    local spans = {}
     for _, r in ipairs(runs) do
-      local w = wants[r[1]]
-      if w then w[2] = w[2] + r[3] - r[2] + 1 else wants[r[1]] = {r[2], r[3] - r[2] + 1} end
-    end
-    local groups = {}
-    for number, w in pairs(wants) do
-      local count = 1
-      while count < w[2] do count = count * 2 end
-      local group = groups[count]
-      if not group then
-        group = {}
-        groups[count] = group
-      end
-      group[#group + 1] = number
+      local span = spans[r[1]]
+      if span then span[2] = r[3] else spans[r[1]] = {r[2], r[3]} end
     end
     local stored = {}
-    for count, group in pairs(groups) do
-      for i = 1, #group, 400 do
-        local last = math.min(i + 399, #group)
-        local args, by_key = {'COUNT', count, 'STREAMS'}, {}
-        for k = i, last do
-          local key = base .. ':channel:' .. names[group[k]]
-          args[#args + 1] = key
-          by_key[key] = group[k]
-          stored[group[k]] = {{}, 1}
-        end
-        for k = i, last do args[#args + 1] = fmt('%d-0', wants[group[k]][1] - 1) end
-        for _, stream in ipairs(redis.call('XREAD', unpack(args)) or {}) do
-          stored[by_key[stream[1]]][1] = stream[2]
-        end
-      end
+    for number, span in pairs(spans) do
+      local key = base .. ':channel:' .. names[number]
+      stored[number] = {redis.call('XRANGE', key, fmt('%d-0', span[1]), fmt('%d-0', span[2])), 1}
     end
     for _, r in ipairs(runs) do
       local s, name = stored[r[1]], names[r[1]]

@@ -46,6 +46,12 @@ pub(crate) async fn head(store: &Store) -> Result<MessageId> {
 /// # Errors
 /// [`Error::Redis`](crate::Error::Redis) when the call fails.
 pub(crate) async fn server_time(store: &Store) -> Result<Duration> {
-    let (secs, micros): (u64, u64) = store.query("read the server time", &redis::cmd("TIME")).await?;
-    Ok(Duration::from_secs(secs) + Duration::from_micros(micros))
+    let time = store.query("read the server time", &redis::cmd("TIME")).await?;
+    Ok(since_epoch(time))
+}
+
+/// A `TIME` reply, `(seconds, microseconds)`, as the time since the Unix epoch
+/// (for callers that read `TIME` in a pipeline of their own).
+pub(crate) fn since_epoch((secs, micros): (u64, u64)) -> Duration {
+    Duration::from_secs(secs) + Duration::from_micros(micros)
 }

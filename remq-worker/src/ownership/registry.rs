@@ -80,9 +80,8 @@ pub(crate) async fn list(store: &Store) -> Result<Vec<RegisteredConsumer>> {
     let ns = store.namespace();
     let mut read = redis::pipe();
     read.cmd("TIME").cmd("ZRANGE").arg(ns.consumers_key()).arg(0).arg(-1).arg("WITHSCORES");
-    let ((secs, micros), names): ((u64, u64), Vec<(String, u64)>) =
-        store.query_pipe("list consumers", &read).await?;
-    let now_ms = secs * 1000 + micros / 1000;
+    let (time, names): ((u64, u64), Vec<(String, u64)>) = store.query_pipe("list consumers", &read).await?;
+    let now_ms = log::since_epoch(time).as_millis() as u64;
     if names.is_empty() {
         return Ok(Vec::new());
     }

@@ -322,17 +322,14 @@ impl<'a> Period<'a> {
     /// At shutdown: writes the final checkpoint.
     async fn finish(mut self) -> Result<Stop> {
         let name = &*self.consumer.name;
-        match tokio::time::timeout(SHUTDOWN_IO, self.checkpointer.flush()).await {
-            Ok(Ok(())) => self.checkpointer.report(Ok(())),
-            Ok(Err(Interrupt::Failed(error))) => self.checkpointer.report(Err(error)),
-            Ok(Err(Interrupt::Stop(Stop::LeaseLost))) => return Ok(Stop::LeaseLost),
+        let stored = tokio::time::timeout(SHUTDOWN_IO, self.checkpointer.flush())
+            .await
+            .unwrap_or_else(|_| Err(Error::Timeout { op: "final checkpoint", after: SHUTDOWN_IO }.into()));
+        match self.stored(stored) {
+            Some(Stop::LeaseLost) => return Ok(Stop::LeaseLost),
             // The next owner notices the reset again, and rewinds.
-            Ok(Err(Interrupt::Stop(stop))) => {
-                tracing::warn!(consumer = name, ?stop, "the final checkpoint was refused")
-            }
-            Err(_) => {
-                self.checkpointer.report(Err(Error::Timeout { op: "final checkpoint", after: SHUTDOWN_IO }))
-            }
+            Some(stop) => tracing::warn!(consumer = name, ?stop, "the final checkpoint was refused"),
+            None => {}
         }
         tracing::info!(consumer = name, cursor = %self.checkpointer.done(), "stopped; final checkpoint written");
         Ok(Stop::Shutdown)
