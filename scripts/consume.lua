@@ -1,14 +1,15 @@
 -- consume.lua: read stored messages after a cursor from every channel matching a pattern.
 --
---   EVAL <consume.lua> 0 <pattern> <cursor> [<limit> [state|packed]]
---   EVAL <consume.lua> 1 <base> <pattern> <cursor> [<limit> [state|packed]]
+--   EVAL <consume.lua> 0 <pattern> <cursor> [<limit> [state|packed|route]]
+--   EVAL <consume.lua> 1 <base> <pattern> <cursor> [<limit> [state|packed|route]]
 --
 -- KEYS[1]  (optional) the namespace base; "remq" when numkeys is 0
 -- ARGV[1]  pattern: a Redis glob over channel names (the same syntax as PSUBSCRIBE)
 -- ARGV[2]  cursor: only messages with an id strictly greater than this are returned
 -- ARGV[3]  (optional) limit: at most this many messages; default 1000, capped at 10000
 -- ARGV[4]  (optional) "state": put the log's state first in the reply;
---          "packed": the same page and state, in one MessagePack string (below)
+--          "packed": the same page and state, in one MessagePack string (below);
+--          "route": as "packed", but the caller follows the order index itself (below)
 -- Reply    array of "<channel>@<id>\n<message>", ascending by id across all channels.
 --          Without a fourth argument (the seed's call) the page is complete: fewer
 --          than limit messages (possibly none) means the log holds nothing more for now.
@@ -30,6 +31,14 @@
 --          last before it. No frame strings are built, so it costs Redis and the
 --          client less per message; a client with a MessagePack decoder should
 --          prefer it.
+--          With "route", the reply is as with "packed", except where the call
+--          would follow the order index (see below): it stops there instead,
+--          with `next` the id after which the index is to be followed and a
+--          fifth element, "index". The caller then reads <base>:order itself
+--          (XRANGE (<next>-0 <head>-0 COUNT ..., the channel numbers' names with
+--          HMGET <base>:channel-names, the glob matched as Redis matches it, the
+--          bodies with one XRANGE per channel span): plain commands, each short,
+--          whose replies cost Redis far less than a script's tables do.
 -- Errors   "ERR remq: invalid cursor ..." / "ERR remq: invalid limit ..."
 --
 -- How channels are found (never KEYS), by what the pattern allows:
@@ -40,7 +49,8 @@
 --   (ZRANGEBYLEX), matched here, their streams merged lazily (each read in pages
 --   sized by its share of the output);
 -- - any other glob: the order index <base>:order, which names the channel of every
---   id (entry <id>-0 {c <channel number>}, or {c <number> n <count>} for a batch),
+--   id (entry <id>-0 {c <channel number>}, or <last id>-0 {c <number> n <count>}
+--   for a batch of the ids last-count+1 .. last),
 --   is followed from the cursor; the channels it names are matched here (by the
 --   numbers' names in <base>:channel-names), and the bodies read from the matching
 --   channels' streams. Such a call looks at about BUDGET index entries and returns
@@ -72,10 +82,11 @@ else
   return redis.error_reply('ERR remq: invalid limit: it must be a positive integer (it is capped at 10000)')
 end
 
-local packed = ARGV[4] == 'packed'
+local route = ARGV[4] == 'route'
+local packed = route or ARGV[4] == 'packed'
 local with_state = packed or ARGV[4] == 'state'
 if ARGV[4] ~= nil and not with_state then
-  return redis.error_reply('ERR remq: invalid option: the fourth argument can only be "state" or "packed"')
+  return redis.error_reply('ERR remq: invalid option: the fourth argument can only be "state", "packed" or "route"')
 end
 
 local sub, find, byte, fmt = string.sub, string.find, string.byte, string.format
@@ -106,12 +117,14 @@ local function emit(name, entry)
   end
 end
 
--- The reply around the page; `next` only when the call stopped early.
-local function reply(removed, next_id)
+-- The reply around the page; `next` only when the call stopped early, and
+-- "index" after it when it stopped where the caller follows the index.
+local function reply(removed, next_id, to_index)
   local stopped = next_id and next_id < head and n < limit
   if packed then
     local r = {head, removed, out}
     if stopped then r[4] = next_id end
+    if stopped and to_index then r[5] = 'index' end
     return cmsgpack.pack(r)
   end
   if with_state then out[1] = stopped and {head, removed, next_id} or {head, removed} end
@@ -315,16 +328,10 @@ local function follow_index(from, budget)
       end
     end
   end
-  -- The last id of an index entry: a batch's entry names `n` ids from its own.
-  local function last_of(e) return tonumber(digits(e[1])) + (tonumber(e[2][4]) or 1) - 1 end
-  -- A batch's entry starts at its first id: one at or before the cursor may reach
-  -- past it. (XREVRANGE from below a stream's first entry walks the whole stream,
-  -- so only from inside it.)
-  local first = redis.call('XRANGE', order, '-', '+', 'COUNT', 1)[1]
-  local pending
-  if first and tonumber(digits(first[1])) <= from then
-    pending = redis.call('XREVRANGE', order, fmt('%d-0', from), '-', 'COUNT', 1)
-  end
+  -- The last id of an index entry (a batch's entry is keyed by its last id and
+  -- names `n` ids up to it), and its first.
+  local function last_of(e) return tonumber(digits(e[1])) end
+  local function first_of(e) return last_of(e) - (tonumber(e[2][4]) or 1) + 1 end
   -- Rounds: find as many matching ids as the page has room for, then read their
   -- bodies; ids whose messages retention removed leave room for another round.
   while n < room and not ended and not (budget and looked >= budget) do
@@ -332,9 +339,8 @@ local function follow_index(from, budget)
     local runs, found = {}, n
     -- Takes the ids of an entry above what was examined, while the page has room.
     local function take(e)
-      local number, first = e[2][2], tonumber(digits(e[1]))
-      local last = last_of(e)
-      first = math.max(first, examined + 1)
+      local number, last = e[2][2], last_of(e)
+      local first = math.max(first_of(e), examined + 1)
       if first > last then return end
       if matched[number] then
         last = math.min(last, first + room - found - 1)
@@ -342,14 +348,6 @@ local function follow_index(from, budget)
         found = found + last - first + 1
       end
       examined = last
-    end
-    if pending and #pending > 0 then
-      resolve(pending)
-      take(pending[1])
-      -- Still cut short (the page filled within it): the next round goes on in it.
-      if examined >= last_of(pending[1]) then pending = nil end
-    else
-      pending = nil
     end
     while found < room and not (budget and looked >= budget) do
       -- As many entries as the page has room for (fewer ids than that when
@@ -364,13 +362,9 @@ local function follow_index(from, budget)
       for _, e in ipairs(chunk) do
         take(e)
         looked = looked + 1
-        if found >= room or (budget and looked >= budget) then
-          -- A batch cut short goes on in the next round.
-          if found >= room and examined < last_of(e) then
-            pending = {e}
-          end
-          break
-        end
+        -- (A batch cut short is read again from the index by the next round:
+        -- its entry is keyed by its last id, which is above what was examined.)
+        if found >= room or (budget and looked >= budget) then break end
       end
     end
     -- The bodies: one XRANGE per channel, over the span of ids the page takes
@@ -446,6 +440,8 @@ if sharing <= (star_prefix and NARROW or LEX_SCAN) then
   end
 end
 
--- Any other glob: the order index, within the budget unless this is the seed's call.
+-- Any other glob: the order index, within the budget unless this is the seed's
+-- call, or followed by the caller.
+if route then return reply(removed, after, true) end
 local index_removed, next_id = follow_index(after, with_state and BUDGET or nil)
 return reply(math.max(removed, index_removed), next_id)

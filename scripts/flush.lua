@@ -78,7 +78,7 @@ local order, cut = base .. ':order', nil
 local oldest = {}
 for _, e in ipairs(redis.call('XRANGE', order, '-', '+', 'COUNT', INDEX_LOOK)) do
   local number = e[2][2]
-  local last = id_of(e) + (tonumber(e[2][4]) or 1) - 1
+  local last = id_of(e) -- a batch's entry is keyed by its last id
   if oldest[number] == nil then
     local name = redis.call('HGET', base .. ':channel-names', number)
     local first = name and redis.call('XRANGE', base .. ':channel:' .. name, '-', '+', 'COUNT', 1)[1]

@@ -15,8 +15,9 @@
 --
 -- Each message is stored and pushed exactly as publish.lua does it, so
 -- subscribers and consumers cannot tell a batch from single publishes. The order
--- index (see publish.lua) gets one entry for the batch, <first>-0 c <channel
--- number> n <count>. For the time index (see publish.lua) every batch call
+-- index (see publish.lua) gets one entry for the batch, keyed by its last id:
+-- <last>-0 c <channel number> n <count> (the ids last-count+1 .. last), so a
+-- reader that goes on from any id inside the batch finds the entry after it. For the time index (see publish.lua) every batch call
 -- counts as a sample: its last id, when the second changed since the newest entry.
 -- A channel name must be UTF-8 (so every client can decode it): checked byte by
 -- byte only when it has non-ASCII bytes at all.
@@ -89,7 +90,7 @@ if not number then
   redis.call('ZADD', base .. ':channel-index', 0, channel)
   redis.call('SETNX', base .. ':order-from', string.format('%d', first))
 end
-local order, entry = base .. ':order', string.format('%d-0', first)
+local order, entry = base .. ':order', string.format('%d-0', last)
 local indexed = redis.pcall('XADD', order, entry, 'c', number, 'n', count)
 if type(indexed) == 'table' and indexed.err then
   if not string.find(indexed.err, 'equal or smaller', 1, true) then return redis.error_reply(indexed.err) end

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use redis::Value;
 use redis::aio::MultiplexedConnection;
 use remq::{Client, FlushPolicy, MessageId};
@@ -228,21 +229,28 @@ async fn a_call_over_a_sparse_pattern_stops_early_and_says_where_to_go_on() {
     let server = RedisServer::start();
     let client = Client::connect(&server.url()).await.unwrap();
     let mut conn = server.connection().await;
-    let mut rare = Vec::new();
-    // 6,000 ids (more than a call looks at) over 2,100 noisy channels (more
-    // than a call matches by name), one in 2,000 on a rare one.
-    for i in 0..6_000u32 {
-        let channel = if i % 2_000 == 1_999 { "rare.x".to_owned() } else { format!("noise.{}", i % 2_100) };
-        let id = client.publish(&channel, "m").await.unwrap();
-        if channel == "rare.x" {
-            rare.push(id.get());
-        }
-    }
+    // 24,000 ids (more than a script call, or the client's walk of the index
+    // for one page, looks at) over 2,100 noisy channels (more than a call
+    // matches by name), one in 2,000 on a rare one.
+    let published: Vec<(u64, bool)> = futures_util::stream::iter(0..24_000u32)
+        .map(|i| {
+            let client = client.clone();
+            async move {
+                let rare = i % 2_000 == 1_999;
+                let channel = if rare { "rare.x".to_owned() } else { format!("noise.{}", i % 2_100) };
+                (client.publish(&channel, "m").await.unwrap().get(), rare)
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    let mut rare: Vec<u64> = published.into_iter().filter(|(_, rare)| *rare).map(|(id, _)| id).collect();
+    rare.sort_unstable();
     let ids = |got: Vec<(u64, String, Vec<u8>)>| got.into_iter().map(|m| m.0).collect::<Vec<_>>();
     // No literal prefix: the order index, looked at a few thousand entries a call.
     let (got, stopped) = through_script(&mut conn, "*.x", 0, 1000, true).await;
     assert_eq!(ids(got), rare);
-    assert!(stopped >= 1, "a call over 6,000 ids of which 3 match stopped early");
+    assert!(stopped >= 1, "a call over 24,000 ids of which 12 match stopped early");
     let (got, stopped) = through_script(&mut conn, "*.x", 0, 1000, false).await;
     assert_eq!((ids(got), stopped), (rare.clone(), 0), "the seed's call returns a complete page");
     let got = client.consume("*.x", MessageId::ZERO, 1000).await.unwrap();

@@ -194,6 +194,42 @@ async fn the_packed_reply_holds_the_same_page_as_the_frames() {
 }
 
 #[tokio::test]
+async fn a_route_call_leaves_a_broad_pattern_to_the_order_index() {
+    let server = RedisServer::start();
+    let mut conn = server.connection().await;
+    // 40 channels: more than a merge takes, so `w.*` goes through the index.
+    for i in 0..40 {
+        publish(&mut conn, &format!("w.{i}"), b"m").await;
+    }
+    let route = |pattern: &'static str, cursor: &'static str| {
+        let args: [&[u8]; 4] = [pattern.as_bytes(), cursor.as_bytes(), b"1000", b"route"];
+        let mut conn = conn.clone();
+        async move {
+            let reply: Vec<u8> = eval(&mut conn, CONSUME, &[], &args).await.unwrap();
+            rmpv::decode::read_value(&mut &reply[..]).unwrap().as_array().unwrap().clone()
+        }
+    };
+    let broad = route("w.*", "3").await;
+    assert_eq!(broad.len(), 5, "{broad:?}");
+    assert_eq!((broad[0].as_u64(), broad[3].as_u64(), broad[4].as_str()), (Some(40), Some(3), Some("index")));
+    assert!(broad[2].as_array().unwrap().is_empty(), "the index is left to the caller");
+    assert_eq!(route("w.*", "40").await.len(), 3, "at the head: a complete, empty page");
+    let literal = route("w.7", "0").await;
+    assert_eq!(literal.len(), 3, "a literal channel is read in the call");
+    assert_eq!(literal[2].as_array().unwrap().len(), 2, "[name, entry]");
+    // The index names each id's channel by number; the names are in channel-names.
+    let entry: Vec<(String, Vec<String>)> =
+        redis::cmd("XRANGE").arg("remq:order").arg("4-0").arg("4-0").query_async(&mut conn).await.unwrap();
+    let name: String = redis::cmd("HGET")
+        .arg("remq:channel-names")
+        .arg(&entry[0].1[1])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!((entry[0].1[0].as_str(), name.as_str()), ("c", "w.3"));
+}
+
+#[tokio::test]
 async fn identical_bodies_are_all_kept() {
     let server = RedisServer::start();
     let mut conn = server.connection().await;

@@ -81,7 +81,12 @@ impl Source for FakeLog {
             removed: MessageId::new(log.removed),
             stopped_at: None,
         };
-        Ok(PackedPage { state, entries: entries.into_iter().map(Ok).collect(), last_entry })
+        Ok(PackedPage {
+            state,
+            entries: entries.into_iter().map(Ok).collect(),
+            last_entry,
+            follow_index: false,
+        })
     }
 
     async fn head(&self) -> Result<MessageId> {

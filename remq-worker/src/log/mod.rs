@@ -4,6 +4,7 @@
 //! index.
 
 pub(crate) mod channels;
+mod index;
 pub(crate) mod time_index;
 
 use std::time::Duration;
@@ -13,9 +14,11 @@ use crate::protocol::{self, MAX_CONSUME_LIMIT, PackedPage, scripts};
 use crate::{MessageId, Result};
 
 /// One page after `after` with the log's [`LogState`](crate::protocol::LogState),
-/// read in one `consume.lua … packed` call so the two agree. An entry that is
-/// not a Remq message is an error in its place, so a caller can skip it
-/// without losing the rest of the page.
+/// read by a `consume.lua … route` call and, for a broad pattern, by
+/// following the order index from where it stopped (up to the head it
+/// reported, so the two agree). An entry that is not a Remq message is an
+/// error in its place, so a caller can skip it without losing the rest of the
+/// page.
 ///
 /// # Errors
 /// [`Error::InvalidPattern`](crate::Error::InvalidPattern) for an empty
@@ -28,7 +31,12 @@ pub(crate) async fn read_page(
 ) -> Result<PackedPage> {
     protocol::validate_pattern(pattern)?;
     let limit = limit.clamp(1, MAX_CONSUME_LIMIT);
-    store.eval("consume", &scripts::CONSUME, (pattern, after.get(), limit, "packed")).await
+    let mut page: PackedPage =
+        store.eval("consume", &scripts::CONSUME, (pattern, after.get(), limit, "route")).await?;
+    if page.follow_index {
+        index::follow(store, pattern, &mut page, limit).await?;
+    }
+    Ok(page)
 }
 
 /// The last id issued in the namespace ([`MessageId::ZERO`] before the first publish).

@@ -93,6 +93,22 @@ impl Namespace {
         format!("{}:channel:{channel}", self.base)
     }
 
+    /// The stream of a channel whose name is raw bytes, as the order index's
+    /// names come from Redis.
+    pub(crate) fn channel_key_bytes(&self, channel: &[u8]) -> Vec<u8> {
+        [self.base.as_bytes(), b":channel:", channel].concat()
+    }
+
+    /// `<base>:order`, the order index: the channel number of every id.
+    pub(crate) fn order_key(&self) -> String {
+        format!("{}:order", self.base)
+    }
+
+    /// `<base>:channel-names`, channel numbers to names.
+    pub(crate) fn channel_names_key(&self) -> String {
+        format!("{}:channel-names", self.base)
+    }
+
     /// `<base>:time`, the time index: sampled ids by the second they were published in.
     pub(crate) fn time_key(&self) -> String {
         format!("{}:time", self.base)

@@ -1,13 +1,15 @@
 //! The wire protocol: the scripts, the key layout of a namespace, the rules for
 //! channel names and patterns, and the packed page `consume.lua` returns.
 
+mod glob;
 mod keys;
 mod packed;
 pub(crate) mod scripts;
 
+pub(crate) use glob::Glob;
 pub(crate) use keys::LeaseKey;
 pub use keys::Namespace;
-pub(crate) use packed::{LogState, PackedPage};
+pub(crate) use packed::{LogState, PackedPage, message};
 
 use crate::{Error, Result};
 

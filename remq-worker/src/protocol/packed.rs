@@ -1,6 +1,8 @@
 //! The `packed` reply of `consume.lua`: a page of the log and the log's state in
 //! one MessagePack string, `[head, removed, [channel, entry, …, channel, entry,
-//! …]]` (and `next` as a fourth element when the call stopped early), each entry `[<id>-0, [field, message, …]]` and belonging to the channel
+//! …]]` (and `next` as a fourth element when the call stopped early, and
+//! `"index"` as a fifth when a `route` call stopped where the client follows the
+//! order index), each entry `[<id>-0, [field, message, …]]` and belonging to the channel
 //! named last before it. Redis builds no frame string per message for it, the
 //! client parses one bulk string instead of one per message, and the bodies are
 //! slices of that string, not copies.
@@ -35,6 +37,9 @@ pub(crate) struct PackedPage {
     /// The message id of the last entry, malformed or not (when its entry id
     /// has one).
     pub(crate) last_entry: Option<MessageId>,
+    /// A `route` call stopped at `state.stopped_at` for the client to follow
+    /// the order index from there.
+    pub(crate) follow_index: bool,
 }
 
 impl PackedPage {
@@ -77,8 +82,10 @@ pub(crate) type Malformed = &'static str;
 impl Reader<'_> {
     fn page(mut self) -> std::result::Result<PackedPage, Malformed> {
         let parts = self.array()?;
-        if !(3..=4).contains(&parts) {
-            return Err("the reply is not [head, removed, items] or [head, removed, items, next]");
+        if !(3..=5).contains(&parts) {
+            return Err(
+                "the reply is not [head, removed, items], [head, removed, items, next] or [head, removed, items, next, \"index\"]",
+            );
         }
         let head = MessageId::new(self.int()?);
         let removed = MessageId::new(self.int()?);
@@ -108,11 +115,15 @@ impl Reader<'_> {
             last_entry = MessageId::from_entry_id(&self.reply[id.clone()]);
             entries.push(message(&self.reply[channel], &self.reply[id], self.reply.slice(body)));
         }
-        let stopped_at = if parts == 4 { Some(MessageId::new(self.int()?)) } else { None };
+        let stopped_at = if parts >= 4 { Some(MessageId::new(self.int()?)) } else { None };
+        let follow_index = parts == 5;
+        if follow_index && &self.reply[self.string()?] != b"index" {
+            return Err("the fifth element is not \"index\"");
+        }
         if !self.rest.is_empty() {
             return Err("bytes follow the page");
         }
-        Ok(PackedPage { state: LogState { head, removed, stopped_at }, entries, last_entry })
+        Ok(PackedPage { state: LogState { head, removed, stopped_at }, entries, last_entry, follow_index })
     }
 
     fn array(&mut self) -> std::result::Result<usize, Malformed> {
@@ -142,7 +153,7 @@ impl Reader<'_> {
 
 /// The message of one stream entry, checked as [`Message::from_frame`] checks a
 /// frame: a non-empty UTF-8 channel, and an entry id `<message id>-<n>`.
-fn message(channel: &[u8], entry_id: &[u8], body: Bytes) -> Result<Message> {
+pub(crate) fn message(channel: &[u8], entry_id: &[u8], body: Bytes) -> Result<Message> {
     let malformed =
         |reason| Error::MalformedFrame { reason, preview: preview(&[channel, b"@", entry_id].concat()) };
     let id = MessageId::from_entry_id(entry_id)
@@ -253,5 +264,18 @@ mod tests {
         let page = decode(reply).unwrap();
         assert_eq!(page.state.stopped_at, Some(MessageId::new(400)));
         assert_eq!(page.next_after(1000), Some(MessageId::new(400)), "empty, yet not the end");
+    }
+
+    #[test]
+    fn a_route_call_says_where_the_client_follows_the_index() {
+        // [head 900, removed 0, [], next 400, "index"]
+        let reply = Bytes::from_static(b"\x95\xcd\x03\x84\x00\x90\xcd\x01\x90\xa5index");
+        let page = decode(reply).unwrap();
+        assert!(page.follow_index);
+        assert_eq!(page.state.stopped_at, Some(MessageId::new(400)));
+        let other = Bytes::from_static(b"\x95\xcd\x03\x84\x00\x90\xcd\x01\x90\xa5other");
+        assert!(decode(other).unwrap_err().contains("fifth element"));
+        let plain = decode(Bytes::from_static(b"\x94\xcd\x03\x84\x00\x90\xcd\x01\x90")).unwrap();
+        assert!(!plain.follow_index);
     }
 }
