@@ -18,7 +18,7 @@ use crate::connection::Store;
 use crate::error::RedisAddr;
 use crate::ownership::registry::{self, RegisteredConsumer};
 use crate::protocol::{self, MAX_CONSUME_LIMIT, Namespace, scripts};
-use crate::{Error, Message, MessageId, Result, log};
+use crate::{Error, FlushPolicy, Message, MessageId, Result, log};
 
 /// A handle to a Remq namespace on one Redis server.
 ///
@@ -160,13 +160,17 @@ impl Client {
     }
 
     /// Removes the messages with ids strictly below `before` from every channel
-    /// matching `pattern`, and returns how many were removed.
+    /// matching `pattern` (whatever consumers still need: see
+    /// [`flush_with`](Self::flush_with) for retention that keeps it), and
+    /// returns how many were removed. It goes channel by channel in short
+    /// steps, so no Redis call is long however many channels match.
     ///
     /// # Errors
-    /// [`Error::InvalidPattern`] for an empty pattern; [`Error::Redis`] when the call fails.
+    /// [`Error::InvalidPattern`] for an empty pattern; [`Error::Redis`] when a
+    /// call fails (what was removed before stays removed).
     pub async fn flush(&self, pattern: &str, before: MessageId) -> Result<u64> {
-        protocol::validate_pattern(pattern)?;
-        self.store.eval("flush", &scripts::FLUSH, (pattern, before.get())).await
+        let policy = FlushPolicy::new(pattern).before(before).interest(false);
+        Ok(self.flush_with(&policy).await?.removed())
     }
 
     /// Every consumer registered in this namespace (workers register theirs
