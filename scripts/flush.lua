@@ -22,7 +22,10 @@
 -- stays short however large max is.
 -- The order index <base>:order (see publish.lua) is trimmed from its front past
 -- entries whose messages are all gone, looking at most INDEX_LOOK entries (and
--- the oldest message of each of their channels) a call.
+-- the oldest message of each of their channels) a call. A call with before-id 0
+-- and a literal name that is no channel ("\n": names have no newline) removes
+-- no message and only trims the index: the Rust retention job calls it so
+-- until the front stops moving.
 local INDEX_LOOK = 1000
 local base = KEYS[1] or 'remq'
 local pattern, before = ARGV[1], ARGV[2]

@@ -331,3 +331,27 @@ async fn one_flusher_at_a_time_and_a_crashed_one_blocks_only_until_its_lock_expi
     let locked = metric(&body, locked).unwrap_or(0.0);
     assert!(locked > locked_before, "the second worker found the lock taken: {body}");
 }
+
+#[tokio::test]
+async fn a_flush_trims_the_order_index_however_many_entries_it_has_to_catch_up() {
+    let server = RedisServer::start();
+    let client = Client::connect(&server.url()).await.unwrap();
+    let mut conn = server.connection().await;
+    // 20,000 single publishes on one channel: 20,000 index entries, which the
+    // few flush.lua calls of one channel's cut (1000 entries each) cannot trim.
+    let mut pipe = redis::pipe();
+    for i in 0..20_000 {
+        pipe.cmd("EVAL").arg(include_str!("../scripts/publish.lua")).arg(0).arg("busy").arg(i);
+    }
+    let _: Vec<u64> = pipe.query_async(&mut conn).await.unwrap();
+    let index_len = async |conn: &mut redis::aio::MultiplexedConnection| -> u64 {
+        redis::cmd("XLEN").arg("remq:order").query_async(conn).await.unwrap()
+    };
+    assert_eq!(index_len(&mut conn).await, 20_000);
+    let policy = FlushPolicy::new("busy").keep_last(10).interest(false);
+    assert_eq!(client.flush_with(&policy).await.unwrap().removed(), 19_990);
+    assert_eq!(index_len(&mut conn).await, 10, "the index holds the 10 messages kept, no more");
+    let kept: Vec<_> =
+        client.consume("*", MessageId::ZERO, 100).await.unwrap().into_iter().map(|m| m.id.get()).collect();
+    assert_eq!(kept, (19_991..=20_000).collect::<Vec<_>>(), "a broad read after the trim");
+}

@@ -32,8 +32,44 @@ pub(crate) async fn apply(store: &Store, policy: &FlushPolicy) -> Result<FlushRe
     }
     report.channels.retain(|c| c.removed > 0);
     time_index::prune(store).await?;
+    trim_order_index(store).await?;
     Ok(report)
 }
+
+/// The most `flush.lua` calls one flush spends on the order index's front
+/// (each looks at up to 1000 entries), so a namespace that publishes faster
+/// than its flushes run does not let the index lag behind the streams.
+const INDEX_TRIM_CALLS: usize = 100;
+
+/// Trims the order index's front past entries whose messages are all gone:
+/// `flush.lua` with a before-id of 0 removes no message and only does that,
+/// and with a literal name that is not a channel it scans none. Stops when a
+/// call no longer moves the front.
+async fn trim_order_index(store: &Store) -> Result<()> {
+    let key = store.namespace().order_key();
+    let front = async || -> Result<Vec<(String, redis::Value)>> {
+        store
+            .query(
+                "read the order index",
+                redis::cmd("XRANGE").arg(&key).arg("-").arg("+").arg("COUNT").arg(1),
+            )
+            .await
+    };
+    let mut before = front().await?;
+    for _ in 0..INDEX_TRIM_CALLS {
+        let _: u64 = store.eval("flush", &scripts::FLUSH, (INDEX_ONLY, 0)).await?;
+        let after = front().await?;
+        if after.first().map(|e| &e.0) == before.first().map(|e| &e.0) {
+            break;
+        }
+        before = after;
+    }
+    Ok(())
+}
+
+/// A literal pattern no channel can have (channel names have no newline), so a
+/// `flush.lua` call with it trims only the order index.
+const INDEX_ONLY: &str = "\n";
 
 /// What [`apply`] would remove now, without removing anything (a dry run: it
 /// reads the ids it would remove to count them).
