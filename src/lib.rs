@@ -27,6 +27,7 @@
 mod local;
 mod logs;
 mod probe;
+mod redis_cluster;
 mod redis_server;
 mod running;
 mod tls;
@@ -37,6 +38,7 @@ pub use probe::{
     closed_port, http_get, init_test_logs, local_listener, metric, publish_when_back, scrape_until, wait_for,
     wait_for_readiness, wait_until,
 };
+pub use redis_cluster::RedisCluster;
 pub use redis_server::{RedisServer, RedisServerBuilder, connect};
 pub use running::{RunningWorker, test_worker};
 pub use tls::TlsFiles;

@@ -91,6 +91,9 @@ impl ClientBuilder {
             None => Namespace::default(),
         };
         let (connection, addr) = connection::open(&self.connect).await?;
+        if connection.is_cluster() {
+            namespace.check_for_cluster()?;
+        }
         Ok(Client::from_parts(Store::new(connection, namespace, addr), self.max_message_size))
     }
 }

@@ -75,7 +75,11 @@ impl Client {
     /// # Errors
     /// [`Error::InvalidNamespace`] when the base is not usable.
     pub fn with_namespace(&self, base: &str) -> Result<Client> {
-        Ok(Client { store: self.store.with_namespace(Namespace::new(base)?), ..self.clone() })
+        let namespace = Namespace::new(base)?;
+        if self.store.is_cluster() {
+            namespace.check_for_cluster()?;
+        }
+        Ok(Client { store: self.store.with_namespace(namespace), ..self.clone() })
     }
 
     /// The namespace this client works in.

@@ -2,10 +2,11 @@
 //! the [`Subscriber`] for live pushes, the [`Store`] that scopes both to one
 //! namespace, opening them ([`open`]), and reconnect back-off.
 //!
-//! One server is the only kind today. A Redis Cluster is a second variant of
-//! [`Connection`] (the `redis` crate's cluster client) and a second way of
-//! subscribing (`SSUBSCRIBE` per namespace, the glob matched here): nothing
-//! above this module needs to change for it.
+//! One server, or a Redis Cluster (the `redis` crate's cluster client, which
+//! routes every request by its keys: a namespace's keys share one hash tag, so
+//! one slot). Live pushes on a cluster still use classic pub/sub, which the
+//! cluster bus carries to every node; sharded pub/sub (`SSUBSCRIBE` per
+//! namespace, the glob matched here) is the next step.
 
 pub(crate) mod backoff;
 mod open;
@@ -34,6 +35,15 @@ pub(crate) enum Connection {
         /// clone of the connection for a request allocates nothing).
         client: Arc<redis::Client>,
     },
+    /// A Redis Cluster.
+    Cluster {
+        /// The cluster client's connection: each request goes to the master of
+        /// its keys' slot, following redirections and failovers.
+        requests: redis::cluster_async::ClusterConnection,
+        /// One client per seed node, for the dedicated pub/sub connections
+        /// (classic pub/sub reaches every node, so any live one will do).
+        nodes: Arc<[redis::Client]>,
+    },
 }
 
 impl Connection {
@@ -41,15 +51,22 @@ impl Connection {
     pub(crate) fn subscriber(&self) -> Subscriber {
         match self {
             Connection::Standalone { client, .. } => Subscriber::Standalone(Arc::clone(client)),
+            Connection::Cluster { nodes, .. } => Subscriber::Cluster(Arc::clone(nodes)),
         }
+    }
+
+    /// Whether this is a Redis Cluster (a namespace needs a hash tag there).
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self, Connection::Cluster { .. })
     }
 }
 
-/// Requests go to the server (or, later, the cluster node) that holds their keys.
+/// Requests go to the server, or the cluster node, that holds their keys.
 impl redis::aio::ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Connection::Standalone { requests, .. } => requests.req_packed_command(cmd),
+            Connection::Cluster { requests, .. } => requests.req_packed_command(cmd),
         }
     }
 
@@ -61,12 +78,14 @@ impl redis::aio::ConnectionLike for Connection {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Connection::Standalone { requests, .. } => requests.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster { requests, .. } => requests.req_packed_commands(pipeline, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Connection::Standalone { requests, .. } => requests.get_db(),
+            Connection::Cluster { requests, .. } => requests.get_db(),
         }
     }
 }

@@ -49,34 +49,143 @@ impl fmt::Debug for ConnectOptions {
     }
 }
 
-/// Connects and checks that Redis accepts commands.
+/// Connects and checks that Redis accepts commands. The URL may be a
+/// comma-separated list of seed nodes of a Redis Cluster; a single URL may
+/// name any node of one. Either way the server is asked (`INFO cluster`), and
+/// a cluster gets the `redis` crate's cluster client.
 ///
 /// # Errors
 /// [`Error::InvalidUrl`], [`Error::Auth`], [`Error::Tls`], [`Error::NotRedis`]
 /// or [`Error::Connect`], each saying what to check.
 pub(crate) async fn open(options: &ConnectOptions) -> Result<(Connection, RedisAddr)> {
-    let invalid_url =
-        |e: redis::RedisError| Error::InvalidUrl { url: redact_url(&options.url), reason: e.to_string() };
     let keepalive = socket2::TcpKeepalive::new()
         .with_time(KEEPALIVE_IDLE)
         .with_interval(KEEPALIVE_INTERVAL)
         .with_retries(3);
     // No Nagle delay: requests are small and latency matters.
     let tcp = TcpSettings::default().set_nodelay(true).set_keepalive(keepalive);
-    let info = options.url.as_str().into_connection_info().map_err(invalid_url)?.set_tcp_settings(tcp);
-    let addr = RedisAddr::from_info(&info);
+    let mut seeds = Vec::new();
+    for url in options.url.split(',').map(str::trim).filter(|url| !url.is_empty()) {
+        let invalid_url =
+            |e: redis::RedisError| Error::InvalidUrl { url: redact_url(url), reason: e.to_string() };
+        seeds.push(url.into_connection_info().map_err(invalid_url)?.set_tcp_settings(tcp.clone()));
+    }
+    if seeds.is_empty() {
+        return Err(Error::InvalidUrl { url: redact_url(&options.url), reason: "no URL given".into() });
+    }
+    // The first seed that answers tells what kind of deployment this is.
+    let mut failure = None;
+    for info in &seeds {
+        let addr = RedisAddr::from_info(info);
+        let (requests, client) = match open_server(options, info.clone(), &addr).await {
+            Ok(server) => server,
+            Err(e) => {
+                failure.get_or_insert(e);
+                continue;
+            }
+        };
+        if in_cluster_mode(requests.clone(), &addr).await? {
+            return open_cluster(options, &seeds, addr).await;
+        }
+        if seeds.len() > 1 {
+            let reason = format!(
+                "a list of URLs is for a Redis Cluster, but {addr} is a single server: give only its URL"
+            );
+            return Err(Error::InvalidUrl { url: redact_url(&options.url), reason });
+        }
+        return Ok((Connection::Standalone { requests, client: Arc::new(client) }, addr));
+    }
+    Err(failure.expect("at least one seed was tried"))
+}
+
+/// One server's self-healing connection (checked with a `PING`) and its client.
+async fn open_server(
+    options: &ConnectOptions,
+    info: redis::ConnectionInfo,
+    addr: &RedisAddr,
+) -> Result<(ConnectionManager, redis::Client)> {
+    let invalid_url =
+        |e: redis::RedisError| Error::InvalidUrl { url: redact_url(&options.url), reason: e.to_string() };
     let redis = client(options, info).map_err(invalid_url)?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(RESPONSE_TIMEOUT))
         .set_number_of_retries(1)
         .set_max_delay(Duration::from_secs(2));
-    let connect_error = |source| connect_error(&addr, source);
+    let connect_error = |source| connect_error(addr, source);
     let mut conn = ConnectionManager::new_with_config(redis.clone(), config).await.map_err(connect_error)?;
     // A server that needs a password accepts the connection and refuses the
     // first command; find out now rather than at the first publish.
     redis::cmd("PING").query_async::<()>(&mut conn).await.map_err(connect_error)?;
-    Ok((Connection::Standalone { requests: conn, client: Arc::new(redis) }, addr))
+    Ok((conn, redis))
+}
+
+/// Whether the server runs in cluster mode (`INFO cluster`). A user whom an
+/// ACL denies `INFO` is taken to be on one server (the README's ACL for a
+/// cluster allows it).
+async fn in_cluster_mode(mut conn: ConnectionManager, addr: &RedisAddr) -> Result<bool> {
+    match redis::cmd("INFO").arg("cluster").query_async::<String>(&mut conn).await {
+        Ok(info) => Ok(info.lines().any(|line| line.trim() == "cluster_enabled:1")),
+        Err(e) if e.code() == Some("NOPERM") => Ok(false),
+        Err(e) => Err(connect_error(addr, e)),
+    }
+}
+
+/// The cluster client over every seed, checked with a `PING`, and a client per
+/// seed for pub/sub.
+async fn open_cluster(
+    options: &ConnectOptions,
+    seeds: &[redis::ConnectionInfo],
+    addr: RedisAddr,
+) -> Result<(Connection, RedisAddr)> {
+    let invalid_url =
+        |e: redis::RedisError| Error::InvalidUrl { url: redact_url(&options.url), reason: e.to_string() };
+    let builder = redis::cluster::ClusterClientBuilder::new(seeds.to_vec())
+        .connection_timeout(CONNECT_TIMEOUT)
+        .response_timeout(RESPONSE_TIMEOUT);
+    let cluster = cluster_certificates(builder, options).build().map_err(invalid_url)?;
+    let connect_error = |source| connect_error(&addr, source);
+    let mut requests = cluster.get_async_connection().await.map_err(connect_error)?;
+    redis::cmd("PING").query_async::<()>(&mut requests).await.map_err(connect_error)?;
+    let nodes = seeds
+        .iter()
+        .map(|info| client(options, info.clone()))
+        .collect::<redis::RedisResult<Vec<_>>>()
+        .map_err(invalid_url)?;
+    Ok((Connection::Cluster { requests, nodes: nodes.into() }, addr))
+}
+
+/// The cluster client builder with the certificates of `options`.
+#[cfg(feature = "tls")]
+fn cluster_certificates(
+    builder: redis::cluster::ClusterClientBuilder,
+    options: &ConnectOptions,
+) -> redis::cluster::ClusterClientBuilder {
+    if options.root_cert.is_none() && options.client_cert.is_none() {
+        return builder;
+    }
+    builder.certs(certificates(options))
+}
+
+/// Without TLS support there are no certificates to add (`client` refuses them).
+#[cfg(not(feature = "tls"))]
+fn cluster_certificates(
+    builder: redis::cluster::ClusterClientBuilder,
+    _options: &ConnectOptions,
+) -> redis::cluster::ClusterClientBuilder {
+    builder
+}
+
+/// The certificates of `options`, as the `redis` crate takes them.
+#[cfg(feature = "tls")]
+fn certificates(options: &ConnectOptions) -> redis::TlsCertificates {
+    redis::TlsCertificates {
+        client_tls: options
+            .client_cert
+            .clone()
+            .map(|(client_cert, client_key)| redis::ClientTlsConfig { client_cert, client_key }),
+        root_cert: options.root_cert.clone(),
+    }
 }
 
 /// The `redis` client for `info`, with the certificates of `options`.
@@ -85,14 +194,7 @@ fn client(options: &ConnectOptions, info: redis::ConnectionInfo) -> redis::Redis
     if options.root_cert.is_none() && options.client_cert.is_none() {
         return redis::Client::open(info);
     }
-    let certificates = redis::TlsCertificates {
-        client_tls: options
-            .client_cert
-            .clone()
-            .map(|(client_cert, client_key)| redis::ClientTlsConfig { client_cert, client_key }),
-        root_cert: options.root_cert.clone(),
-    };
-    redis::Client::build_with_tls(info, certificates)
+    redis::Client::build_with_tls(info, certificates(options))
 }
 
 /// The `redis` client for `info`; certificates need the `tls` feature.

@@ -43,6 +43,11 @@ impl Store {
         &self.namespace
     }
 
+    /// Whether this is a Redis Cluster.
+    pub(crate) fn is_cluster(&self) -> bool {
+        self.connection.is_cluster()
+    }
+
     /// Where the server is.
     pub(crate) fn addr(&self) -> &RedisAddr {
         &self.addr

@@ -50,6 +50,31 @@ impl Namespace {
         &self.base
     }
 
+    /// The hash tag of the base (`orders` in `remq:{orders}`), as Redis Cluster
+    /// finds it: between the first `{` and the first `}` after it, if not
+    /// empty. All of a namespace's keys hash by it, so they share one slot.
+    pub(crate) fn hash_tag(&self) -> Option<&str> {
+        let open = self.base.find('{')?;
+        let close = self.base[open + 1..].find('}')?;
+        Some(&self.base[open + 1..open + 1 + close]).filter(|tag| !tag.is_empty())
+    }
+
+    /// Checks that this namespace can live on a Redis Cluster: its base needs
+    /// a hash tag.
+    ///
+    /// # Errors
+    /// [`Error::InvalidNamespace`] saying how to name it.
+    pub(crate) fn check_for_cluster(&self) -> Result<()> {
+        match self.hash_tag() {
+            Some(_) => Ok(()),
+            None => Err(Error::InvalidNamespace {
+                namespace: self.base.clone(),
+                reason: "on a Redis Cluster a namespace needs a hash tag, so that all its keys share one slot: \
+                         name it like `remq:{app}` (e.g. REMQ_NAMESPACE=remq:{app})",
+            }),
+        }
+    }
+
     /// True for the default `remq` namespace (scripts are called with no keys).
     pub(crate) fn is_default(&self) -> bool {
         self.base == Self::DEFAULT
@@ -187,6 +212,24 @@ impl fmt::Display for LeaseKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hash_tags_as_redis_cluster_finds_them() {
+        let tag = |base: &str| Namespace::new(base).unwrap().hash_tag().map(str::to_owned);
+        assert_eq!(tag("remq:{orders}").as_deref(), Some("orders"));
+        assert_eq!(tag("{a}b{c}").as_deref(), Some("a"));
+        assert_eq!(tag("remq:{}x{y}"), None, "an empty first tag hashes the whole key");
+        assert_eq!(tag("remq"), None);
+        assert_eq!(tag("remq:{open"), None);
+        assert!(
+            Namespace::new("remq")
+                .unwrap()
+                .check_for_cluster()
+                .unwrap_err()
+                .to_string()
+                .contains("remq:{app}")
+        );
+    }
 
     #[test]
     fn namespace_rules() {
