@@ -17,6 +17,14 @@
 -- XADD <base>:order <id>-0 c <channel number>; PUBLISH <base>:channel:<channel>
 -- "<channel>@<id>\n<message>". The push happens in the same call that stores the
 -- message, so a subscriber never sees a message the log does not hold.
+-- Sharded pushes (Redis Cluster): when the string <base>:push-mode is "sharded"
+-- (numkeys 1 only; read once a call), the push is SPUBLISH <base>:pushes
+-- "<channel>@<id>\n<message>" instead: one shard channel per namespace, in the
+-- namespace's slot, so a push reaches only the shard that holds the namespace
+-- (classic PUBLISH goes over the cluster bus to every node). Subscribers
+-- SSUBSCRIBE <base>:pushes and match the channel against their glob themselves.
+-- Remq's worker sets the mode (SET NX) before it subscribes on a cluster.
+-- numkeys 0 always pushes with PUBLISH remq:channel:<channel>, as in 2013.
 -- Order index: <base>:order names the channel of every id, by a number given to
 -- the channel on its first publish (<base>:channel-numbers maps names to
 -- numbers, <base>:channel-names back; the channel joins the set <base>:channels
@@ -56,6 +64,7 @@ local function is_utf8(s)
 end
 local MAX_MESSAGE_SIZE = 8388608
 local base = KEYS[1] or 'remq'
+local sharded = KEYS[1] ~= nil and redis.call('GET', base .. ':push-mode') == 'sharded'
 local channel, message = ARGV[1], ARGV[2]
 if message == nil or ARGV[3] ~= nil then
   return redis.error_reply('ERR remq: publish takes exactly two arguments, <channel> <message>')
@@ -101,7 +110,11 @@ if type(indexed) == 'table' and indexed.err then
   redis.call('SET', base .. ':order-from', id)
   redis.call('XADD', order, id .. '-0', 'c', number)
 end
-redis.call('PUBLISH', key, channel .. '@' .. id .. '\n' .. message)
+if sharded then
+  redis.call('SPUBLISH', base .. ':pushes', channel .. '@' .. id .. '\n' .. message)
+else
+  redis.call('PUBLISH', key, channel .. '@' .. id .. '\n' .. message)
+end
 if n % 64 == 0 then
   local clock, now = base .. ':time', redis.call('TIME')[1]
   local newest = redis.call('ZRANGE', clock, -1, -1, 'WITHSCORES')

@@ -13,7 +13,8 @@
 --          large ..." above MAX_MESSAGE_SIZE bytes (8 MiB; a deployment-wide
 --          setting: change it here and in the other publish script)
 --
--- Each message is stored and pushed exactly as publish.lua does it, so
+-- Each message is stored and pushed exactly as publish.lua does it (PUBLISH,
+-- or SPUBLISH <base>:pushes when <base>:push-mode is "sharded"), so
 -- subscribers and consumers cannot tell a batch from single publishes. The order
 -- index (see publish.lua) gets one entry for the batch, keyed by its last id:
 -- <last>-0 c <channel number> n <count> (the ids last-count+1 .. last), so a
@@ -44,6 +45,7 @@ local function is_utf8(s)
 end
 local MAX_MESSAGE_SIZE = 8388608
 local base = KEYS[1] or 'remq'
+local sharded = KEYS[1] ~= nil and redis.call('GET', base .. ':push-mode') == 'sharded'
 local channel = ARGV[1]
 local count = #ARGV - 1
 if count < 1 then
@@ -79,7 +81,11 @@ for i = 1, count do
     end
     return redis.error_reply(added.err)
   end
-  redis.call('PUBLISH', key, header .. id .. '\n' .. message)
+  if sharded then
+    redis.call('SPUBLISH', base .. ':pushes', header .. id .. '\n' .. message)
+  else
+    redis.call('PUBLISH', key, header .. id .. '\n' .. message)
+  end
 end
 local number = redis.call('HGET', base .. ':channel-numbers', channel)
 if not number then

@@ -230,6 +230,11 @@ impl RedisServer {
         self.dir.path()
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
     /// Kills the server with SIGKILL, as a crash would, and waits for it to exit.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use remq::{Client, Error, MessageId, StartFrom};
-use remq_testkit::{RedisCluster, RunningWorker, test_worker, wait_for};
+use remq_testkit::{
+    RedisCluster, RunningWorker, local_listener, metric, test_worker, wait_for, wait_for_readiness,
+};
 
 #[tokio::test]
 async fn a_namespace_without_a_hash_tag_is_refused_on_a_cluster() {
@@ -78,4 +80,180 @@ async fn a_worker_handles_every_message_in_order_on_a_cluster() {
         .await;
     running.stop().await.unwrap();
     assert_eq!(*seen.lock().unwrap(), expected, "replay then live, every id once, in order");
+}
+
+/// A worker on `remq:{orders}` whose handler `name` (metrics are per process,
+/// so each test has its own) records the ids of `o.*` it handles; it serves
+/// `/metrics` and `/readyz`. Its lease lasts `lease`.
+fn recording_worker(
+    cluster: &RedisCluster,
+    name: &str,
+    lease: Duration,
+) -> (RunningWorker, Arc<Mutex<Vec<MessageId>>>, std::net::SocketAddr) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let (listener, addr) = local_listener();
+    let worker = test_worker(cluster.seed_url())
+        .namespace("remq:{orders}")
+        .metrics_listener(listener)
+        .lease_ttl(lease)
+        .named_handler(name, "o.*", move |id: MessageId| {
+            sink.lock().unwrap().push(id);
+            async {}
+        });
+    (RunningWorker::start(worker), seen, addr)
+}
+
+/// Publishes `count` messages over five channels `o.<n>`, retrying each until
+/// it is stored (a failover refuses writes for a while), and returns the ids.
+async fn publish_some(client: &Client, count: u32) -> Vec<MessageId> {
+    let mut ids = Vec::new();
+    for i in 0..count {
+        loop {
+            match client.publish(&format!("o.{}", i % 5), "m").await {
+                Ok(id) => break ids.push(id),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+    ids
+}
+
+/// Waits until the worker handled `expected.len()` ids and checks they are `expected`.
+async fn handled_exactly(seen: &Mutex<Vec<MessageId>>, expected: &[MessageId]) {
+    wait_for(Duration::from_secs(30), "the worker handled every message", || {
+        seen.lock().unwrap().len() >= expected.len()
+    })
+    .await;
+    assert_eq!(*seen.lock().unwrap(), expected, "every id once, in order");
+}
+
+#[tokio::test]
+async fn live_pushes_on_a_cluster_are_sharded_to_the_namespace_slot() {
+    let cluster = RedisCluster::start();
+    let client = Client::builder(cluster.seed_url()).namespace("remq:{orders}").connect().await.unwrap();
+    let (running, seen, addr) = recording_worker(&cluster, "sharded", Duration::from_secs(1));
+    wait_for_readiness(addr, "sharded", "live").await;
+    let master =
+        redis::Client::open(format!("redis://127.0.0.1:{}", cluster.master_port_for("remq:{orders}")))
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+    let mode: String =
+        redis::cmd("GET").arg("remq:{orders}:push-mode").query_async(&mut master.clone()).await.unwrap();
+    assert_eq!(mode, "sharded", "the worker switched the namespace to sharded pushes");
+    let (_, subscribers): (String, u32) = redis::cmd("PUBSUB")
+        .arg("SHARDNUMSUB")
+        .arg("remq:{orders}:pushes")
+        .query_async(&mut master.clone())
+        .await
+        .unwrap();
+    assert_eq!(subscribers, 1, "one sharded subscription, on the namespace's master");
+    let patterns: u32 = redis::cmd("PUBSUB").arg("NUMPAT").query_async(&mut master.clone()).await.unwrap();
+    assert_eq!(patterns, 0, "no classic pattern subscription");
+    // Other channels of the namespace are pushed too, and filtered out here.
+    client.publish("x.ignored", "not for o.*").await.unwrap();
+    let expected = publish_some(&client, 30).await;
+    handled_exactly(&seen, &expected).await;
+    let body = remq_testkit::scrape_until(
+        addr,
+        r#"remq_gap_replays_total{handler="sharded",reason="startup"}"#,
+        |n| n == 1.0,
+    )
+    .await;
+    assert_eq!(
+        metric(&body, r#"remq_gap_replays_total{handler="sharded",reason="disconnect"}"#),
+        None,
+        "live, no gap"
+    );
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_slot_migration_ends_the_sharded_subscription_and_the_worker_replays_the_gap() {
+    let cluster = RedisCluster::start();
+    let client = Client::builder(cluster.seed_url()).namespace("remq:{orders}").connect().await.unwrap();
+    let mut expected = publish_some(&client, 20).await;
+    let (running, seen, addr) = recording_worker(&cluster, "migrated", Duration::from_secs(1));
+    wait_for_readiness(addr, "migrated", "live").await;
+    let before = cluster.master_port_for("remq:{orders}");
+    let after = cluster.migrate_slot_of("remq:{orders}");
+    assert_ne!(before, after);
+    expected.extend(publish_some(&client, 40).await);
+    handled_exactly(&seen, &expected).await;
+    let disconnects = r#"remq_gap_replays_total{handler="migrated",reason="disconnect"}"#;
+    remq_testkit::scrape_until(addr, disconnects, |n| n >= 1.0).await;
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_worker_follows_a_master_failover_without_a_restart() {
+    let mut cluster = RedisCluster::start();
+    let client = Client::builder(cluster.seed_url()).namespace("remq:{orders}").connect().await.unwrap();
+    // The default lease (10 s) outlives the failover (a few seconds here), so
+    // the consumer keeps it and only its subscription and requests fail over.
+    let (running, seen, addr) = recording_worker(&cluster, "failover", Duration::from_secs(10));
+    let mut expected = publish_some(&client, 30).await;
+    handled_exactly(&seen, &expected).await;
+    // The checkpoint is stored and the replica has every write before the
+    // master dies, so nothing is lost or handled twice (no replica acks here).
+    let checkpoint = r#"remq_checkpoint_id{handler="failover"}"#;
+    remq_testkit::scrape_until(addr, checkpoint, |id| id == expected.last().unwrap().get() as f64).await;
+    let master = cluster.master_port_for("remq:{orders}");
+    cluster.wait_for_replicas_of("remq:{orders}");
+    tracing::info!("killing the master");
+    cluster.kill_master_for("remq:{orders}");
+    let promoted = cluster.wait_for_failover("remq:{orders}", master);
+    assert_ne!(promoted, master);
+    tracing::info!("failover done");
+    expected.extend(publish_some(&client, 30).await);
+    handled_exactly(&seen, &expected).await;
+    assert!(!running.is_finished(), "the worker went on without a restart");
+    let disconnects = r#"remq_gap_replays_total{handler="failover",reason="disconnect"}"#;
+    remq_testkit::scrape_until(addr, disconnects, |n| n >= 1.0).await;
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failover_to_a_replica_that_missed_writes_is_detected_as_a_counter_reset() {
+    let mut cluster = RedisCluster::start();
+    let client = Client::builder(cluster.seed_url()).namespace("remq:{orders}").connect().await.unwrap();
+    let (running, seen, addr) = recording_worker(&cluster, "lossy", Duration::from_secs(10));
+    let mut expected = publish_some(&client, 30).await;
+    handled_exactly(&seen, &expected).await;
+    let checkpoint = r#"remq_checkpoint_id{handler="lossy"}"#;
+    remq_testkit::scrape_until(addr, checkpoint, |id| id == 30.0).await;
+    cluster.wait_for_replicas_of("remq:{orders}");
+    // The replica misses ids 31..=40, which the worker handles; then the
+    // master dies and the replica takes over with the counter at 30.
+    let frozen = cluster.freeze_replicas_of("remq:{orders}");
+    expected.extend(publish_some(&client, 10).await);
+    handled_exactly(&seen, &expected).await;
+    let master = cluster.kill_master_for("remq:{orders}");
+    cluster.resume(&frozen);
+    cluster.wait_for_failover("remq:{orders}", master);
+    let again = publish_some(&client, 20).await;
+    assert_eq!(again.first(), Some(&MessageId::new(31)), "the new master's counter went back to 30");
+    // The worker notices the ids it already handled come again, rewinds to
+    // its checkpoint on the new master (30), and handles each new message
+    // once, in order.
+    expected.extend(again);
+    handled_exactly(&seen, &expected).await;
+    let resets = r#"remq_counter_resets_total{handler="lossy"}"#;
+    remq_testkit::scrape_until(addr, resets, |n| n == 1.0).await;
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_namespace_set_to_sharded_pushes_on_a_single_server_is_a_clear_error() {
+    let server = remq_testkit::RedisServer::start();
+    let mut redis = server.connection().await;
+    let _: () =
+        redis::cmd("SET").arg("remq:{x}:push-mode").arg("sharded").query_async(&mut redis).await.unwrap();
+    let client = Client::builder(server.url()).namespace("remq:{x}").connect().await.unwrap();
+    let mut tail = client.tail("*", StartFrom::Earliest).await.unwrap();
+    let error = tokio::time::timeout(Duration::from_secs(5), tail.next()).await.unwrap().unwrap_err();
+    assert!(matches!(error, Error::Config { .. }), "{error:?}");
+    assert!(error.to_string().contains("DEL remq:{x}:push-mode"), "the error names the fix: {error}");
 }

@@ -547,3 +547,42 @@ async fn channel_names_must_be_utf8() {
     }
     assert_eq!(consume(&mut conn, "*", 0, None).await.len(), 3);
 }
+
+/// A raw `SSUBSCRIBE` on a blocking connection, as a client in another language
+/// would make it; returns the connection, reading with a timeout.
+fn ssubscribe(server: &RedisServer, channel: &str) -> redis::Connection {
+    let mut subscriber = redis::Client::open(server.url()).unwrap().get_connection().unwrap();
+    subscriber.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    subscriber.send_packed_command(&redis::cmd("SSUBSCRIBE").arg(channel).get_packed_command()).unwrap();
+    let confirmation = subscriber.recv_response().unwrap();
+    assert!(format!("{confirmation:?}").contains("ssubscribe"), "{confirmation:?}");
+    subscriber
+}
+
+#[tokio::test]
+async fn a_namespace_set_to_sharded_pushes_with_spublish_and_the_seed_calls_never_do() {
+    let server = RedisServer::start();
+    let mut conn = server.connection().await;
+    let base = "remq:{orders}";
+    let mut shard = ssubscribe(&server, "remq:{orders}:pushes");
+    let mut pubsub = server.pubsub().await;
+    pubsub.psubscribe("remq:*").await.unwrap();
+    for mode_key in ["remq:{orders}:push-mode", "remq:push-mode"] {
+        let _: () = redis::cmd("SET").arg(mode_key).arg("sharded").query_async(&mut conn).await.unwrap();
+    }
+    let id: u64 = eval(&mut conn, PUBLISH, &[base], &[b"o.1", b"single"]).await.unwrap();
+    let batch: Vec<u64> = eval(&mut conn, PUBLISH_BATCH, &[base], &[b"o.2", b"x", b"y"]).await.unwrap();
+    for expected in [frame("o.1", id, b"single"), frame("o.2", batch[0], b"x"), frame("o.2", batch[1], b"y")]
+    {
+        let push = shard.recv_response().unwrap();
+        let Value::Array(parts) = push else { panic!("{push:?}") };
+        assert_eq!(parts[0], Value::BulkString(b"smessage".to_vec()));
+        assert_eq!(parts[1], Value::BulkString(b"remq:{orders}:pushes".to_vec()));
+        assert_eq!(parts[2], Value::BulkString(expected), "the seed's frame, on the shard channel");
+    }
+    // numkeys 0 is the seed's protocol: classic PUBLISH, whatever is set.
+    publish(&mut conn, "seed", b"2013").await;
+    let msg = pubsub.on_message().next().await.unwrap();
+    assert_eq!(msg.get_channel_name(), "remq:channel:seed", "nothing of {base} reached classic pub/sub");
+    assert_eq!(msg.get_payload_bytes(), frame("seed", 1, b"2013"));
+}

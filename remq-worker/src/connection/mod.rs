@@ -4,9 +4,8 @@
 //!
 //! One server, or a Redis Cluster (the `redis` crate's cluster client, which
 //! routes every request by its keys: a namespace's keys share one hash tag, so
-//! one slot). Live pushes on a cluster still use classic pub/sub, which the
-//! cluster bus carries to every node; sharded pub/sub (`SSUBSCRIBE` per
-//! namespace, the glob matched here) is the next step.
+//! one slot). Live pushes on a cluster use sharded pub/sub: `SSUBSCRIBE` to
+//! the namespace's shard channel, the glob matched here.
 
 pub(crate) mod backoff;
 mod open;
@@ -40,9 +39,8 @@ pub(crate) enum Connection {
         /// The cluster client's connection: each request goes to the master of
         /// its keys' slot, following redirections and failovers.
         requests: redis::cluster_async::ClusterConnection,
-        /// One client per seed node, for the dedicated pub/sub connections
-        /// (classic pub/sub reaches every node, so any live one will do).
-        nodes: Arc<[redis::Client]>,
+        /// Opens a dedicated pub/sub connection per subscription.
+        subscriptions: Arc<subscriber::ClusterSubscriber>,
     },
 }
 
@@ -51,7 +49,7 @@ impl Connection {
     pub(crate) fn subscriber(&self) -> Subscriber {
         match self {
             Connection::Standalone { client, .. } => Subscriber::Standalone(Arc::clone(client)),
-            Connection::Cluster { nodes, .. } => Subscriber::Cluster(Arc::clone(nodes)),
+            Connection::Cluster { subscriptions, .. } => Subscriber::Cluster(Arc::clone(subscriptions)),
         }
     }
 

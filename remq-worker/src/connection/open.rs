@@ -10,6 +10,7 @@ use redis::io::tcp::{TcpSettings, socket2};
 use redis::{ErrorKind, IntoConnectionInfo};
 
 use super::Connection;
+use super::subscriber::ClusterSubscriber;
 use crate::error::{RedisAddr, redact_url};
 use crate::{Error, Result};
 
@@ -85,7 +86,7 @@ pub(crate) async fn open(options: &ConnectOptions) -> Result<(Connection, RedisA
             }
         };
         if in_cluster_mode(requests.clone(), &addr).await? {
-            return open_cluster(options, &seeds, addr).await;
+            return open_cluster(options, seeds, addr).await;
         }
         if seeds.len() > 1 {
             let reason = format!(
@@ -131,28 +132,35 @@ async fn in_cluster_mode(mut conn: ConnectionManager, addr: &RedisAddr) -> Resul
     }
 }
 
-/// The cluster client over every seed, checked with a `PING`, and a client per
-/// seed for pub/sub.
+/// The cluster client over every seed, checked with a `PING`.
 async fn open_cluster(
     options: &ConnectOptions,
-    seeds: &[redis::ConnectionInfo],
+    seeds: Vec<redis::ConnectionInfo>,
     addr: RedisAddr,
 ) -> Result<(Connection, RedisAddr)> {
     let invalid_url =
         |e: redis::RedisError| Error::InvalidUrl { url: redact_url(&options.url), reason: e.to_string() };
-    let builder = redis::cluster::ClusterClientBuilder::new(seeds.to_vec())
-        .connection_timeout(CONNECT_TIMEOUT)
-        .response_timeout(RESPONSE_TIMEOUT);
-    let cluster = cluster_certificates(builder, options).build().map_err(invalid_url)?;
+    let cluster =
+        cluster_client(options, seeds.clone(), redis::ProtocolVersion::RESP2).map_err(invalid_url)?;
     let connect_error = |source| connect_error(&addr, source);
     let mut requests = cluster.get_async_connection().await.map_err(connect_error)?;
     redis::cmd("PING").query_async::<()>(&mut requests).await.map_err(connect_error)?;
-    let nodes = seeds
-        .iter()
-        .map(|info| client(options, info.clone()))
-        .collect::<redis::RedisResult<Vec<_>>>()
-        .map_err(invalid_url)?;
-    Ok((Connection::Cluster { requests, nodes: nodes.into() }, addr))
+    let subscriptions = ClusterSubscriber::new(requests.clone(), seeds, options.clone());
+    Ok((Connection::Cluster { requests, subscriptions: Arc::new(subscriptions) }, addr))
+}
+
+/// A cluster client over `nodes`, with the timeouts and certificates of
+/// `options`, speaking `protocol` (RESP3 for pushes through a push sender).
+pub(super) fn cluster_client(
+    options: &ConnectOptions,
+    nodes: Vec<redis::ConnectionInfo>,
+    protocol: redis::ProtocolVersion,
+) -> redis::RedisResult<redis::cluster::ClusterClient> {
+    let builder = redis::cluster::ClusterClientBuilder::new(nodes)
+        .connection_timeout(CONNECT_TIMEOUT)
+        .response_timeout(RESPONSE_TIMEOUT)
+        .use_protocol(protocol);
+    cluster_certificates(builder, options).build()
 }
 
 /// The cluster client builder with the certificates of `options`.

@@ -93,13 +93,51 @@ impl Store {
             .map_err(|e| Error::redis_in(op, self.namespace.base(), e))
     }
 
-    /// Follows the live pushes of the channels matching `pattern` in this namespace.
+    /// Follows the live pushes of the channels matching `pattern` in this
+    /// namespace: classic `PSUBSCRIBE`, or, when the namespace pushes sharded
+    /// (`<base>:push-mode` is `sharded`, which this sets on a cluster when
+    /// nothing is set yet), `SSUBSCRIBE` to its shard channel.
     ///
     /// # Errors
     /// [`Error::Permission`] when the user may not subscribe; [`Error::Redis`]
-    /// when the connection cannot be opened.
+    /// when the connection cannot be opened; [`Error::Config`] when the
+    /// namespace pushes sharded on a single server.
     pub(crate) async fn subscribe(&self, pattern: &str) -> Result<Pushes> {
+        let subscriber = self.connection.subscriber();
+        if self.pushes_sharded().await? {
+            let channel = self.namespace.shard_channel();
+            let Some(subscribed) = subscriber.ssubscribe(&channel, pattern).await else {
+                let key = self.namespace.push_mode_key();
+                let reason = format!(
+                    "{key} asks for sharded pushes (SPUBLISH {channel}), which Remq follows only on a Redis Cluster; on one server, DEL {key}"
+                );
+                return Err(Error::Config { name: "push mode", value: "sharded".into(), reason });
+            };
+            return subscribed.map_err(|e| Error::subscribe(&channel, e));
+        }
         let pattern = self.namespace.subscription_pattern(pattern);
-        self.connection.subscriber().psubscribe(&pattern).await.map_err(|e| Error::subscribe(&pattern, e))
+        subscriber.psubscribe(&pattern).await.map_err(|e| Error::subscribe(&pattern, e))
+    }
+
+    /// Whether the publish scripts push this namespace's messages with
+    /// `SPUBLISH`. On a cluster, a namespace with no mode set is switched to
+    /// sharded first (`SET NX`): the subscription that follows then gets every
+    /// later push, and the replay after it covers the earlier ones.
+    async fn pushes_sharded(&self) -> Result<bool> {
+        if self.namespace.is_default() {
+            return Ok(false);
+        }
+        let key = self.namespace.push_mode_key();
+        let mode: Option<String> = if self.is_cluster() {
+            let set = redis::cmd("SET").arg(&key).arg("sharded").arg("NX").arg("GET").clone();
+            Some(
+                self.query::<Option<String>>("set the push mode", &set)
+                    .await?
+                    .unwrap_or_else(|| "sharded".into()),
+            )
+        } else {
+            self.get("read the push mode", &key).await?
+        };
+        Ok(mode.as_deref() == Some("sharded"))
     }
 }

@@ -139,6 +139,18 @@ impl Namespace {
         format!("{}:time", self.base)
     }
 
+    /// `<base>:push-mode`: `sharded` when the publish scripts push with
+    /// `SPUBLISH` to [`shard_channel`](Self::shard_channel) (a Redis Cluster),
+    /// anything else or nothing for classic `PUBLISH`.
+    pub(crate) fn push_mode_key(&self) -> String {
+        format!("{}:push-mode", self.base)
+    }
+
+    /// `<base>:pushes`, the namespace's one shard channel for sharded pushes.
+    pub(crate) fn shard_channel(&self) -> String {
+        format!("{}:pushes", self.base)
+    }
+
     /// `<base>:channel:<pattern>`, what `PSUBSCRIBE` takes to follow a pattern live.
     pub fn subscription_pattern(&self, pattern: &str) -> String {
         format!("{}:channel:{pattern}", self.base)
