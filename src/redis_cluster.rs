@@ -20,7 +20,7 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     /// Starts the nodes, creates the cluster and waits until every node reports
-    /// `cluster_state:ok`.
+    /// `cluster_state:ok` and every replica is in sync with its master.
     ///
     /// # Panics
     /// When a node does not start or the cluster does not come up within 30
@@ -52,7 +52,15 @@ impl RedisCluster {
         );
         let cluster = RedisCluster { nodes };
         let deadline = Instant::now() + READY_TIMEOUT;
-        while !cluster.nodes.iter().all(|n| cluster_info(n.port()).contains("cluster_state:ok")) {
+        // Ready: every slot served, and every replica in sync with its master
+        // (so that WAIT counts it and it can take over).
+        let ready = |port: u16| {
+            let info = redis_cli(port, &["info", "replication"]);
+            cluster_info(port).contains("cluster_state:ok")
+                && (info.contains("role:master") && info.contains("state=online")
+                    || info.contains("master_link_status:up") && info.contains("master_sync_in_progress:0"))
+        };
+        while !cluster.nodes.iter().all(|n| ready(n.port())) {
             assert!(Instant::now() < deadline, "the cluster did not become ready in {READY_TIMEOUT:?}");
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -257,3 +257,90 @@ async fn a_namespace_set_to_sharded_pushes_on_a_single_server_is_a_clear_error()
     assert!(matches!(error, Error::Config { .. }), "{error:?}");
     assert!(error.to_string().contains("DEL remq:{x}:push-mode"), "the error names the fix: {error}");
 }
+
+#[tokio::test]
+async fn a_publish_acked_by_replicas_says_so_and_fails_with_its_ids_when_they_do_not_confirm() {
+    let cluster = RedisCluster::start();
+    let builder = Client::builder(cluster.seed_url()).namespace("remq:{orders}");
+    let acked =
+        builder.clone().replicas(1).replicas_timeout(Duration::from_millis(200)).connect().await.unwrap();
+    let id = acked.publish("o.1", "confirmed").await.unwrap();
+    let batch = acked.publish_batch("o.1", ["a", "b"]).await.unwrap();
+    assert_eq!(batch.start().get(), id.get() + 1);
+    let too_many = builder.replicas(2).replicas_timeout(Duration::from_millis(100)).connect().await.unwrap();
+    let error = too_many.publish("o.1", "one replica only").await.unwrap_err();
+    let Error::NotReplicated { ids, acked: confirmed, wanted, .. } = &error else { panic!("{error:?}") };
+    assert_eq!((ids.start().get(), ids.end().get(), *confirmed, *wanted), (4, 4, 1, 2), "{error}");
+    assert!(error.is_retryable(), "{error}");
+    assert!(error.to_string().contains("REMQ_PUBLISH_REPLICAS"), "{error}");
+    let frozen = cluster.freeze_replicas_of("remq:{orders}");
+    let error = acked.publish_batch("o.1", ["c", "d"]).await.unwrap_err();
+    cluster.resume(&frozen);
+    let Error::NotReplicated { ids, acked: 0, .. } = &error else { panic!("{error:?}") };
+    assert_eq!((ids.start().get(), ids.end().get()), (5, 6), "the batch's ids: {error}");
+    let stored = acked.consume("o.*", MessageId::ZERO, 100).await.unwrap();
+    assert_eq!(stored.len(), 6, "an unconfirmed publish is still stored on the master");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_acked_by_a_replica_survive_a_failover_of_their_master() {
+    let mut cluster = RedisCluster::start();
+    let client = Client::builder(cluster.seed_url())
+        .namespace("remq:{orders}")
+        .replicas(1)
+        .replicas_timeout(Duration::from_millis(200))
+        .connect()
+        .await
+        .unwrap();
+    // One publish in flight at a time, without pause, while the replica falls
+    // behind and the master dies: only an acknowledged one counts. (Without
+    // replica acks, the publishes while the replica is frozen are acknowledged
+    // and then lost with the master.)
+    let failed_over = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let publisher = tokio::spawn({
+        let (client, failed_over) = (client.clone(), failed_over.clone());
+        async move {
+            let mut acknowledged = Vec::new();
+            let (mut i, mut after_failover) = (0, 0);
+            // After the failover the new master has no replica left, so
+            // every publish fails (NotReplicated); a few tries show that.
+            while after_failover < 10 {
+                if failed_over.load(std::sync::atomic::Ordering::Relaxed) {
+                    after_failover += 1;
+                }
+                i += 1;
+                let body = format!("m{i}");
+                match client.publish(&format!("o.{}", i % 5), &body).await {
+                    Ok(_) => acknowledged.push(body),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+            acknowledged
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let frozen = cluster.freeze_replicas_of("remq:{orders}");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let master = cluster.kill_master_for("remq:{orders}");
+    cluster.resume(&frozen);
+    tokio::task::block_in_place(|| cluster.wait_for_failover("remq:{orders}", master));
+    failed_over.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acknowledged = publisher.await.unwrap();
+    assert!(acknowledged.len() > 100, "publishes were acknowledged before the freeze");
+    // The new master's log holds every acknowledged message, in publish order
+    // (an unacknowledged one may sit between them, or be gone).
+    let mut stored = Vec::new();
+    let mut after = MessageId::ZERO;
+    loop {
+        let page = client.consume("o.*", after, 1000).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        stored.extend(page.into_iter().map(|m| m.body));
+    }
+    let mut position = 0;
+    for body in &acknowledged {
+        let found = stored[position..].iter().position(|b| b.as_ref() == body.as_bytes());
+        position +=
+            found.unwrap_or_else(|| panic!("acknowledged {body} is not in the log, or out of order")) + 1;
+    }
+}

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser};
-use remq::Client;
+use remq::{Client, ClientBuilder};
 
 use crate::commands::Command;
 use crate::error::{CliError, Result};
@@ -87,6 +87,15 @@ impl Context {
     /// The library's connection errors (unreachable server, refused
     /// credentials, invalid URL or namespace), or an unreadable certificate file.
     pub(crate) async fn client(&self) -> Result<Client> {
+        Ok(self.client_builder()?.connect().await?)
+    }
+
+    /// The builder [`client`](Self::client) connects with, for commands that
+    /// set more options.
+    ///
+    /// # Errors
+    /// An unreadable certificate file.
+    pub(crate) fn client_builder(&self) -> Result<ClientBuilder> {
         let args = &self.connection;
         // The worker's order: REMQ_REDIS_URL (or --url), REDIS_URL, the default;
         // an empty value counts as unset.
@@ -102,7 +111,7 @@ impl Context {
         if let (Some(cert), Some(key)) = (&args.tls_client_cert, &args.tls_client_key) {
             builder = builder.tls_client_cert(read_pem(cert)?, read_pem(key)?);
         }
-        Ok(builder.connect().await?)
+        Ok(builder)
     }
 
     /// Standard output in the chosen format.

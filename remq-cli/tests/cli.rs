@@ -147,6 +147,20 @@ async fn client(server: &RedisServer) -> Client {
 }
 
 #[test]
+fn publish_with_replicas_fails_with_the_id_when_no_replica_confirms() {
+    let server = RedisServer::start();
+    let args = ["publish", "p", "x", "--replicas", "1", "--replicas-timeout", "50ms"];
+    let stderr = fails(remq(&server), &args, 1);
+    assert!(
+        stderr.contains("message(s) 1..=1 stored, but only 0 of 1 replica(s) confirmed within 50ms"),
+        "{stderr}"
+    );
+    let mut replicas = remq(&server);
+    replicas.env("REMQ_PUBLISH_REPLICAS", "0");
+    assert_eq!(String::from_utf8(run(replicas, &["publish", "p", "y"], b"").stdout).unwrap(), "2\n");
+}
+
+#[test]
 fn publish_takes_the_argument_all_of_stdin_or_each_line() {
     let server = RedisServer::start();
     assert_eq!(ok(&server, &["publish", "p", "from the argument"]), "1\n");

@@ -137,6 +137,25 @@ pub enum Error {
         max: usize,
     },
 
+    /// A publish was stored on the master, but fewer replicas than
+    /// [`ClientBuilder::replicas`](crate::ClientBuilder::replicas) asked for
+    /// confirmed it in time. Retryable: the message may be lost if the master
+    /// fails now, and publishing it again may store it twice.
+    #[error(
+        "message(s) {}..={} stored, but only {acked} of {wanted} replica(s) confirmed within {timeout:?} (ClientBuilder::replicas, REMQ_PUBLISH_REPLICAS): a failover of the master now could lose them; publishing again may store them twice",
+        ids.start(), ids.end()
+    )]
+    NotReplicated {
+        /// The ids the publish got.
+        ids: std::ops::RangeInclusive<crate::MessageId>,
+        /// How many replicas confirmed.
+        acked: u32,
+        /// How many were asked for.
+        wanted: u32,
+        /// How long the master waited.
+        timeout: std::time::Duration,
+    },
+
     /// A batch publish was given no messages.
     #[error("publish_batch needs at least one message")]
     EmptyBatch,
@@ -257,7 +276,7 @@ impl Error {
     /// malformed data and bodies that do not deserialize are permanent.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Connect { .. } | Error::Timeout { .. } => true,
+            Error::Connect { .. } | Error::Timeout { .. } | Error::NotReplicated { .. } => true,
             Error::HandlerTimeout { permanent } => !permanent,
             Error::Handler { permanent, .. } => !permanent,
             Error::Redis { source, .. } => !is_permanent_redis_error(source),

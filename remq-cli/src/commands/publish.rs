@@ -29,13 +29,23 @@ pub(crate) struct PublishArgs {
     /// ending, \n or \r\n); lines already waiting are published in batches.
     #[arg(long, conflicts_with = "message")]
     lines: bool,
+    /// Wait until this many replicas of the master have each message (WAIT);
+    /// fail, with the ids, when fewer confirm within --replicas-timeout.
+    #[arg(long, env = "REMQ_PUBLISH_REPLICAS", default_value_t = 0, value_name = "N")]
+    replicas: u32,
+    /// How long to wait for the replicas.
+    #[arg(long, env = "REMQ_PUBLISH_REPLICAS_TIMEOUT", default_value = "1s", value_name = "DURATION",
+          value_parser = humantime::parse_duration)]
+    replicas_timeout: std::time::Duration,
 }
 
 impl PublishArgs {
     /// Publishes and prints the ids.
     pub(crate) async fn run(self, context: &Context) -> Result<()> {
         remq::validate_channel(&self.channel)?;
-        let client = context.client().await?;
+        let builder =
+            context.client_builder()?.replicas(self.replicas).replicas_timeout(self.replicas_timeout);
+        let client = builder.connect().await?;
         let mut out = context.output();
         if let Some(message) = &self.message {
             let id = client.publish(&self.channel, message.as_encoded_bytes()).await?;

@@ -1,9 +1,13 @@
 //! [`ClientBuilder`]: a client with more options than a URL.
 
 use std::fmt;
+use std::time::Duration;
 
-use crate::connection::{self, ConnectOptions, Store};
+use crate::connection::{self, ConnectOptions, ReplicaAcks, Store};
 use crate::{Client, Namespace, Result};
+
+/// How long a publish waits for replica acknowledgements unless told otherwise.
+const DEFAULT_REPLICAS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Options for a [`Client`] beyond its URL: the namespace and, for `rediss://`
 /// URLs, the certificates.
@@ -26,6 +30,10 @@ pub struct ClientBuilder {
     namespace: Option<String>,
     /// The largest message `publish` sends, in bytes.
     max_message_size: usize,
+    /// Replicas every publish waits for (`WAIT`); 0 for none.
+    replicas: u32,
+    /// How long a publish waits for them.
+    replicas_timeout: Duration,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -34,6 +42,8 @@ impl fmt::Debug for ClientBuilder {
             .field("connect", &self.connect)
             .field("namespace", &self.namespace)
             .field("max_message_size", &self.max_message_size)
+            .field("replicas", &self.replicas)
+            .field("replicas_timeout", &self.replicas_timeout)
             .finish()
     }
 }
@@ -45,7 +55,31 @@ impl ClientBuilder {
             connect: ConnectOptions { url: url.into(), root_cert: None, client_cert: None },
             namespace: None,
             max_message_size: crate::protocol::DEFAULT_MAX_MESSAGE_SIZE,
+            replicas: 0,
+            replicas_timeout: DEFAULT_REPLICAS_TIMEOUT,
         }
+    }
+
+    /// Acknowledge a publish only once `n` replicas of the master have it:
+    /// after the publish script, the client sends `WAIT n <timeout>` on the
+    /// same connection, and reports
+    /// [`Error::NotReplicated`](crate::Error::NotReplicated) (retryable, with
+    /// the ids) when fewer confirmed within the timeout (1 s unless
+    /// [`replicas_timeout`](Self::replicas_timeout) says otherwise). An
+    /// acknowledged message then survives the death of its master as long as
+    /// one of those replicas takes over. `0` (the default) waits for nothing.
+    /// It costs a round trip to a replica on every publish (see
+    /// BENCHMARKS.md).
+    pub fn replicas(mut self, n: u32) -> Self {
+        self.replicas = n;
+        self
+    }
+
+    /// How long a publish waits for the replicas [`replicas`](Self::replicas)
+    /// asks for (default 1 s; at least 1 ms).
+    pub fn replicas_timeout(mut self, timeout: Duration) -> Self {
+        self.replicas_timeout = timeout;
+        self
     }
 
     /// Refuse to publish messages larger than `bytes` (default 4 MiB), with
@@ -94,6 +128,8 @@ impl ClientBuilder {
         if connection.is_cluster() {
             namespace.check_for_cluster()?;
         }
-        Ok(Client::from_parts(Store::new(connection, namespace, addr), self.max_message_size))
+        let acks = (self.replicas > 0)
+            .then_some(ReplicaAcks { replicas: self.replicas, timeout: self.replicas_timeout });
+        Ok(Client::from_parts(Store::new(connection, namespace, addr), self.max_message_size, acks))
     }
 }

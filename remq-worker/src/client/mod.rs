@@ -14,7 +14,7 @@ pub use builder::ClientBuilder;
 pub use channels::ChannelInfo;
 pub use tail::Tail;
 
-use crate::connection::Store;
+use crate::connection::{ReplicaAcks, Store};
 use crate::error::RedisAddr;
 use crate::ownership::registry::{self, RegisteredConsumer};
 use crate::protocol::{self, MAX_CONSUME_LIMIT, Namespace, scripts};
@@ -33,6 +33,8 @@ pub struct Client {
     store: Store,
     /// The largest message `publish` sends.
     max_message_size: usize,
+    /// Replica acknowledgements every publish waits for.
+    acks: Option<ReplicaAcks>,
 }
 
 impl fmt::Debug for Client {
@@ -65,8 +67,8 @@ impl Client {
     }
 
     /// Assembles a client from a connection that [`ClientBuilder`] set up.
-    pub(crate) fn from_parts(store: Store, max_message_size: usize) -> Self {
-        Client { store, max_message_size }
+    pub(crate) fn from_parts(store: Store, max_message_size: usize, acks: Option<ReplicaAcks>) -> Self {
+        Client { store, max_message_size, acks }
     }
 
     /// A view of the same connection working in another namespace, e.g.
@@ -105,7 +107,9 @@ impl Client {
     pub async fn publish(&self, channel: &str, body: impl AsRef<[u8]>) -> Result<MessageId> {
         protocol::validate_channel(channel)?;
         self.check_size(body.as_ref())?;
-        self.store.eval("publish", &scripts::PUBLISH, (channel, body.as_ref())).await.map(MessageId::new)
+        let id =
+            self.store_messages(&scripts::PUBLISH, (channel, body.as_ref()), |&id: &u64| id..=id).await?;
+        Ok(MessageId::new(id))
     }
 
     /// Publishes many messages on one channel in one call; they get consecutive ids,
@@ -130,9 +134,37 @@ impl Client {
         for body in &args {
             self.check_size(body)?;
         }
-        let (first, last): (u64, u64) =
-            self.store.eval("publish_batch", &scripts::PUBLISH_BATCH, (channel, args)).await?;
+        let (first, last) = self
+            .store_messages(&scripts::PUBLISH_BATCH, (channel, args), |&(first, last): &(u64, u64)| {
+                first..=last
+            })
+            .await?;
         Ok(MessageId::new(first)..=MessageId::new(last))
+    }
+
+    /// Runs a publish script and, when the client asks for replica
+    /// acknowledgements, `WAIT`s for them on the same connection; `ids` says
+    /// which ids the script's reply stands for, for the error.
+    async fn store_messages<T: redis::FromRedisValue>(
+        &self,
+        script: &redis::Script,
+        args: impl redis::ToRedisArgs,
+        ids: impl Fn(&T) -> RangeInclusive<u64>,
+    ) -> Result<T> {
+        let Some(acks) = self.acks else {
+            return self.store.eval("publish", script, args).await;
+        };
+        let (reply, acked) = self.store.eval_then_wait("publish", script, args, acks).await?;
+        if acked < acks.replicas {
+            let ids = ids(&reply);
+            return Err(Error::NotReplicated {
+                ids: MessageId::new(*ids.start())..=MessageId::new(*ids.end()),
+                acked,
+                wanted: acks.replicas,
+                timeout: acks.timeout,
+            });
+        }
+        Ok(reply)
     }
 
     /// Reads up to `limit` stored messages with ids strictly greater than `after`

@@ -18,7 +18,7 @@ use redis::aio::ConnectionManager;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 pub(crate) use open::{ConnectOptions, open};
-pub(crate) use store::Store;
+pub(crate) use store::{ReplicaAcks, Store};
 pub(crate) use subscriber::{Pushes, Subscriber};
 
 /// A connection to Redis for requests (scripts, commands, pipelines), and the

@@ -2,12 +2,23 @@
 //! write of Remq's keys funnels through, and subscriptions to its pushes.
 
 use std::fmt;
+use std::time::Duration;
 
 use redis::{FromRedisValue, Script, ToRedisArgs};
 
 use super::{Connection, Pushes};
 use crate::error::RedisAddr;
 use crate::{Error, Namespace, Result};
+
+/// How many replicas must confirm a publish's writes, and how long to wait
+/// for them (`WAIT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ReplicaAcks {
+    /// Replicas that must have the writes.
+    pub(crate) replicas: u32,
+    /// How long the master waits for them.
+    pub(crate) timeout: Duration,
+}
 
 /// A [`Connection`] working in one [`Namespace`]. Cheap to clone: clones share
 /// the connection.
@@ -67,6 +78,34 @@ impl Store {
             .invoke_async(&mut self.connection.clone())
             .await
             .map_err(|e| Error::redis_in(op, self.namespace.base(), e))
+    }
+
+    /// Calls `script` as [`eval`](Self::eval) does and, right behind it in one
+    /// pipeline (so on the same connection, to the same node), `WAIT` for
+    /// `acks.replicas` replicas; returns the script's reply and how many
+    /// replicas confirmed its writes within `acks.timeout`.
+    pub(crate) async fn eval_then_wait<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        script: &Script,
+        args: impl ToRedisArgs,
+        acks: ReplicaAcks,
+    ) -> Result<(T, u32)> {
+        let mut pipe = redis::pipe();
+        let mut eval = self.namespace.evalsha(script);
+        eval.arg(args);
+        pipe.add_command(eval);
+        let timeout = u64::try_from(acks.timeout.as_millis()).unwrap_or(u64::MAX).max(1);
+        pipe.cmd("WAIT").arg(acks.replicas).arg(timeout);
+        let mut connection = self.connection.clone();
+        let error = |e| Error::redis_in(op, self.namespace.base(), e);
+        match pipe.query_async(&mut connection).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                script.load_async(&mut connection).await.map_err(error)?;
+                pipe.query_async(&mut connection).await.map_err(error)
+            }
+            result => result.map_err(error),
+        }
     }
 
     /// `GET key`; `op` names the operation in errors.

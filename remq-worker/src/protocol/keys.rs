@@ -156,6 +156,19 @@ impl Namespace {
         format!("{}:channel:{pattern}", self.base)
     }
 
+    /// `EVALSHA <sha> <numkeys> [<base>]` of `script` in this namespace, for a
+    /// pipeline (the arguments follow; the script must be loaded).
+    pub(crate) fn evalsha(&self, script: &Script) -> redis::Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(script.get_hash());
+        if self.is_default() {
+            cmd.arg(0);
+        } else {
+            cmd.arg(1).arg(&self.base);
+        }
+        cmd
+    }
+
     /// Prepares a call of `script` in this namespace: `numkeys` 0 for the default
     /// base, else the base as `KEYS[1]`.
     pub(crate) fn invoke<'a>(&self, script: &'a Script) -> redis::ScriptInvocation<'a> {

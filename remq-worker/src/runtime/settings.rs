@@ -51,6 +51,10 @@ pub(crate) struct Settings {
     pub(crate) metrics_addr: Option<std::net::SocketAddr>,
     /// The largest message the worker's client publishes (dead letters).
     pub(crate) max_message_size: usize,
+    /// Replicas every publish (dead letters) waits for; 0 for none.
+    pub(crate) publish_replicas: u32,
+    /// How long a publish waits for them; the client's default when unset.
+    pub(crate) publish_replicas_timeout: Option<Duration>,
 }
 
 impl Settings {
@@ -76,6 +80,8 @@ impl Settings {
             tls_client_cert: None,
             metrics_addr: None,
             max_message_size: crate::DEFAULT_MAX_MESSAGE_SIZE,
+            publish_replicas: 0,
+            publish_replicas_timeout: None,
         }
     }
 
@@ -83,7 +89,11 @@ impl Settings {
     pub(crate) fn client_builder(&self) -> ClientBuilder {
         let mut builder = ClientBuilder::new(&self.redis_url)
             .namespace(&self.namespace)
-            .max_message_size(self.max_message_size);
+            .max_message_size(self.max_message_size)
+            .replicas(self.publish_replicas);
+        if let Some(timeout) = self.publish_replicas_timeout {
+            builder = builder.replicas_timeout(timeout);
+        }
         if let Some(pem) = &self.tls_root_cert {
             builder = builder.tls_root_cert(pem.clone());
         }
@@ -161,6 +171,13 @@ impl Settings {
         if let Some((name, v)) = var("REMQ_MAX_MESSAGE_SIZE") {
             s.max_message_size = positive(name, &v)?.min(crate::MAX_MESSAGE_SIZE);
         }
+        if let Some((name, v)) = var("REMQ_PUBLISH_REPLICAS") {
+            s.publish_replicas =
+                v.parse().map_err(|_| invalid(name, &v, "expected a number of replicas such as `1`"))?;
+        }
+        if let Some((name, v)) = var("REMQ_PUBLISH_REPLICAS_TIMEOUT") {
+            s.publish_replicas_timeout = Some(duration(name, &v)?);
+        }
         if let Some((name, v)) = var("REMQ_METRICS_ADDR") {
             s.metrics_addr =
                 Some(v.parse().map_err(|_| invalid(name, &v, "expected host:port such as `0.0.0.0:9090`"))?);
@@ -203,6 +220,8 @@ impl fmt::Debug for Settings {
             .field("tls_client_cert", &self.tls_client_cert.is_some())
             .field("metrics_addr", &self.metrics_addr)
             .field("max_message_size", &self.max_message_size)
+            .field("publish_replicas", &self.publish_replicas)
+            .field("publish_replicas_timeout", &self.publish_replicas_timeout)
             .finish()
     }
 }
@@ -264,6 +283,8 @@ mod tests {
             ("REMQ_DEAD_LETTER_PREFIX", "dlq."),
             ("REMQ_METRICS_ADDR", "0.0.0.0:9090"),
             ("REMQ_MAX_MESSAGE_SIZE", "1024"),
+            ("REMQ_PUBLISH_REPLICAS", "1"),
+            ("REMQ_PUBLISH_REPLICAS_TIMEOUT", "250ms"),
         ])
         .unwrap();
         assert_eq!(s.namespace, "remq:{x}");
@@ -282,6 +303,7 @@ mod tests {
         assert_eq!(s.dead_letter_prefix.as_deref(), Some("dlq."));
         assert_eq!(s.metrics_addr, Some("0.0.0.0:9090".parse().unwrap()));
         assert_eq!(s.max_message_size, 1024);
+        assert_eq!((s.publish_replicas, s.publish_replicas_timeout), (1, Some(Duration::from_millis(250))));
         assert_eq!(from(&[("REMQ_DEAD_LETTERS", "off")]).unwrap().dead_letter_prefix, None);
         assert_eq!(from(&[("REMQ_START_FROM", "earliest")]).unwrap().start_from, StartFrom::Earliest);
     }
@@ -299,6 +321,7 @@ mod tests {
             ("REMQ_DEAD_LETTERS", "maybe"),
             ("REMQ_RETRY_ATTEMPTS", "0"),
             ("REMQ_TLS_CLIENT_CERT", "/nonexistent/client.crt"),
+            ("REMQ_PUBLISH_REPLICAS", "all"),
         ] {
             let err = from(&[(name, value)]).unwrap_err();
             assert!(err.to_string().contains(name), "{err}");
