@@ -344,3 +344,67 @@ async fn messages_acked_by_a_replica_survive_a_failover_of_their_master() {
             found.unwrap_or_else(|| panic!("acknowledged {body} is not in the log, or out of order")) + 1;
     }
 }
+
+#[tokio::test]
+async fn one_worker_follows_two_namespaces_over_one_cluster_connection() {
+    let cluster = RedisCluster::start();
+    let orders = Client::builder(cluster.seed_url()).namespace("remq:{orders}").connect().await.unwrap();
+    let billing = orders.with_namespace("remq:{billing}").unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (to_orders, to_billing) = (seen.clone(), seen.clone());
+    let worker = test_worker(cluster.seed_url())
+        .namespace("remq:{orders}")
+        .retry(remq::RetryPolicy::new().max_attempts(1))
+        .named_handler("two-orders", "o.*", move |m: remq::Message| {
+            to_orders.lock().unwrap().push(("orders", m.id));
+            async {}
+        })
+        .configured_handler(
+            "two-billing",
+            "b.*",
+            remq::HandlerOptions::DEFAULT.namespace("remq:{billing}"),
+            move |m: remq::Message| {
+                let poison = m.body.as_ref() == b"poison";
+                to_billing.lock().unwrap().push(("billing", m.id));
+                async move { if poison { Err(Error::permanent("poison")) } else { Ok(()) } }
+            },
+        );
+    let running = RunningWorker::start(worker);
+    let mut expected = Vec::new();
+    for i in 0..20u32 {
+        expected.push(("orders", orders.publish("o.1", format!("order {i}")).await.unwrap()));
+        expected.push(("billing", billing.publish("b.1", format!("invoice {i}")).await.unwrap()));
+    }
+    expected.push(("billing", billing.publish("b.1", "poison").await.unwrap()));
+    wait_for(Duration::from_secs(20), "both handlers handled everything", || {
+        seen.lock().unwrap().len() >= 41
+    })
+    .await;
+    running.stop().await.unwrap();
+    let by = |ns: &str, list: &[(&str, MessageId)]| -> Vec<MessageId> {
+        list.iter().filter(|(n, _)| *n == ns).map(|(_, id)| *id).collect()
+    };
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(by("orders", &seen), by("orders", &expected), "each namespace in its own id order");
+    assert_eq!(by("billing", &seen), by("billing", &expected));
+    let dead = billing.consume("dead.*", MessageId::ZERO, 10).await.unwrap();
+    assert_eq!(dead.len(), 1, "the dead letter went to the namespace of the message");
+    assert!(orders.consume("dead.*", MessageId::ZERO, 10).await.unwrap().is_empty());
+    // Each consumer's cursor lives in its own namespace.
+    let consumers = billing.consumers().await.unwrap();
+    assert!(consumers.iter().any(|c| c.name == "two-billing"), "{consumers:?}");
+    assert!(!orders.consumers().await.unwrap().iter().any(|c| c.name == "two-billing"));
+}
+
+#[tokio::test]
+async fn a_handler_namespace_without_a_hash_tag_stops_a_worker_on_a_cluster_at_start() {
+    let cluster = RedisCluster::start();
+    let worker = test_worker(cluster.seed_url()).namespace("remq:{orders}").configured_handler(
+        "untagged",
+        "*",
+        remq::HandlerOptions::DEFAULT.namespace("billing"),
+        |_: MessageId| async {},
+    );
+    let error = tokio::time::timeout(Duration::from_secs(10), worker.run()).await.unwrap().unwrap_err();
+    assert!(matches!(error, Error::InvalidNamespace { .. }), "{error:?}");
+}

@@ -116,12 +116,22 @@ struct Options {
     concurrency: Option<usize>,
     /// `rate_limit = 100`: at most this many attempts a second.
     rate_limit: Option<u32>,
+    /// `namespace = "remq:{billing}"`: the namespace the handler consumes.
+    namespace: Option<LitStr>,
 }
 
 impl Options {
     /// Every option's key, for the error about an unknown one.
-    const KNOWN: &'static [&'static str] =
-        &["name", "retries", "timeout", "timeout_permanent", "dead_letter", "concurrency", "rate_limit"];
+    const KNOWN: &'static [&'static str] = &[
+        "name",
+        "retries",
+        "timeout",
+        "timeout_permanent",
+        "dead_letter",
+        "concurrency",
+        "rate_limit",
+        "namespace",
+    ];
 
     /// Parses one `key = value` and stores it.
     fn parse_one(&mut self, input: ParseStream<'_>) -> syn::Result<()> {
@@ -194,6 +204,14 @@ impl Options {
                     ));
                 }
                 set_once(&mut self.dead_letter, &key, value)
+            }
+            "namespace" => {
+                let value: LitStr =
+                    parse_value(input, &key, "a namespace base, as in `namespace = \"remq:{billing}\"`")?;
+                if value.value().is_empty() {
+                    return Err(syn::Error::new(value.span(), "the `namespace` must not be empty"));
+                }
+                set_once(&mut self.namespace, &key, value)
             }
             _ => Err(syn::Error::new(
                 key.span(),
@@ -330,6 +348,7 @@ fn registration(args: &HandlerArgs, function: &ItemFn) -> TokenStream2 {
         o.dead_letter.as_ref().map(|c| quote! { .dead_letter(#c) }),
         o.concurrency.map(|n| quote! { .concurrency(#n) }),
         o.rate_limit.map(|n| quote! { .rate_limit(#n) }),
+        o.namespace.as_ref().map(|ns| quote! { .namespace(#ns) }),
     ]
     .into_iter()
     .flatten();

@@ -57,6 +57,9 @@ mod handler;
 ///   - `timeout_permanent = true`: running past `timeout` is a permanent failure
 ///     (dead-lettered at once) instead of a retryable one.
 ///   - `rate_limit = 100`: at most this many attempts a second.
+///   - `namespace = "remq:{billing}"`: the namespace this handler consumes (its
+///     cursor, lease and dead letters live there too), instead of the worker's;
+///     one worker can follow several namespaces over one connection.
 ///
 /// # The function
 /// A free `async fn` (not in an `impl` block, not generic) whose arguments all implement

@@ -157,6 +157,9 @@ pub struct HandlerOptions {
     pub concurrency: Option<usize>,
     /// At most this many attempts a second; the worker's limit (none by default) otherwise.
     pub rate_limit: Option<u32>,
+    /// The namespace this handler consumes (its cursor, lease and dead letters
+    /// live there too); the worker's otherwise.
+    pub namespace: Option<&'static str>,
 }
 
 impl HandlerOptions {
@@ -168,6 +171,7 @@ impl HandlerOptions {
         dead_letter: None,
         concurrency: None,
         rate_limit: None,
+        namespace: None,
     };
 
     /// Retries after the first attempt (0: none).
@@ -209,6 +213,13 @@ impl HandlerOptions {
     #[must_use]
     pub const fn rate_limit(mut self, per_second: u32) -> Self {
         self.rate_limit = Some(per_second);
+        self
+    }
+
+    /// The namespace this handler consumes, e.g. `remq:{billing}`.
+    #[must_use]
+    pub const fn namespace(mut self, base: &'static str) -> Self {
+        self.namespace = Some(base);
         self
     }
 }

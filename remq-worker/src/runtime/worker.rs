@@ -352,9 +352,6 @@ impl Worker {
         }
         let client = self.settings.client_builder().connect().await?;
         tracing::info!(addr = %client.addr(), namespace = %client.namespace(), consumers = consumers.len(), "worker starting");
-        if self.signals {
-            tokio::spawn(signals::cancel_on_signal(self.shutdown.clone()));
-        }
         let rt = Runtime {
             client,
             settings: Arc::new(self.settings),
@@ -362,6 +359,21 @@ impl Worker {
             shutdown: self.shutdown.clone(),
             health: Health::default(),
         };
+        // A handler in a namespace of its own gets a view of the same
+        // connection there (checked before anything starts).
+        let consumers = consumers
+            .into_iter()
+            .map(|consumer| {
+                let mut rt = rt.clone();
+                if let Some(base) = consumer.options.namespace {
+                    rt.client = rt.client.with_namespace(base)?;
+                }
+                Ok((consumer, rt))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if self.signals {
+            tokio::spawn(signals::cancel_on_signal(self.shutdown.clone()));
+        }
         let tracker = TaskTracker::new();
         if let Some((listener, handle)) = serving {
             endpoints::serve(listener, handle.clone(), rt.health.clone(), self.shutdown.clone(), &tracker);
@@ -374,8 +386,8 @@ impl Worker {
             ));
         }
         let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
-        for consumer in consumers {
-            let (rt, failures) = (rt.clone(), failures.clone());
+        for (consumer, rt) in consumers {
+            let failures = failures.clone();
             tracker.spawn(async move {
                 let name = consumer.name.clone();
                 if let Err(error) = consumer.run(rt.clone()).await {
