@@ -18,8 +18,13 @@ const REMQ: &str = env!("CARGO_BIN_EXE_remq");
 
 /// `remq` pointed at `server`, with nothing else taken from the environment.
 fn remq(server: &RedisServer) -> Command {
+    remq_at(&server.url())
+}
+
+/// `remq` pointed at `url`, with nothing else taken from the environment.
+fn remq_at(url: &str) -> Command {
     let mut command = Command::new(REMQ);
-    command.env("REMQ_REDIS_URL", server.url());
+    command.env("REMQ_REDIS_URL", url);
     for var in [
         "REDIS_URL",
         "REMQ_NAMESPACE",
@@ -144,6 +149,32 @@ fn follow_stderr(child: &mut Child) -> (Arc<Mutex<String>>, std::thread::JoinHan
 
 async fn client(server: &RedisServer) -> Client {
     Client::connect(&server.url()).await.unwrap()
+}
+
+#[test]
+fn the_subcommands_run_on_a_cluster_in_a_tagged_namespace() {
+    let cluster = remq_testkit::RedisCluster::start();
+    let cli = |args: &[&str], input: &[u8]| {
+        let mut command = remq_at(&cluster.seed_list());
+        command.env("REMQ_NAMESPACE", "remq:{cli}");
+        let output = run(command, args, input);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "remq {args:?} failed: {stderr}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert_eq!(cli(&["publish", "c.1", "one", "--replicas", "1"], b""), "1\n");
+    assert_eq!(cli(&["publish", "c.2", "--lines"], b"two\nthree\n"), "2\n3\n");
+    assert_eq!(cli(&["--json", "consume", "c.*"], b"").lines().count(), 3);
+    assert!(cli(&["channels"], b"").contains("c.2"));
+    assert_eq!(cli(&["--json", "tail", "c.*", "--from", "1", "--limit", "2"], b"").lines().count(), 2);
+    assert!(cli(&["flush", "c.*", "--before", "2"], b"").contains('1'));
+    assert_eq!(cli(&["--json", "consume", "c.*"], b"").lines().count(), 2);
+    cli(&["consumers"], b"");
+    cli(&["dead"], b"");
+    let mut untagged = remq_at(&cluster.seed_url());
+    untagged.env("REMQ_NAMESPACE", "remq");
+    let stderr = fails(untagged, &["channels"], 1);
+    assert!(stderr.contains("remq:{app}"), "{stderr}");
 }
 
 #[test]
