@@ -11,7 +11,9 @@
 //!   `replicas(0)` and with `replicas(1)` (the publish script and `WAIT 1` in one
 //!   pipeline);
 //! - **latency**: 2,000 publishes one after another, p50 and p99 of each call,
-//!   both ways.
+//!   both ways;
+//! - **batches**: 200 `publish_batch` calls of 100 messages of 100 bytes, 8 in
+//!   flight, both ways (one `WAIT` per batch).
 
 use std::time::{Duration, Instant};
 
@@ -40,6 +42,21 @@ async fn throughput(client: &Client) -> f64 {
     MESSAGES as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Batched messages per second: 200 batches of 100, 8 in flight.
+async fn batches(client: &Client) -> f64 {
+    let bodies = vec![vec![b'x'; 100]; 100];
+    let started = Instant::now();
+    futures_util::stream::iter(0..200)
+        .map(|i| {
+            let (client, bodies) = (client.clone(), bodies.clone());
+            async move { client.publish_batch(&format!("bench.{}", i % 10), bodies).await.expect("publish_batch") }
+        })
+        .buffer_unordered(8)
+        .for_each(|_| async {})
+        .await;
+    20_000.0 / started.elapsed().as_secs_f64()
+}
+
 /// p50 and p99 of `SEQUENTIAL` publishes, one after another.
 async fn latency(client: &Client) -> (Duration, Duration) {
     let mut calls = Vec::with_capacity(SEQUENTIAL);
@@ -63,9 +80,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for round in 1..=3 {
         let (without, with) = (throughput(&plain).await, throughput(&acked).await);
         let ((p50, p99), (ack_p50, ack_p99)) = (latency(&plain).await, latency(&acked).await);
+        let (batched, batched_acked) = (batches(&plain).await, batches(&acked).await);
         println!(
             "round {round}: replicas(0) {without:>7.0} msg/s, p50 {p50:>7.1?}, p99 {p99:>7.1?} | replicas(1) {with:>7.0} msg/s, p50 {ack_p50:>7.1?}, p99 {ack_p99:>7.1?} | throughput ratio {:.2}",
             with / without
+        );
+        println!(
+            "         batches: replicas(0) {batched:>7.0} msg/s | replicas(1) {batched_acked:>7.0} msg/s | ratio {:.2}",
+            batched_acked / batched
         );
     }
     Ok(())

@@ -292,6 +292,16 @@ async fn messages_acked_by_a_replica_survive_a_failover_of_their_master() {
         .connect()
         .await
         .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let worker = test_worker(cluster.seed_url())
+        .namespace("remq:{orders}")
+        .lease_ttl(Duration::from_secs(10))
+        .named_handler("acked", "o.*", move |message: remq::Message| {
+            sink.lock().unwrap().push(message.body);
+            async {}
+        });
+    let running = RunningWorker::start(worker);
     // One publish in flight at a time, without pause, while the replica falls
     // behind and the master dies: only an acknowledged one counts. (Without
     // replica acks, the publishes while the replica is frozen are acknowledged
@@ -407,4 +417,41 @@ async fn a_handler_namespace_without_a_hash_tag_stops_a_worker_on_a_cluster_at_s
     );
     let error = tokio::time::timeout(Duration::from_secs(10), worker.run()).await.unwrap().unwrap_err();
     assert!(matches!(error, Error::InvalidNamespace { .. }), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_seed_list_with_a_bad_entry_is_an_invalid_url_and_a_dead_seed_is_skipped() {
+    let cluster = RedisCluster::start();
+    let garbage = format!("{},not a url", cluster.seed_url());
+    let error = Client::builder(garbage).namespace("remq:{o}").connect().await.unwrap_err();
+    assert!(matches!(error, Error::InvalidUrl { .. }), "{error:?}");
+    assert!(error.to_string().contains("not a url"), "names the entry: {error}");
+    // A seed that does not answer is passed over for the next one.
+    let dead_first = format!("redis://127.0.0.1:{},{}", remq_testkit::closed_port(), cluster.seed_url());
+    let client = Client::builder(dead_first).namespace("remq:{o}").connect().await.unwrap();
+    assert_eq!(client.publish("o", "x").await.unwrap(), MessageId::new(1));
+    // A list of several servers that are not a cluster is refused.
+    let single = remq_testkit::RedisServer::start();
+    let two = format!("{},{}", single.url(), single.url());
+    let error = Client::connect(&two).await.unwrap_err();
+    assert!(error.to_string().contains("single server: give only its URL"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_that_is_down_gives_a_retryable_error() {
+    let mut cluster = RedisCluster::start();
+    let client = Client::builder(cluster.seed_list()).namespace("remq:{orders}").connect().await.unwrap();
+    client.publish("o", "before").await.unwrap();
+    // The namespace's master and its replica both die: its slot has no owner.
+    let frozen = cluster.freeze_replicas_of("remq:{orders}");
+    cluster.kill_master_for("remq:{orders}");
+    // The cluster client retries until the response timeout (30 s), then
+    // reports the failure; it does not pass CLUSTERDOWN on (issue 14's note).
+    let error = tokio::time::timeout(Duration::from_secs(45), client.publish("o", "during"))
+        .await
+        .expect("the publish gives up within the response timeout")
+        .unwrap_err();
+    cluster.resume(&frozen);
+    assert!(matches!(error, Error::Redis { op: "publish", .. }), "{error:?}");
+    assert!(error.is_retryable(), "a cluster that is down may come back: {error}");
 }
