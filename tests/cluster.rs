@@ -347,11 +347,25 @@ async fn messages_acked_by_a_replica_survive_a_failover_of_their_master() {
         after = last.id;
         stored.extend(page.into_iter().map(|m| m.body));
     }
+    assert_in_order(&acknowledged, &stored, "the log");
+    // The worker, which went on by itself, handled each of them, in order.
+    wait_for(Duration::from_secs(30), "the worker handled the last acknowledged message", || {
+        seen.lock().unwrap().iter().any(|b| b.as_ref() == acknowledged.last().unwrap().as_bytes())
+    })
+    .await;
+    assert!(!running.is_finished());
+    assert_in_order(&acknowledged, &seen.lock().unwrap(), "the worker's deliveries");
+    running.stop().await.unwrap();
+}
+
+/// Checks that `bodies` appear in `found` in this order (other bodies may sit
+/// between them).
+fn assert_in_order(bodies: &[String], found: &[bytes::Bytes], what: &str) {
     let mut position = 0;
-    for body in &acknowledged {
-        let found = stored[position..].iter().position(|b| b.as_ref() == body.as_bytes());
+    for body in bodies {
+        let at = found[position..].iter().position(|b| b.as_ref() == body.as_bytes());
         position +=
-            found.unwrap_or_else(|| panic!("acknowledged {body} is not in the log, or out of order")) + 1;
+            at.unwrap_or_else(|| panic!("acknowledged {body} is missing from {what}, or out of order")) + 1;
     }
 }
 
