@@ -35,8 +35,8 @@ mod tls;
 pub use local::{RedisTarget, redis_url_or_local};
 pub use logs::{CapturedLogs, capture_logs};
 pub use probe::{
-    closed_port, http_get, init_test_logs, local_listener, metric, publish_when_back, scrape_until, wait_for,
-    wait_for_readiness, wait_until,
+    closed_port, http_get, init_test_logs, local_listener, metric, publish_when_back, read_all, scrape_until,
+    wait_for, wait_for_readiness, wait_until,
 };
 pub use redis_cluster::RedisCluster;
 pub use redis_server::{RedisServer, RedisServerBuilder, connect};

@@ -163,3 +163,20 @@ pub fn metric(body: &str, series: &str) -> Option<f64> {
         .filter(|line| !line.starts_with('#'))
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
+
+/// Every stored message of the channels matching `pattern`, in id order, read
+/// page by page with `Client::consume`.
+///
+/// # Panics
+/// When a read fails.
+pub async fn read_all(client: &remq::Client, pattern: &str) -> Vec<remq::Message> {
+    let mut all: Vec<remq::Message> = Vec::new();
+    loop {
+        let after = all.last().map_or(remq::MessageId::ZERO, |m| m.id);
+        let page = client.consume(pattern, after, 10_000).await.expect("a page of the log");
+        if page.is_empty() {
+            return all;
+        }
+        all.extend(page);
+    }
+}

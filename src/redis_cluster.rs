@@ -109,15 +109,9 @@ impl RedisCluster {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             let info = redis_cli(port, &["info", "replication"]);
-            let field = |line: &str, name: &str| {
-                line.split(',').find_map(|f| f.strip_prefix(name)).and_then(|v| v.trim().parse::<u64>().ok())
-            };
-            let master = info.lines().find_map(|l| field(l, "master_repl_offset:"));
-            let replicas: Vec<u64> = info
-                .lines()
-                .filter(|l| l.starts_with("slave"))
-                .filter_map(|l| field(l.split_once(':')?.1, "offset="))
-                .collect();
+            let master =
+                info.lines().find_map(|l| l.strip_prefix("master_repl_offset:")?.trim().parse::<u64>().ok());
+            let replicas: Vec<u64> = replica_fields(&info, "offset");
             if master.is_some() && !replicas.is_empty() && replicas.iter().all(|&r| Some(r) == master) {
                 return;
             }
@@ -168,11 +162,7 @@ impl RedisCluster {
     pub fn freeze_replicas_of(&self, key: &str) -> Vec<u16> {
         let master = self.master_port_for(key);
         let info = redis_cli(master, &["info", "replication"]);
-        let ports: Vec<u16> = info
-            .lines()
-            .filter(|l| l.starts_with("slave"))
-            .filter_map(|l| l.split(',').find_map(|f| f.strip_prefix("port="))?.parse().ok())
-            .collect();
+        let ports: Vec<u16> = replica_fields(&info, "port");
         for &port in &ports {
             self.signal(port, "-STOP");
         }
@@ -265,6 +255,17 @@ fn redis_cli(port: u16, args: &[&str]) -> String {
         .output()
         .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
         .unwrap_or_default()
+}
+
+/// The field `name` (`port`, `offset`, …) of each replica line of `INFO
+/// replication` (`slave0:ip=…,port=…,state=online,offset=…,lag=0`).
+fn replica_fields<T: std::str::FromStr>(info: &str, name: &str) -> Vec<T> {
+    info.lines()
+        .filter_map(|line| line.strip_prefix("slave")?.split_once(':'))
+        .filter_map(|(_, fields)| {
+            fields.split(',').find_map(|f| f.strip_prefix(name)?.strip_prefix('='))?.trim().parse().ok()
+        })
+        .collect()
 }
 
 /// One line of `CLUSTER NODES`.

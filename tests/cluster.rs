@@ -58,28 +58,12 @@ async fn publish_consume_flush_and_tail_in_two_namespaces_on_a_cluster() {
 async fn a_worker_handles_every_message_in_order_on_a_cluster() {
     let cluster = RedisCluster::start();
     let client = Client::builder(cluster.seed_url()).namespace("remq:{orders}").connect().await.unwrap();
-    let mut expected = Vec::new();
-    for i in 0..50u32 {
-        expected.push(client.publish(&format!("o.{}", i % 5), "before").await.unwrap());
-    }
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    let worker = test_worker(cluster.seed_url()).namespace("remq:{orders}").named_handler(
-        "orders",
-        "o.*",
-        move |id: MessageId| {
-            sink.lock().unwrap().push(id);
-            async {}
-        },
-    );
-    let running = RunningWorker::start(worker);
-    for i in 0..50u32 {
-        expected.push(client.publish(&format!("o.{}", i % 5), "live").await.unwrap());
-    }
-    wait_for(Duration::from_secs(20), "the worker handled all 100", || seen.lock().unwrap().len() >= 100)
-        .await;
+    // 50 before the worker starts (replayed), 50 after (live).
+    let mut expected = publish_some(&client, 50).await;
+    let (running, seen, _) = recording_worker(&cluster, "orders", Duration::from_secs(1));
+    expected.extend(publish_some(&client, 50).await);
+    handled_exactly(&seen, &expected).await;
     running.stop().await.unwrap();
-    assert_eq!(*seen.lock().unwrap(), expected, "replay then live, every id once, in order");
 }
 
 /// A worker on `remq:{orders}` whose handler `name` (metrics are per process,
@@ -187,26 +171,32 @@ async fn a_slot_migration_ends_the_sharded_subscription_and_the_worker_replays_t
     running.stop().await.unwrap();
 }
 
+/// A cluster, a client on `remq:{orders}` and a recording worker `name`
+/// that has handled ids 1..=30 and stored its checkpoint, with every write on
+/// the replica: the state before a failover. The worker's lease (10 s, the
+/// default) outlives a failover here (a few seconds), so it keeps the lease and
+/// only its subscription and requests fail over.
+async fn settled(
+    name: &str,
+) -> (RedisCluster, Client, RunningWorker, Arc<Mutex<Vec<MessageId>>>, std::net::SocketAddr, Vec<MessageId>) {
+    let cluster = RedisCluster::start();
+    let client = Client::builder(cluster.seed_url()).namespace("remq:{orders}").connect().await.unwrap();
+    let (running, seen, addr) = recording_worker(&cluster, name, Duration::from_secs(10));
+    let expected = publish_some(&client, 30).await;
+    handled_exactly(&seen, &expected).await;
+    let checkpoint = format!(r#"remq_checkpoint_id{{handler="{name}"}}"#);
+    remq_testkit::scrape_until(addr, &checkpoint, |id| id == 30.0).await;
+    cluster.wait_for_replicas_of("remq:{orders}");
+    (cluster, client, running, seen, addr, expected)
+}
+
 #[tokio::test]
 async fn a_worker_follows_a_master_failover_without_a_restart() {
-    let mut cluster = RedisCluster::start();
-    let client = Client::builder(cluster.seed_url()).namespace("remq:{orders}").connect().await.unwrap();
-    // The default lease (10 s) outlives the failover (a few seconds here), so
-    // the consumer keeps it and only its subscription and requests fail over.
-    let (running, seen, addr) = recording_worker(&cluster, "failover", Duration::from_secs(10));
-    let mut expected = publish_some(&client, 30).await;
-    handled_exactly(&seen, &expected).await;
-    // The checkpoint is stored and the replica has every write before the
-    // master dies, so nothing is lost or handled twice (no replica acks here).
-    let checkpoint = r#"remq_checkpoint_id{handler="failover"}"#;
-    remq_testkit::scrape_until(addr, checkpoint, |id| id == expected.last().unwrap().get() as f64).await;
-    let master = cluster.master_port_for("remq:{orders}");
-    cluster.wait_for_replicas_of("remq:{orders}");
-    tracing::info!("killing the master");
-    cluster.kill_master_for("remq:{orders}");
+    let (mut cluster, client, running, seen, addr, mut expected) = settled("failover").await;
+    // Nothing is lost or handled twice (no replica acks here).
+    let master = cluster.kill_master_for("remq:{orders}");
     let promoted = cluster.wait_for_failover("remq:{orders}", master);
     assert_ne!(promoted, master);
-    tracing::info!("failover done");
     expected.extend(publish_some(&client, 30).await);
     handled_exactly(&seen, &expected).await;
     assert!(!running.is_finished(), "the worker went on without a restart");
@@ -217,14 +207,7 @@ async fn a_worker_follows_a_master_failover_without_a_restart() {
 
 #[tokio::test]
 async fn a_failover_to_a_replica_that_missed_writes_is_detected_as_a_counter_reset() {
-    let mut cluster = RedisCluster::start();
-    let client = Client::builder(cluster.seed_url()).namespace("remq:{orders}").connect().await.unwrap();
-    let (running, seen, addr) = recording_worker(&cluster, "lossy", Duration::from_secs(10));
-    let mut expected = publish_some(&client, 30).await;
-    handled_exactly(&seen, &expected).await;
-    let checkpoint = r#"remq_checkpoint_id{handler="lossy"}"#;
-    remq_testkit::scrape_until(addr, checkpoint, |id| id == 30.0).await;
-    cluster.wait_for_replicas_of("remq:{orders}");
+    let (mut cluster, client, running, seen, addr, mut expected) = settled("lossy").await;
     // The replica misses ids 31..=40, which the worker handles; then the
     // master dies and the replica takes over with the counter at 30.
     let frozen = cluster.freeze_replicas_of("remq:{orders}");
@@ -339,14 +322,7 @@ async fn messages_acked_by_a_replica_survive_a_failover_of_their_master() {
     assert!(acknowledged.len() > 100, "publishes were acknowledged before the freeze");
     // The new master's log holds every acknowledged message, in publish order
     // (an unacknowledged one may sit between them, or be gone).
-    let mut stored = Vec::new();
-    let mut after = MessageId::ZERO;
-    loop {
-        let page = client.consume("o.*", after, 1000).await.unwrap();
-        let Some(last) = page.last() else { break };
-        after = last.id;
-        stored.extend(page.into_iter().map(|m| m.body));
-    }
+    let stored: Vec<_> = remq_testkit::read_all(&client, "o.*").await.into_iter().map(|m| m.body).collect();
     assert_in_order(&acknowledged, &stored, "the log");
     // The worker, which went on by itself, handled each of them, in order.
     wait_for(Duration::from_secs(30), "the worker handled the last acknowledged message", || {

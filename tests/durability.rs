@@ -74,14 +74,8 @@ async fn acknowledged_publishes_survive_a_redis_crash_with_appendfsync_always() 
             },
         )
         .await;
-    let mut stored = BTreeMap::new();
-    let mut cursor = MessageId::ZERO;
-    loop {
-        let page = client.consume("durable.*", cursor, 10_000).await.unwrap();
-        let Some(last) = page.last() else { break };
-        cursor = last.id;
-        stored.extend(page.into_iter().map(|m| (m.id, m.body)));
-    }
+    let stored: BTreeMap<_, _> =
+        remq_testkit::read_all(&client, "durable.*").await.into_iter().map(|m| (m.id, m.body)).collect();
     let lost: Vec<_> = acked.keys().filter(|id| !stored.contains_key(id)).collect();
     assert!(
         lost.is_empty(),

@@ -67,9 +67,7 @@ pub(crate) async fn open(options: &ConnectOptions) -> Result<(Connection, RedisA
     let tcp = TcpSettings::default().set_nodelay(true).set_keepalive(keepalive);
     let mut seeds = Vec::new();
     for url in options.url.split(',').map(str::trim).filter(|url| !url.is_empty()) {
-        let invalid_url =
-            |e: redis::RedisError| Error::InvalidUrl { url: redact_url(url), reason: e.to_string() };
-        seeds.push(url.into_connection_info().map_err(invalid_url)?.set_tcp_settings(tcp.clone()));
+        seeds.push(url.into_connection_info().map_err(invalid_url(url))?.set_tcp_settings(tcp.clone()));
     }
     if seeds.is_empty() {
         return Err(Error::InvalidUrl { url: redact_url(&options.url), reason: "no URL given".into() });
@@ -99,15 +97,18 @@ pub(crate) async fn open(options: &ConnectOptions) -> Result<(Connection, RedisA
     Err(failure.expect("at least one seed was tried"))
 }
 
+/// Maps the `redis` crate's refusal of `url` (printed without its password).
+fn invalid_url(url: &str) -> impl Fn(redis::RedisError) -> Error + '_ {
+    move |e| Error::InvalidUrl { url: redact_url(url), reason: e.to_string() }
+}
+
 /// One server's self-healing connection (checked with a `PING`) and its client.
 async fn open_server(
     options: &ConnectOptions,
     info: redis::ConnectionInfo,
     addr: &RedisAddr,
 ) -> Result<(ConnectionManager, redis::Client)> {
-    let invalid_url =
-        |e: redis::RedisError| Error::InvalidUrl { url: redact_url(&options.url), reason: e.to_string() };
-    let redis = client(options, info).map_err(invalid_url)?;
+    let redis = client(options, info).map_err(invalid_url(&options.url))?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(RESPONSE_TIMEOUT))
@@ -138,10 +139,8 @@ async fn open_cluster(
     seeds: Vec<redis::ConnectionInfo>,
     addr: RedisAddr,
 ) -> Result<(Connection, RedisAddr)> {
-    let invalid_url =
-        |e: redis::RedisError| Error::InvalidUrl { url: redact_url(&options.url), reason: e.to_string() };
-    let cluster =
-        cluster_client(options, seeds.clone(), redis::ProtocolVersion::RESP2).map_err(invalid_url)?;
+    let cluster = cluster_client(options, seeds.clone(), redis::ProtocolVersion::RESP2)
+        .map_err(invalid_url(&options.url))?;
     let connect_error = |source| connect_error(&addr, source);
     let mut requests = cluster.get_async_connection().await.map_err(connect_error)?;
     redis::cmd("PING").query_async::<()>(&mut requests).await.map_err(connect_error)?;

@@ -155,22 +155,20 @@ fn follow(
     kind: PushKind,
     glob: Option<String>,
 ) -> Pushes {
-    stream::unfold((connection, pushes), move |(connection, mut pushes)| {
-        let (kind, glob) = (kind.clone(), glob.clone());
-        async move {
-            loop {
-                let push = pushes.recv().await?;
-                if push.kind == kind {
-                    let Some(payload) = payload(push.data) else { continue };
-                    if glob.as_deref().is_none_or(|glob| matches(glob, &payload)) {
-                        return Some((payload, (connection, pushes)));
-                    }
-                } else if matches!(
-                    push.kind,
-                    PushKind::Disconnection | PushKind::SUnsubscribe | PushKind::PUnsubscribe
-                ) {
-                    return None;
+    // The kind and the glob travel in the state, so a push costs no copy of them.
+    stream::unfold((connection, pushes, kind, glob), |(connection, mut pushes, kind, glob)| async move {
+        loop {
+            let push = pushes.recv().await?;
+            if push.kind == kind {
+                let Some(payload) = payload(push.data) else { continue };
+                if glob.as_deref().is_none_or(|glob| matches(glob, &payload)) {
+                    return Some((payload, (connection, pushes, kind, glob)));
                 }
+            } else if matches!(
+                push.kind,
+                PushKind::Disconnection | PushKind::SUnsubscribe | PushKind::PUnsubscribe
+            ) {
+                return None;
             }
         }
     })
