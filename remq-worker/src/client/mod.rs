@@ -107,8 +107,9 @@ impl Client {
     pub async fn publish(&self, channel: &str, body: impl AsRef<[u8]>) -> Result<MessageId> {
         protocol::validate_channel(channel)?;
         self.check_size(body.as_ref())?;
-        let id =
-            self.store_messages(&scripts::PUBLISH, (channel, body.as_ref()), |&id: &u64| id..=id).await?;
+        let id = self
+            .store_messages("publish", &scripts::PUBLISH, (channel, body.as_ref()), |&id: &u64| id..=id)
+            .await?;
         Ok(MessageId::new(id))
     }
 
@@ -135,26 +136,30 @@ impl Client {
             self.check_size(body)?;
         }
         let (first, last) = self
-            .store_messages(&scripts::PUBLISH_BATCH, (channel, args), |&(first, last): &(u64, u64)| {
-                first..=last
-            })
+            .store_messages(
+                "publish_batch",
+                &scripts::PUBLISH_BATCH,
+                (channel, args),
+                |&(first, last): &(u64, u64)| first..=last,
+            )
             .await?;
         Ok(MessageId::new(first)..=MessageId::new(last))
     }
 
     /// Runs a publish script and, when the client asks for replica
-    /// acknowledgements, `WAIT`s for them on the same connection; `ids` says
-    /// which ids the script's reply stands for, for the error.
+    /// acknowledgements, `WAIT`s for them on the same connection; `op` names
+    /// the call in errors, `ids` says which ids the script's reply stands for.
     async fn store_messages<T: redis::FromRedisValue>(
         &self,
+        op: &'static str,
         script: &redis::Script,
         args: impl redis::ToRedisArgs,
         ids: impl Fn(&T) -> RangeInclusive<u64>,
     ) -> Result<T> {
         let Some(acks) = self.acks else {
-            return self.store.eval("publish", script, args).await;
+            return self.store.eval(op, script, args).await;
         };
-        let (reply, acked) = self.store.eval_then_wait("publish", script, args, acks).await?;
+        let (reply, acked) = self.store.eval_then_wait(op, script, args, acks).await?;
         if acked < acks.replicas {
             let ids = ids(&reply);
             return Err(Error::NotReplicated {
