@@ -7,6 +7,7 @@ use std::time::Duration;
 use remq::{Client, Error, MessageId, StartFrom};
 use remq_testkit::{
     RedisCluster, RunningWorker, local_listener, metric, test_worker, wait_for, wait_for_readiness,
+    wait_until,
 };
 
 #[tokio::test]
@@ -428,20 +429,25 @@ async fn a_seed_list_with_a_bad_entry_is_an_invalid_url_and_a_dead_seed_is_skipp
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cluster_that_is_down_gives_a_retryable_error() {
+async fn a_cluster_that_is_down_is_a_retryable_cluster_down_error() {
     let mut cluster = RedisCluster::start();
     let client = Client::builder(cluster.seed_list()).namespace("remq:{orders}").connect().await.unwrap();
     client.publish("o", "before").await.unwrap();
     // The namespace's master and its replica both die: its slot has no owner.
     let frozen = cluster.freeze_replicas_of("remq:{orders}");
     cluster.kill_master_for("remq:{orders}");
-    // The cluster client retries until the response timeout (30 s), then
-    // reports the failure; it does not pass CLUSTERDOWN on (issue 14's note).
-    let error = tokio::time::timeout(Duration::from_secs(45), client.publish("o", "during"))
-        .await
-        .expect("the publish gives up within the response timeout")
-        .unwrap_err();
+    // At first the master's connection is refused (the other nodes have not
+    // yet agreed that it is gone); once they have, the error says the
+    // cluster is down. Every error on the way is retryable.
+    let error = wait_until(Duration::from_secs(60), "the cluster to be reported down", async || {
+        let error = client.publish("o", "during").await.expect_err("no master serves the slot");
+        assert!(error.is_retryable(), "a master that is down may come back: {error}");
+        matches!(error, Error::ClusterDown { .. }).then_some(error)
+    })
+    .await;
     cluster.resume(&frozen);
-    assert!(matches!(error, Error::Redis { op: "publish", .. }), "{error:?}");
+    assert!(matches!(error, Error::ClusterDown { op: "publish", .. }), "{error:?}");
+    let text = error.to_string();
+    assert!(text.contains("Redis Cluster is down") && text.contains("redis-cli --cluster check"), "{text}");
     assert!(error.is_retryable(), "a cluster that is down may come back: {error}");
 }

@@ -151,8 +151,8 @@ async fn client(server: &RedisServer) -> Client {
     Client::connect(&server.url()).await.unwrap()
 }
 
-#[test]
-fn the_subcommands_run_on_a_cluster_in_a_tagged_namespace() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subcommands_run_on_a_cluster_in_a_tagged_namespace() {
     let cluster = remq_testkit::RedisCluster::start();
     let cli = |args: &[&str], input: &[u8]| {
         let mut command = remq_at(&cluster.seed_list());
@@ -169,8 +169,32 @@ fn the_subcommands_run_on_a_cluster_in_a_tagged_namespace() {
     assert_eq!(cli(&["--json", "tail", "c.*", "--from", "1", "--limit", "2"], b"").lines().count(), 2);
     assert!(cli(&["flush", "c.*", "--before", "2"], b"").contains('1'));
     assert_eq!(cli(&["--json", "consume", "c.*"], b"").lines().count(), 2);
-    cli(&["consumers"], b"");
-    cli(&["dead"], b"");
+
+    // A worker in the namespace dead-letters a message; the operator lists
+    // the consumer and the letter, and redrives it.
+    let worker = test_worker(cluster.seed_url()).namespace("remq:{cli}").named_handler(
+        "cli-billing",
+        "orders.*",
+        |_: Message| async { Err::<(), _>(Error::permanent("card declined")) },
+    );
+    let running = RunningWorker::start(worker);
+    assert_eq!(cli(&["publish", "orders.created", "order 1"], b""), "4\n");
+    wait_for(Duration::from_secs(20), "the dead letter", || cli(&["dead"], b"").contains("orders.created@4"))
+        .await;
+    running.stop().await.unwrap();
+    assert!(cli(&["consumers"], b"").contains("cli-billing"));
+    let redriven = json_lines(&cli(&["--json", "redrive", "dead.orders.created"], b""));
+    assert_eq!(redriven.len(), 1);
+    let new_id = redriven[0]["id"].as_u64().unwrap().to_string();
+    let replayed = json_lines(&cli(&["--json", "consume", "orders.created", "--after", "4"], b""));
+    assert_eq!(
+        (&replayed[0]["id"], &replayed[0]["body"]),
+        (&json!(new_id.parse::<u64>().unwrap()), &json!("order 1"))
+    );
+
+    let bench = ["bench", "--messages", "200", "--size", "16", "--channels", "2", "--batch", "50"];
+    assert_eq!(cli(&bench, b"").lines().count(), 5, "a header and four scenarios");
+
     let mut untagged = remq_at(&cluster.seed_url());
     untagged.env("REMQ_NAMESPACE", "remq");
     let stderr = fails(untagged, &["channels"], 1);

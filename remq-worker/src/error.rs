@@ -85,6 +85,20 @@ pub enum Error {
         source: redis::RedisError,
     },
 
+    /// A Redis Cluster could not serve the request: a hash slot has no master
+    /// that answers (`CLUSTERDOWN`, or a failed request while the nodes report
+    /// `cluster_state:fail`). Retryable: the cluster may come back.
+    #[error(
+        "{op} failed: the Redis Cluster is down ({source}); a master and its replicas are unreachable, or the nodes cannot reach each other: check it with `redis-cli --cluster check <host:port>`, and retry once every slot is served again"
+    )]
+    ClusterDown {
+        /// The operation that failed, e.g. `publish`.
+        op: &'static str,
+        /// The server's `CLUSTERDOWN` reply, or the failed request's error.
+        #[source]
+        source: redis::RedisError,
+    },
+
     /// Redis refused a command because the user's ACL lacks a permission; the
     /// message says which one to grant. Permanent: waiting does not add it.
     #[error("{op} failed: the Redis user lacks a permission ({source}); grant it {needed}")]
@@ -271,12 +285,15 @@ impl Error {
     }
 
     /// True when trying again later may succeed: the connection failed or dropped,
-    /// Redis timed out, or a handler failed with a retryable error. Invalid input,
+    /// Redis timed out, a cluster was down, or a handler failed with a retryable error. Invalid input,
     /// refused credentials, missing ACL permissions, a server that is not Redis,
     /// malformed data and bodies that do not deserialize are permanent.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Connect { .. } | Error::Timeout { .. } | Error::NotReplicated { .. } => true,
+            Error::Connect { .. }
+            | Error::Timeout { .. }
+            | Error::NotReplicated { .. }
+            | Error::ClusterDown { .. } => true,
             Error::HandlerTimeout { permanent } => !permanent,
             Error::Handler { permanent, .. } => !permanent,
             Error::Redis { source, .. } => !is_permanent_redis_error(source),
@@ -290,7 +307,11 @@ impl Error {
     }
 
     /// Wraps the error of the Redis command behind operation `op`.
+    /// A cluster that is down becomes [`Error::ClusterDown`].
     pub(crate) fn redis(op: &'static str, source: redis::RedisError) -> Self {
+        if source.code() == Some("CLUSTERDOWN") {
+            return Error::ClusterDown { op, source };
+        }
         Error::Redis { op, source }
     }
 
@@ -303,7 +324,7 @@ impl Error {
         // Inside a script, Redis 7 reports a missing permission without the
         // NOPERM code: "The user executing the script can't publish to the channel …".
         if source.code() != Some("NOPERM") && !detail.contains("user executing the script can't") {
-            return Error::Redis { op, source };
+            return Error::redis(op, source);
         }
         // Redis 7 names a refused command in quotes: "no permissions to run the 'evalsha' command".
         let command =
@@ -327,7 +348,7 @@ impl Error {
     /// pattern, which the user's channel rules must match literally.
     pub(crate) fn subscribe(pattern: &str, source: redis::RedisError) -> Self {
         if source.code() != Some("NOPERM") {
-            return Error::Redis { op: "subscribe", source };
+            return Error::redis("subscribe", source);
         }
         let needed = format!(
             "the channel pattern {pattern} (ACL SETUSER <user> &{pattern}; Redis matches a PSUBSCRIBE pattern literally against the user's channel rules)"

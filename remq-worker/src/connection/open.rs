@@ -21,6 +21,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// carries out, inviting a duplicate on retry); it only guards against a
 /// connection that hangs without closing.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the cluster client tries a request again (after a redirect, a
+/// refused connection or a `CLUSTERDOWN`) before it reports the error.
+const CLUSTER_RETRIES: u32 = 12;
 /// TCP keepalive: a connection whose peer vanished without a reset (a NAT or load
 /// balancer dropping idle flows, a host lost in a failover) is detected within
 /// about `KEEPALIVE_IDLE + 3 × KEEPALIVE_INTERVAL`, which matters most for
@@ -158,6 +161,13 @@ pub(super) fn cluster_client(
     let builder = redis::cluster::ClusterClientBuilder::new(nodes)
         .connection_timeout(CONNECT_TIMEOUT)
         .response_timeout(RESPONSE_TIMEOUT)
+        // Waits of 0.1 s growing to 3 s, about 10–18 s in all: enough to
+        // ride out a failover with a short node timeout, and short of the
+        // response timeout, so a slot left without a master ends in the
+        // server's CLUSTERDOWN rather than in a timeout that names nothing.
+        .retries(CLUSTER_RETRIES)
+        .min_retry_wait(100)
+        .max_retry_wait(3_000)
         .use_protocol(protocol);
     cluster_certificates(builder, options).build()
 }
