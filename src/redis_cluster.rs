@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::RedisServer;
+use crate::{RedisServer, RedisServerBuilder};
 
 /// How long the cluster may take to cover every slot after it was created.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -26,14 +26,37 @@ impl RedisCluster {
     /// When a node does not start or the cluster does not come up within 30
     /// seconds (the message includes what `redis-cli` said).
     pub fn start() -> RedisCluster {
+        RedisCluster::start_with(|node| node)
+    }
+
+    /// [`start`](Self::start), each node also serving TLS with the server
+    /// certificate of `files`, and the nodes talking TLS to each other (the
+    /// cluster bus and replication); [`tls_seed_url`](Self::tls_seed_url)
+    /// reaches it. The plain ports stay open for the kit's own commands.
+    ///
+    /// # Panics
+    /// As [`start`](Self::start), or when no free port is left.
+    pub fn start_tls(files: &crate::TlsFiles) -> RedisCluster {
+        RedisCluster::start_with(|node| {
+            node.tls(files)
+                .expect("a free port for TLS")
+                .arg("--tls-cluster")
+                .arg("yes")
+                .arg("--tls-replication")
+                .arg("yes")
+        })
+    }
+
+    /// Starts six nodes, each configured by `configure`, and joins them.
+    fn start_with(configure: impl Fn(RedisServerBuilder) -> RedisServerBuilder) -> RedisCluster {
         let nodes: Vec<RedisServer> = (0..6)
             .map(|_| {
-                RedisServer::builder()
+                let node = RedisServer::builder()
                     .arg("--cluster-enabled")
                     .arg("yes")
                     .arg("--cluster-node-timeout")
-                    .arg("2000")
-                    .start()
+                    .arg("2000");
+                configure(node).start()
             })
             .collect();
         let addresses: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())).collect();
@@ -70,6 +93,32 @@ impl RedisCluster {
     /// One node's URL, `redis://127.0.0.1:<port>`: enough to reach the whole cluster.
     pub fn seed_url(&self) -> String {
         self.nodes[0].url()
+    }
+
+    /// One node's TLS URL, `rediss://localhost:<tls-port>`, for a cluster
+    /// started with [`start_tls`](Self::start_tls).
+    pub fn tls_seed_url(&self) -> String {
+        self.nodes[0].tls_url()
+    }
+
+    /// Creates the user `name` with `password` and the ACL `rules` on every
+    /// node (a cluster does not share users), as
+    /// [`RedisServer::acl_user`] does; returns the seed list with the
+    /// credentials in each URL.
+    ///
+    /// # Panics
+    /// When a node refuses the rules.
+    pub fn acl_user(&self, name: &str, password: &str, rules: &[&str]) -> String {
+        let mut setuser = vec!["acl", "setuser", name, "reset", "on"];
+        let password = format!(">{password}");
+        setuser.push(&password);
+        setuser.extend(rules);
+        for node in &self.nodes {
+            let answer = redis_cli(node.port(), &setuser);
+            assert_eq!(answer, "OK", "ACL SETUSER on {}", node.port());
+        }
+        let credentials = format!("redis://{name}:{}@", &password[1..]);
+        self.seed_list().replace("redis://", &credentials)
     }
 
     /// Every node's URL, comma-separated (the seed-list form of a cluster URL).

@@ -93,3 +93,57 @@ async fn the_minimal_acl_runs_the_client_and_a_worker() {
     let err = redis::cmd("SET").arg("other").arg("x").query_async::<()>(&mut conn).await.unwrap_err();
     assert_eq!(err.code(), Some("NOPERM"), "{err}");
 }
+
+/// What a cluster adds to [`MINIMAL_RULES`], as the README lists it.
+const CLUSTER_RULES: &str = "+info +cluster|slots +ssubscribe +spublish +readonly +wait";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_minimal_acl_with_the_cluster_rules_runs_the_client_and_a_worker_on_a_cluster() {
+    let cluster = remq_testkit::RedisCluster::start();
+    let rules: Vec<&str> = MINIMAL_RULES.split_whitespace().chain(CLUSTER_RULES.split_whitespace()).collect();
+    let url = cluster.acl_user("app", "app-pass", &rules);
+    let client = Client::builder(&url).namespace("remq:{acl}").replicas(1).connect().await.unwrap();
+    let first = client.publish("acl.a", "1").await.unwrap();
+    client.publish_batch("acl.b", ["2", "poison"]).await.unwrap();
+    assert_eq!(client.consume("acl.*", MessageId::ZERO, 10).await.unwrap().len(), 3);
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let (listener, addr) = remq_testkit::local_listener();
+    let worker = remq_testkit::test_worker(url.clone())
+        .namespace("remq:{acl}")
+        .lease_ttl(Duration::from_millis(500))
+        .retry(remq::RetryPolicy::new().max_attempts(1))
+        .metrics_listener(listener)
+        .flush(FlushPolicy::new("acl.*").every(Duration::from_millis(100)))
+        .named_handler("acl-cluster", "acl.*", move |message: remq::Message| {
+            let record = record.clone();
+            async move {
+                record.lock().unwrap().push(message.id);
+                if &message.body[..] == b"poison" { Err(Error::permanent("poison")) } else { Ok(()) }
+            }
+        });
+    let running = RunningWorker::start(worker);
+    wait_for(Duration::from_secs(20), "the three stored messages", || seen.lock().unwrap().len() == 3).await;
+    // Live, through the sharded subscription this user may make.
+    remq_testkit::wait_for_readiness(addr, "acl-cluster", "live").await;
+    let live = client.publish("acl.c", "4").await.unwrap();
+    wait_for(Duration::from_secs(10), "the live message", || seen.lock().unwrap().len() == 4).await;
+    assert_eq!(seen.lock().unwrap()[0], first);
+    assert_eq!(seen.lock().unwrap()[3], live);
+    let dead = client.consume("dead.acl.b", MessageId::ZERO, 10).await.unwrap();
+    assert_eq!(dead.len(), 1, "the dead letter was published");
+    wait_until(Duration::from_secs(10), "the flush job to run", async || {
+        client.consume("acl.*", MessageId::ZERO, 10).await.unwrap().is_empty().then_some(())
+    })
+    .await;
+    assert!(!running.is_finished(), "no permission error stopped the worker");
+    running.stop().await.unwrap();
+
+    // Without the cluster rules the same user is refused with what to grant.
+    let minimal: Vec<&str> = MINIMAL_RULES.split_whitespace().filter(|rule| *rule != "+info").collect();
+    let url = cluster.acl_user("bare", "bare-pass", &minimal);
+    let error = Client::builder(&url).namespace("remq:{acl}").connect().await.map(|_| ()).unwrap_err();
+    assert!(matches!(error, Error::Permission { op: "connect", .. }), "{error:?}");
+    assert!(error.to_string().contains("ACL SETUSER <user> +info"), "{error}");
+}

@@ -79,3 +79,39 @@ async fn a_worker_consumes_over_tls() {
     assert_eq!(*seen.lock().unwrap(), [first, second]);
     running.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_and_the_client_run_on_a_cluster_over_tls() {
+    let files = TlsFiles::generate().unwrap();
+    let cluster = remq_testkit::RedisCluster::start_tls(&files);
+    let client = Client::builder(cluster.tls_seed_url())
+        .namespace("remq:{tls}")
+        .tls_root_cert(files.pem("ca.crt"))
+        .replicas(1)
+        .connect()
+        .await
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let (listener, addr) = local_listener();
+    let worker = test_worker(cluster.tls_seed_url())
+        .namespace("remq:{tls}")
+        .tls_root_cert(files.pem("ca.crt"))
+        .metrics_listener(listener)
+        .named_handler("tls-cluster", "t.*", move |id: MessageId| {
+            let record = record.clone();
+            async move { record.lock().unwrap().push(id) }
+        });
+    let running = RunningWorker::start(worker);
+    let first = client.publish("t.1", "replayed").await.unwrap();
+    wait_for(Duration::from_secs(20), "the replayed message", || !seen.lock().unwrap().is_empty()).await;
+    // Live: the sharded subscription runs over TLS to the namespace's master.
+    wait_for_readiness(addr, "tls-cluster", "live").await;
+    let second = client.publish_batch("t.2", ["live", "too"]).await.unwrap();
+    wait_for(Duration::from_secs(10), "the live messages", || seen.lock().unwrap().len() >= 3).await;
+    assert_eq!(*seen.lock().unwrap(), [first, *second.start(), *second.end()]);
+    running.stop().await.unwrap();
+    // Without the CA, the cluster is not trusted either.
+    let error = Client::builder(cluster.tls_seed_url()).namespace("remq:{tls}").connect().await.unwrap_err();
+    assert!(matches!(error, Error::Tls { .. }), "{error:?}");
+}

@@ -86,8 +86,13 @@ pub(crate) async fn open(options: &ConnectOptions) -> Result<(Connection, RedisA
                 continue;
             }
         };
-        if in_cluster_mode(requests.clone(), &addr).await? {
-            return open_cluster(options, seeds, addr).await;
+        match deployment(requests.clone(), &addr).await? {
+            Deployment::Cluster => return open_cluster(options, seeds, addr).await,
+            Deployment::Unknown(source) if seeds.len() > 1 => {
+                let needed = "the command info (ACL SETUSER <user> +info), with which Remq tells a cluster from one server".into();
+                return Err(Error::Permission { op: "connect", needed, source });
+            }
+            Deployment::Single | Deployment::Unknown(_) => {}
         }
         if seeds.len() > 1 {
             let reason = format!(
@@ -125,13 +130,24 @@ async fn open_server(
     Ok((conn, redis))
 }
 
+/// What `INFO cluster` says the server is.
+enum Deployment {
+    /// One server.
+    Single,
+    /// A node of a Redis Cluster.
+    Cluster,
+    /// The user may not run `INFO` (the refusal).
+    Unknown(redis::RedisError),
+}
+
 /// Whether the server runs in cluster mode (`INFO cluster`). A user whom an
-/// ACL denies `INFO` is taken to be on one server (the README's ACL for a
-/// cluster allows it).
-async fn in_cluster_mode(mut conn: ConnectionManager, addr: &RedisAddr) -> Result<bool> {
+/// ACL denies `INFO` is taken to be on one server when given one URL (the
+/// README's ACL for one server leaves `INFO` out; its ACL for a cluster has it).
+async fn deployment(mut conn: ConnectionManager, addr: &RedisAddr) -> Result<Deployment> {
     match redis::cmd("INFO").arg("cluster").query_async::<String>(&mut conn).await {
-        Ok(info) => Ok(info.lines().any(|line| line.trim() == "cluster_enabled:1")),
-        Err(e) if e.code() == Some("NOPERM") => Ok(false),
+        Ok(info) if info.lines().any(|line| line.trim() == "cluster_enabled:1") => Ok(Deployment::Cluster),
+        Ok(_) => Ok(Deployment::Single),
+        Err(e) if e.code() == Some("NOPERM") => Ok(Deployment::Unknown(e)),
         Err(e) => Err(connect_error(addr, e)),
     }
 }
