@@ -209,14 +209,12 @@ impl RedisCluster {
     /// (until they reconnect, after [`resume`](Self::resume)); returns their
     /// ports. Every other method needs them resumed first.
     pub fn freeze_replicas_of(&self, key: &str) -> Vec<u16> {
-        let master = self.master_port_for(key);
-        let info = redis_cli(master, &["info", "replication"]);
-        let ports: Vec<u16> = replica_fields(&info, "port");
-        for &port in &ports {
+        let shard = self.shard_ports_for(key);
+        for &port in &shard[1..] {
             self.signal(port, "-STOP");
         }
-        redis_cli(master, &["client", "kill", "type", "replica"]);
-        ports
+        redis_cli(shard[0], &["client", "kill", "type", "replica"]);
+        shard[1..].to_vec()
     }
 
     /// Lets frozen nodes run again.
@@ -226,10 +224,32 @@ impl RedisCluster {
         }
     }
 
+    /// The ports of every node.
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(RedisServer::port).collect()
+    }
+
+    /// The ports of the shard that serves `key`: its master first, then the
+    /// master's replicas.
+    pub fn shard_ports_for(&self, key: &str) -> Vec<u16> {
+        let master = self.master_port_for(key);
+        let mut ports = vec![master];
+        ports.extend(replica_fields::<u16>(&redis_cli(master, &["info", "replication"]), "port"));
+        ports
+    }
+
+    /// The process id of the node on `port`.
+    ///
+    /// # Panics
+    /// When no running node of this cluster listens there.
+    pub fn pid_of(&self, port: u16) -> u32 {
+        let node = self.nodes.iter().find(|n| n.port() == port).expect("a node of this cluster");
+        node.pid().expect("the node runs")
+    }
+
     /// Sends `signal` (`-STOP`, `-CONT`) to the node on `port`.
     fn signal(&self, port: u16, signal: &str) {
-        let node = self.nodes.iter().find(|n| n.port() == port).expect("a node of this cluster");
-        let pid = node.pid().expect("the node runs").to_string();
+        let pid = self.pid_of(port).to_string();
         let status = Command::new("kill").arg(signal).arg(&pid).status().expect("kill runs");
         assert!(status.success(), "kill {signal} {pid}");
     }
