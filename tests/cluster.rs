@@ -357,8 +357,9 @@ async fn one_worker_follows_two_namespaces_over_one_cluster_connection() {
         .namespace("remq:{orders}")
         .retry(remq::RetryPolicy::new().max_attempts(1))
         .named_handler("two-orders", "o.*", move |m: remq::Message| {
+            let poison = m.body.as_ref() == b"poison";
             to_orders.lock().unwrap().push(("orders", m.id));
-            async {}
+            async move { if poison { Err(Error::permanent("poison")) } else { Ok(()) } }
         })
         .configured_handler(
             "two-billing",
@@ -377,8 +378,9 @@ async fn one_worker_follows_two_namespaces_over_one_cluster_connection() {
         expected.push(("billing", billing.publish("b.1", format!("invoice {i}")).await.unwrap()));
     }
     expected.push(("billing", billing.publish("b.1", "poison").await.unwrap()));
+    expected.push(("orders", orders.publish("o.2", "poison").await.unwrap()));
     wait_for(Duration::from_secs(20), "both handlers handled everything", || {
-        seen.lock().unwrap().len() >= 41
+        seen.lock().unwrap().len() >= 42
     })
     .await;
     running.stop().await.unwrap();
@@ -388,9 +390,17 @@ async fn one_worker_follows_two_namespaces_over_one_cluster_connection() {
     let seen = seen.lock().unwrap().clone();
     assert_eq!(by("orders", &seen), by("orders", &expected), "each namespace in its own id order");
     assert_eq!(by("billing", &seen), by("billing", &expected));
-    let dead = billing.consume("dead.*", MessageId::ZERO, 10).await.unwrap();
-    assert_eq!(dead.len(), 1, "the dead letter went to the namespace of the message");
-    assert!(orders.consume("dead.*", MessageId::ZERO, 10).await.unwrap().is_empty());
+    // Each dead letter went to the namespace of its message, and is redriven there.
+    for (client, channel) in [(&billing, "b.1"), (&orders, "o.2")] {
+        let dead = client.consume("dead.*", MessageId::ZERO, 10).await.unwrap();
+        assert_eq!(dead.iter().map(|m| m.channel.as_str()).collect::<Vec<_>>(), [format!("dead.{channel}")]);
+        let head = client.head().await.unwrap();
+        let redriven = remq::redrive_page(client, "dead.*", MessageId::ZERO, 10).await.unwrap();
+        assert_eq!(redriven.len(), 1);
+        assert_eq!((redriven[0].channel.as_str(), redriven[0].dead_id), (channel, dead[0].id));
+        let again = client.consume(channel, head, 10).await.unwrap();
+        assert_eq!((again[0].id, &again[0].body[..]), (redriven[0].id, &b"poison"[..]));
+    }
     // Each consumer's cursor lives in its own namespace.
     let consumers = billing.consumers().await.unwrap();
     assert!(consumers.iter().any(|c| c.name == "two-billing"), "{consumers:?}");

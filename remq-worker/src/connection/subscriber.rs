@@ -63,7 +63,7 @@ impl ClusterSubscriber {
         Ok((client.get_async_connection_with_config(config).await?, rx))
     }
 
-    /// The nodes `CLUSTER SLOTS` names now, each with the first seed's
+    /// The nodes `CLUSTER SLOTS` names now, each once, with the first seed's
     /// settings; none when the request fails.
     async fn current_nodes(&self) -> Vec<ConnectionInfo> {
         let slots: Vec<Value> =
@@ -93,7 +93,10 @@ impl ClusterSubscriber {
                     },
                     _ => ConnectionAddr::Tcp(host, port),
                 };
-                nodes.push(template.clone().set_addr(addr));
+                // A node serving several ranges is listed once.
+                if !nodes.iter().any(|node: &ConnectionInfo| *node.addr() == addr) {
+                    nodes.push(template.clone().set_addr(addr));
+                }
             }
         }
         nodes
