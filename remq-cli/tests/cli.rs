@@ -697,3 +697,29 @@ fn tail_replays_new_messages_when_redis_lost_its_data() {
     let stderr = stderr_of(&mut child);
     assert!(stderr.contains("the id counter went backwards"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_partitioned_namespace_is_created_and_keys_land_where_the_client_puts_them() {
+    let server = RedisServer::start();
+    let created = ok(&server, &["namespace", "create", "remq:{orders}", "--partitions", "4"]);
+    assert_eq!(created, "remq:{orders}: 4 partition(s), remq:{orders.0} … remq:{orders.3}\n");
+    let mut other = remq(&server);
+    other.env("REMQ_NAMESPACE", "remq:{orders}");
+    let again = fails(remq(&server), &["namespace", "create", "remq:{orders}", "--partitions", "8"], 1);
+    assert!(again.contains("created with 4 partitions"), "{again}");
+    // The CLI (one process) and this test's client (another) put a key in the same partition.
+    let published = run(other, &["--json", "publish", "orders.created", "hello", "--key", "user-42"], b"");
+    assert!(published.status.success(), "{}", String::from_utf8_lossy(&published.stderr));
+    let published = json_lines(&String::from_utf8(published.stdout).unwrap());
+    let expected = remq::partition_for(b"user-42", 4);
+    assert_eq!(published, [json!({ "id": 1, "channel": "orders.created", "partition": expected })]);
+    let client = Client::builder(server.url()).namespace("remq:{orders}").connect().await.unwrap();
+    let again = client.publish_keyed("orders.created", "user-42", "again").await.unwrap();
+    assert_eq!((again.partition, again.id.get()), (expected, 2));
+    let mut text = remq(&server);
+    text.env("REMQ_NAMESPACE", "remq:{orders}");
+    let line =
+        String::from_utf8(run(text, &["publish", "orders.created", "x", "--key", "user-42"], b"").stdout)
+            .unwrap();
+    assert_eq!(line, format!("3\tpartition {expected}\n"));
+}

@@ -85,6 +85,17 @@ pub enum Error {
         source: redis::RedisError,
     },
 
+    /// A partitioned namespace was misused: a partition that does not exist,
+    /// a count other than the stored one, or a namespace that cannot be
+    /// partitioned. Permanent; the reason says what to do.
+    #[error("partitions of namespace {namespace}: {reason}")]
+    Partitions {
+        /// The namespace's base.
+        namespace: String,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A Redis Cluster could not serve the request: a hash slot has no master
     /// that answers (`CLUSTERDOWN`, or a failed request while the nodes report
     /// `cluster_state:fail`). Retryable: the cluster may come back.

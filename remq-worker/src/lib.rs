@@ -84,7 +84,7 @@ mod protocol;
 mod retention;
 mod runtime;
 
-pub use client::{ChannelInfo, Client, ClientBuilder, Tail};
+pub use client::{ChannelInfo, Client, ClientBuilder, Published, PublishedBatch, Tail};
 pub use error::{BoxError, Error, RedisAddr, Result};
 pub use feed::StartFrom;
 #[doc(hidden)]
@@ -96,8 +96,8 @@ pub use message::{Message, MessageId};
 pub use middleware::{RetryPolicy, redrive, redrive_page};
 pub use ownership::registry::RegisteredConsumer;
 pub use protocol::{
-    DEFAULT_MAX_MESSAGE_SIZE, MAX_CONSUME_LIMIT, MAX_MESSAGE_SIZE, Namespace, validate_channel,
-    validate_pattern,
+    DEFAULT_MAX_MESSAGE_SIZE, MAX_CONSUME_LIMIT, MAX_MESSAGE_SIZE, MAX_PARTITIONS, Namespace, partition_for,
+    validate_channel, validate_pattern,
 };
 pub use remq_macros::handler;
 pub use retention::{ChannelFlush, FlushPolicy, FlushReport};

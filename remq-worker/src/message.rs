@@ -73,8 +73,7 @@ impl FromStr for MessageId {
 
 /// One message: where it was published, its id, and its body.
 ///
-/// Non-exhaustive: more fields (a partition) will come; build one with
-/// [`Message::new`].
+/// Non-exhaustive: more fields may come; build one with [`Message::new`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Message {
@@ -84,6 +83,9 @@ pub struct Message {
     pub channel: String,
     /// The body, byte for byte as published.
     pub body: Bytes,
+    /// The partition of a partitioned namespace the message is in (its id is
+    /// one of that partition); 0 in a namespace that is not partitioned.
+    pub partition: u32,
 }
 
 /// How much of a malformed frame an error quotes, so a huge body never ends up
@@ -98,7 +100,7 @@ pub(crate) fn preview(bytes: &[u8]) -> String {
 impl Message {
     /// A message with this id, channel and body (say, for a handler's unit test).
     pub fn new(id: MessageId, channel: impl Into<String>, body: impl Into<Bytes>) -> Self {
-        Message { id, channel: channel.into(), body: body.into() }
+        Message { id, channel: channel.into(), body: body.into(), partition: 0 }
     }
 
     /// Parses a wire frame `<channel>@<id>\n<body>`, as pushed on pub/sub and
@@ -129,7 +131,7 @@ impl Message {
         // it behind a shared header, one more allocation per message.
         let mut body = frame;
         body.advance(newline + 1);
-        Ok(Message { id: MessageId(id), channel, body })
+        Ok(Message { id: MessageId(id), channel, body, partition: 0 })
     }
 
     /// Encodes the message as a wire frame (the inverse of [`from_frame`](Self::from_frame)).
@@ -196,7 +198,7 @@ mod tests {
 
     #[test]
     fn to_frame_is_the_inverse_of_from_frame() {
-        let m = Message { id: MessageId::new(9), channel: "a@b".into(), body: Bytes::from_static(b"x\ny@1") };
+        let m = Message::new(MessageId::new(9), "a@b", Bytes::from_static(b"x\ny@1"));
         assert_eq!(Message::from_frame(m.to_frame()).unwrap(), m);
     }
 }

@@ -6,6 +6,7 @@ mod consume;
 mod consumers;
 mod dead;
 mod flush;
+mod namespace;
 mod publish;
 mod redrive;
 mod tail;
@@ -38,6 +39,8 @@ pub(crate) enum Command {
     Redrive(redrive::RedriveArgs),
     /// Measure publish and consume throughput against the server.
     Bench(bench::BenchArgs),
+    /// Create a partitioned namespace.
+    Namespace(namespace::NamespaceArgs),
 }
 
 impl Command {
@@ -53,6 +56,7 @@ impl Command {
             Command::Dead(args) => args.run(context).await,
             Command::Redrive(args) => args.run(context).await,
             Command::Bench(args) => args.run(context).await,
+            Command::Namespace(args) => args.run(context).await,
         }
     }
 }

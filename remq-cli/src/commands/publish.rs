@@ -3,10 +3,9 @@
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
-use std::ops::RangeInclusive;
 
 use clap::Args;
-use remq::{Client, MessageId};
+use remq::Client;
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
@@ -19,7 +18,8 @@ const BATCH: usize = 1000;
 
 /// Arguments of `remq publish`.
 #[derive(Debug, Args)]
-#[command(after_help = "Prints the id of each message published, one per line.")]
+#[command(after_help = "Prints the id of each message published, one per line; in a partitioned namespace, \
+the id, a tab and `partition <k>` (the JSON lines add \"partition\").")]
 pub(crate) struct PublishArgs {
     /// The channel, e.g. orders.created (no newline, none of * ? [ ]).
     channel: String,
@@ -29,6 +29,10 @@ pub(crate) struct PublishArgs {
     /// ending, \n or \r\n); lines already waiting are published in batches.
     #[arg(long, conflicts_with = "message")]
     lines: bool,
+    /// In a partitioned namespace, the key that picks the partition (default:
+    /// the channel name); every message of one key lands in one partition.
+    #[arg(long, value_name = "KEY")]
+    key: Option<String>,
     /// Wait until this many replicas of the master have each message (WAIT);
     /// fail, with the ids, when fewer confirm within --replicas-timeout.
     #[arg(long, env = "REMQ_PUBLISH_REPLICAS", default_value_t = 0, value_name = "N")]
@@ -46,10 +50,15 @@ impl PublishArgs {
         let builder =
             context.client_builder()?.replicas(self.replicas).replicas_timeout(self.replicas_timeout);
         let client = builder.connect().await?;
+        let target = Target {
+            partitioned: client.partitions().await? > 1,
+            key: self.key.clone().unwrap_or_else(|| self.channel.clone()),
+            channel: &self.channel,
+            client,
+        };
         let mut out = context.output();
         if let Some(message) = &self.message {
-            let id = client.publish(&self.channel, message.as_encoded_bytes()).await?;
-            return print_ids(&mut out, &self.channel, id..=id);
+            return target.publish(&mut out, vec![message.as_encoded_bytes().to_vec()]).await;
         }
         if std::io::stdin().is_terminal() {
             eprintln!(
@@ -61,8 +70,7 @@ impl PublishArgs {
         if !self.lines {
             let mut body = Vec::new();
             stdin.read_to_end(&mut body).await?;
-            let id = client.publish(&self.channel, body).await?;
-            return print_ids(&mut out, &self.channel, id..=id);
+            return target.publish(&mut out, vec![body]).await;
         }
         let mut batch = Vec::new();
         loop {
@@ -76,7 +84,7 @@ impl PublishArgs {
             // once: a batch ends where the data waiting in the buffer ends.
             let more_waiting = stdin.buffer().contains(&b'\n');
             if !batch.is_empty() && (end || !more_waiting || batch.len() == BATCH) {
-                publish_lines(&client, &mut out, &self.channel, std::mem::take(&mut batch)).await?;
+                target.publish(&mut out, std::mem::take(&mut batch)).await?;
             }
             if end {
                 return Ok(());
@@ -85,22 +93,40 @@ impl PublishArgs {
     }
 }
 
-/// Publishes a batch of lines and prints their ids.
-async fn publish_lines(client: &Client, out: &mut Output, channel: &str, lines: Vec<Vec<u8>>) -> Result<()> {
-    let ids = client.publish_batch(channel, lines).await?;
-    print_ids(out, channel, ids)
+/// Where `remq publish` publishes, and how it prints what it did.
+struct Target<'a> {
+    /// The client.
+    client: Client,
+    /// The channel.
+    channel: &'a str,
+    /// The key that picks the partition.
+    key: String,
+    /// Whether the namespace has more than one partition (then the output names it).
+    partitioned: bool,
 }
 
-/// Prints the ids `first..=last` of messages published on `channel`.
-fn print_ids(out: &mut Output, channel: &str, ids: RangeInclusive<MessageId>) -> Result<()> {
-    for id in ids.start().get()..=ids.end().get() {
-        if out.is_json() {
-            out.json_line(&Published { id, channel })?;
+impl Target<'_> {
+    /// Publishes `bodies` (one message, or a batch of lines) and prints their ids.
+    async fn publish(&self, out: &mut Output, bodies: Vec<Vec<u8>>) -> Result<()> {
+        let (partition, ids) = if let [body] = &bodies[..] {
+            let published = self.client.publish_keyed(self.channel, &self.key, body).await?;
+            (published.partition, published.id..=published.id)
         } else {
-            out.line(&id.to_string())?;
+            let published = self.client.publish_batch_keyed(self.channel, &self.key, bodies).await?;
+            (published.partition, published.ids)
+        };
+        let partition = self.partitioned.then_some(partition);
+        for id in ids.start().get()..=ids.end().get() {
+            if out.is_json() {
+                out.json_line(&Published { id, channel: self.channel, partition })?;
+            } else if let Some(partition) = partition {
+                out.line(&format!("{id}\tpartition {partition}"))?;
+            } else {
+                out.line(&id.to_string())?;
+            }
         }
+        Ok(out.flush()?)
     }
-    Ok(out.flush()?)
 }
 
 /// Removes a trailing `\n` or `\r\n`.
@@ -120,4 +146,7 @@ struct Published<'a> {
     id: u64,
     /// Its channel.
     channel: &'a str,
+    /// Its partition, in a partitioned namespace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partition: Option<u32>,
 }

@@ -4,6 +4,7 @@
 
 mod builder;
 mod channels;
+mod partitions;
 mod retention;
 mod tail;
 
@@ -12,6 +13,7 @@ use std::ops::RangeInclusive;
 
 pub use builder::ClientBuilder;
 pub use channels::ChannelInfo;
+pub use partitions::{Published, PublishedBatch};
 pub use tail::Tail;
 
 use crate::connection::{ReplicaAcks, Store};
@@ -35,6 +37,8 @@ pub struct Client {
     max_message_size: usize,
     /// Replica acknowledgements every publish waits for.
     acks: Option<ReplicaAcks>,
+    /// Which partition this client works in, and how many its namespace has.
+    partitioning: partitions::Partitioning,
 }
 
 impl fmt::Debug for Client {
@@ -68,7 +72,8 @@ impl Client {
 
     /// Assembles a client from a connection that [`ClientBuilder`] set up.
     pub(crate) fn from_parts(store: Store, max_message_size: usize, acks: Option<ReplicaAcks>) -> Self {
-        Client { store, max_message_size, acks }
+        let partitioning = partitions::Partitioning::of(store.namespace());
+        Client { store, max_message_size, acks, partitioning }
     }
 
     /// A view of the same connection working in another namespace, e.g.
@@ -81,7 +86,8 @@ impl Client {
         if self.store.is_cluster() {
             namespace.check_for_cluster()?;
         }
-        Ok(Client { store: self.store.with_namespace(namespace), ..self.clone() })
+        let partitioning = partitions::Partitioning::of(&namespace);
+        Ok(Client { store: self.store.with_namespace(namespace), partitioning, ..self.clone() })
     }
 
     /// The namespace this client works in.
@@ -95,7 +101,10 @@ impl Client {
     }
 
     /// Publishes one message and returns its id. The message is stored before the
-    /// call returns and pushed to live subscribers in the same Redis call.
+    /// call returns and pushed to live subscribers in the same Redis call. In a
+    /// partitioned namespace the channel name picks the partition
+    /// ([`partition_for`](crate::partition_for)); the id is one of that
+    /// partition ([`publish_keyed`](Self::publish_keyed) says which).
     ///
     /// # Errors
     /// [`Error::InvalidChannel`] for a name that breaks the rules (see
@@ -105,16 +114,13 @@ impl Client {
     /// # Cancel safety
     /// Dropping the future after the command was sent may still publish the message.
     pub async fn publish(&self, channel: &str, body: impl AsRef<[u8]>) -> Result<MessageId> {
-        protocol::validate_channel(channel)?;
-        self.check_size(body.as_ref())?;
-        let id = self
-            .store_messages("publish", &scripts::PUBLISH, (channel, body.as_ref()), |&id: &u64| id..=id)
-            .await?;
-        Ok(MessageId::new(id))
+        Ok(self.publish_keyed(channel, channel, body).await?.id)
     }
 
     /// Publishes many messages on one channel in one call; they get consecutive ids,
     /// returned as `first..=last`. Faster than single publishes for bulk producers.
+    /// In a partitioned namespace the channel name picks the partition, as for
+    /// [`publish`](Self::publish).
     ///
     /// # Errors
     /// [`Error::EmptyBatch`] when `bodies` is empty, otherwise as [`publish`](Self::publish).
@@ -126,20 +132,32 @@ impl Client {
         I: IntoIterator,
         I::Item: AsRef<[u8]>,
     {
+        Ok(self.publish_batch_keyed(channel, channel, bodies).await?.ids)
+    }
+
+    /// Stores one message in this client's own namespace (no partition picked).
+    async fn publish_here(&self, channel: &str, body: &[u8]) -> Result<MessageId> {
         protocol::validate_channel(channel)?;
-        let bodies: Vec<I::Item> = bodies.into_iter().collect();
+        self.check_size(body)?;
+        let id =
+            self.store_messages("publish", &scripts::PUBLISH, (channel, body), |&id: &u64| id..=id).await?;
+        Ok(MessageId::new(id))
+    }
+
+    /// Stores a batch in this client's own namespace (no partition picked).
+    async fn publish_batch_here(&self, channel: &str, bodies: &[&[u8]]) -> Result<RangeInclusive<MessageId>> {
+        protocol::validate_channel(channel)?;
         if bodies.is_empty() {
             return Err(Error::EmptyBatch);
         }
-        let args: Vec<&[u8]> = bodies.iter().map(AsRef::as_ref).collect();
-        for body in &args {
+        for body in bodies {
             self.check_size(body)?;
         }
         let (first, last) = self
             .store_messages(
                 "publish_batch",
                 &scripts::PUBLISH_BATCH,
-                (channel, args),
+                (channel, bodies),
                 |&(first, last): &(u64, u64)| first..=last,
             )
             .await?;
@@ -191,7 +209,7 @@ impl Client {
             let page = log::read_page(&self.store, pattern, after, asked).await?;
             let next_after = page.next_after(asked);
             for entry in page.entries {
-                messages.push(entry?);
+                messages.push(Message { partition: self.partition_index(), ..entry? });
             }
             match next_after {
                 Some(next) if messages.len() < limit => after = next,

@@ -42,6 +42,8 @@ pub struct Tail {
     name: Arc<str>,
     /// The id the tail started after, for `Debug`.
     started_after: MessageId,
+    /// The partition its messages are in (0 unless a view of one partition).
+    partition: u32,
 }
 
 impl Client {
@@ -70,7 +72,8 @@ impl Client {
         let store = self.store().clone();
         let after = from.resolve(&store, pattern).await?;
         let (pattern, name): (Arc<str>, Arc<str>) = (pattern.into(), format!("tail {pattern}").into());
-        Ok(Tail { feed: feed(&store, &name, &pattern, after), store, pattern, name, started_after: after })
+        let feed = feed(&store, &name, &pattern, after);
+        Ok(Tail { feed, store, pattern, name, started_after: after, partition: self.partition_index() })
     }
 }
 
@@ -91,7 +94,7 @@ impl Tail {
     pub async fn next(&mut self) -> Result<Message> {
         loop {
             match self.feed.next().await {
-                Ok(message) => return Ok(message),
+                Ok(message) => return Ok(Message { partition: self.partition, ..message }),
                 Err(FeedStop::CounterReset(reset)) => self.rewind(reset),
                 Err(FeedStop::Failed(error)) => return Err(error),
             }

@@ -178,7 +178,7 @@ mod tests {
     use super::*;
 
     fn delivery(body: &'static [u8]) -> Delivery {
-        let message = Message { id: MessageId::new(7), channel: "c".into(), body: Bytes::from_static(body) };
+        let message = Message::new(MessageId::new(7), "c", Bytes::from_static(body));
         Delivery::new(message, "consumer".into(), Arc::default())
     }
 

@@ -14,6 +14,9 @@
 //!
 //! {"order":42}
 //! ```
+//!
+//! A message of a partitioned namespace adds `partition: <k>` after its `id`
+//! (the id is one of that partition); its dead letter goes to the same partition.
 
 use std::sync::Arc;
 
@@ -156,8 +159,12 @@ where
 /// Builds the envelope of a failed message.
 fn envelope(message: &Message, consumer: &str, attempts: u32, error: &Error) -> Vec<u8> {
     let one_line = |s: &str| s.replace(['\r', '\n'], " ");
+    let partition = match message.partition {
+        0 => String::new(),
+        k => format!("partition: {k}\n"),
+    };
     let mut out = format!(
-        "{MAGIC}\nchannel: {}\nid: {}\nhandler: {}\nattempts: {attempts}\nerror: {}\n\n",
+        "{MAGIC}\nchannel: {}\nid: {}\n{partition}handler: {}\nattempts: {attempts}\nerror: {}\n\n",
         message.channel,
         message.id,
         one_line(consumer),
@@ -210,6 +217,7 @@ impl DeadLetterEnvelope {
                 id: MessageId::new(id),
                 channel: channel.to_owned(),
                 body: body.slice(split + 2..),
+                partition: field("partition").and_then(|v| v.parse().ok()).unwrap_or(0),
             },
             handler: field("handler").unwrap_or_default().to_owned(),
             attempts: field("attempts").and_then(|v| v.parse().ok()).unwrap_or(0),

@@ -89,7 +89,7 @@ mod tests {
         let calls =
             (0..10u64).map(|id| {
                 let mut limited = limited.clone();
-                let message = Message { id: MessageId::new(id), channel: "c".into(), body: Bytes::new() };
+                let message = Message::new(MessageId::new(id), "c", Bytes::new());
                 async move {
                     limited.ready().await?.call(Delivery::new(message, "c".into(), Arc::default())).await
                 }

@@ -4,12 +4,14 @@
 mod glob;
 mod keys;
 mod packed;
+mod partition;
 pub(crate) mod scripts;
 
 pub(crate) use glob::Glob;
 pub(crate) use keys::LeaseKey;
 pub use keys::Namespace;
 pub(crate) use packed::{LogState, PackedPage, message};
+pub use partition::{MAX_PARTITIONS, partition_for};
 
 use crate::{Error, Result};
 

@@ -162,7 +162,7 @@ pub(crate) fn message(channel: &[u8], entry_id: &[u8], body: Bytes) -> Result<Me
     if channel.is_empty() {
         return Err(malformed("the channel name is empty"));
     }
-    Ok(Message { id, channel: channel.to_owned(), body })
+    Ok(Message::new(id, channel, body))
 }
 
 #[cfg(test)]

@@ -371,6 +371,18 @@ impl Worker {
                 Ok((consumer, rt))
             })
             .collect::<Result<Vec<_>>>()?;
+        for (_, rt) in &consumers {
+            let count = rt.client.partitions().await?;
+            if count > 1 {
+                return Err(Error::Partitions {
+                    namespace: rt.client.namespace().to_string(),
+                    reason: format!(
+                        "it has {count} partitions, and this version's worker follows unpartitioned namespaces only; \
+                         read each partition with Client::partition(k) meanwhile"
+                    ),
+                });
+            }
+        }
         if self.signals {
             tokio::spawn(signals::cancel_on_signal(self.shutdown.clone()));
         }
