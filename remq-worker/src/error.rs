@@ -97,15 +97,15 @@ pub enum Error {
     },
 
     /// A Redis Cluster could not serve the request: a hash slot has no master
-    /// that answers (`CLUSTERDOWN`, or a failed request while the nodes report
-    /// `cluster_state:fail`). Retryable: the cluster may come back.
+    /// that answers (the nodes replied `CLUSTERDOWN`, after the cluster
+    /// client's retries). Retryable: the cluster may come back.
     #[error(
         "{op} failed: the Redis Cluster is down ({source}); a master and its replicas are unreachable, or the nodes cannot reach each other: check it with `redis-cli --cluster check <host:port>`, and retry once every slot is served again"
     )]
     ClusterDown {
         /// The operation that failed, e.g. `publish`.
         op: &'static str,
-        /// The server's `CLUSTERDOWN` reply, or the failed request's error.
+        /// The server's `CLUSTERDOWN` reply.
         #[source]
         source: redis::RedisError,
     },

@@ -2,6 +2,7 @@
 //! for a key, and views of one partition (the rules live in
 //! `protocol::partition`).
 
+use std::borrow::Cow;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -186,13 +187,14 @@ impl Client {
         Ok(PublishedBatch { partition: target.partitioning.index, ids })
     }
 
-    /// The client of the partition `key` picks: this one when the namespace
-    /// is not partitioned (or this is already a view of one partition).
-    async fn partition_of(&self, key: &[u8]) -> Result<Client> {
+    /// The client of the partition `key` picks: this one, not a copy, when
+    /// the namespace is not partitioned (or this is already a view of one
+    /// partition), so an unpartitioned publish costs one atomic load more.
+    async fn partition_of(&self, key: &[u8]) -> Result<Cow<'_, Client>> {
         let count = self.partitions().await?;
         if count == 1 {
-            return Ok(self.clone());
+            return Ok(Cow::Borrowed(self));
         }
-        self.partition(partition_for(key, count)).await
+        Ok(Cow::Owned(self.partition(partition_for(key, count)).await?))
     }
 }

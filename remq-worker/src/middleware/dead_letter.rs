@@ -16,7 +16,7 @@
 //! ```
 //!
 //! A message of a partitioned namespace adds `partition: <k>` after its `id`
-//! (the id is one of that partition); its dead letter goes to the same partition.
+//! (the id is one of that partition).
 
 use std::sync::Arc;
 
@@ -280,4 +280,26 @@ pub async fn redrive_page(
         redriven.push(Redriven { dead_id, channel: message.channel, id });
     }
     Ok(redriven)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_envelope_keeps_the_partition_and_leaves_it_out_when_there_is_none() {
+        let error = Error::permanent("declined");
+        let mut message = Message::new(MessageId::new(42), "orders.created", Bytes::from_static(b"{}"));
+        let plain = Bytes::from(envelope(&message, "billing", 3, &error));
+        assert!(!plain.windows(10).any(|w| w == b"partition:"), "unpartitioned envelopes are as before");
+        assert_eq!(DeadLetterEnvelope::parse(&plain).unwrap().message, message);
+        message.partition = 7;
+        let keyed = Bytes::from(envelope(&message, "billing", 3, &error));
+        assert!(
+            keyed
+                .starts_with(b"remq-dead-letter: 1\nchannel: orders.created\nid: 42\npartition: 7\nhandler:")
+        );
+        let parsed = DeadLetterEnvelope::parse(&keyed).unwrap();
+        assert_eq!((parsed.message, parsed.attempts), (message, 3));
+    }
 }
