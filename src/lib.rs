@@ -11,7 +11,8 @@
 //! [`RedisServerBuilder::tls`] serves TLS with them next to the plain port.
 //!
 //! [`RunningWorker`] runs a worker in the background and stops it gracefully (or
-//! crashes it).
+//! crashes it); [`WorkerProcess`] runs the `remq-test-worker` binary as a child
+//! process, and [`walk`] checks the ids it recorded against those published.
 //!
 //! [`wait_for`] and [`wait_until`] poll a condition until a deadline, so tests
 //! wait for what they check instead of sleeping; [`publish_when_back`] publishes
@@ -27,10 +28,12 @@
 mod local;
 mod logs;
 mod probe;
+mod process;
 mod redis_cluster;
 mod redis_server;
 mod running;
 mod tls;
+mod walk;
 
 pub use local::{RedisTarget, redis_url_or_local};
 pub use logs::{CapturedLogs, capture_logs};
@@ -38,7 +41,9 @@ pub use probe::{
     closed_port, http_get, init_test_logs, local_listener, metric, publish_when_back, read_all, scrape_until,
     wait_for, wait_for_readiness, wait_until,
 };
+pub use process::WorkerProcess;
 pub use redis_cluster::RedisCluster;
 pub use redis_server::{RedisServer, RedisServerBuilder, connect};
 pub use running::{RunningWorker, test_worker};
 pub use tls::TlsFiles;
+pub use walk::{Rewind, Walk, try_walk, walk};

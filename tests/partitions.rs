@@ -80,15 +80,21 @@ async fn keys_pick_partitions_by_the_documented_hash_and_each_keeps_publish_orde
 }
 
 #[tokio::test]
-async fn the_worker_refuses_a_partitioned_namespace_with_what_to_do() {
+async fn a_worker_expecting_another_partition_count_refuses_to_start() {
     let server = RedisServer::start();
     let client = Client::builder(server.url()).namespace("remq:{orders}").connect().await.unwrap();
     client.create_partitions(3).await.unwrap();
-    let worker =
-        test_worker(server.url()).namespace("remq:{orders}").named_handler("p", "*", |_: MessageId| async {});
-    let error = tokio::time::timeout(Duration::from_secs(10), worker.run()).await.unwrap().unwrap_err();
-    assert!(matches!(error, Error::Partitions { .. }), "{error:?}");
-    assert!(error.to_string().contains("Client::partition(k)"), "{error}");
+    for expected in [4, 1] {
+        let worker = test_worker(server.url()).namespace("remq:{orders}").partitions(expected).named_handler(
+            "p",
+            "*",
+            |_: MessageId| async {},
+        );
+        let error = tokio::time::timeout(Duration::from_secs(10), worker.run()).await.unwrap().unwrap_err();
+        assert!(matches!(error, Error::Partitions { .. }), "{error:?}");
+        assert!(error.to_string().contains(&format!("expects {expected} partitions")), "{error}");
+        assert!(error.to_string().contains("the namespace has 3"), "{error}");
+    }
 }
 
 #[tokio::test]

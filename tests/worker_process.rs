@@ -8,15 +8,11 @@
 //! (`RUST_LOG=remq=info`) goes to a file, is used to see which process owns the
 //! consumer, and is printed when a test fails.
 
-use std::collections::HashMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use remq::Client;
-use remq_testkit::{RedisServer, closed_port, scrape_until, wait_until};
+use remq_testkit::{RedisServer, WorkerProcess, closed_port, scrape_until, wait_until, walk};
 use tempfile::TempDir;
 
 /// `REMQ_CHECKPOINT_EVERY` in the crash and failover tests: the most messages a
@@ -25,133 +21,9 @@ const CHECKPOINT_EVERY: usize = 100;
 /// `REMQ_LEASE_TTL` in the crash and failover tests, short so that the lease of
 /// a killed owner lapses quickly.
 const SHORT_LEASE: Duration = Duration::from_secs(1);
-/// How often [`WorkerProcess::wait_exit`] looks at the process.
-const POLL: Duration = Duration::from_millis(5);
 /// What the lease code logs when it takes ownership, and when it finds another owner.
 const ACQUIRED: &str = "acquired the consumer lease";
 const STANDING_BY: &str = "another process owns this consumer";
-
-/// A `remq-test-worker` child process, killed (SIGKILL) when dropped. Its output
-/// goes to `<dir>/<label>.log`, whose tail is printed if the test is failing.
-struct WorkerProcess {
-    label: String,
-    child: Child,
-    log: PathBuf,
-    /// Set once the process was reaped.
-    exited: Option<ExitStatus>,
-}
-
-impl WorkerProcess {
-    /// Starts a worker for the Redis at `url` that consumes from the earliest
-    /// message, with `vars` (the `REMQ_*` and `TEST_*` settings) on top.
-    fn start(label: &str, dir: &Path, url: &str, vars: &[(&str, &str)]) -> WorkerProcess {
-        let log = dir.join(format!("{label}.log"));
-        // The binary logs to stdout; stderr would hold a panic message.
-        let file =
-            File::options().create(true).append(true).open(&log).expect("create the worker's log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_remq-test-worker"));
-        // Settings from the environment of whoever runs the tests must not leak in.
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            if ["REMQ_", "TEST_", "REDIS_URL", "RUST_LOG"].iter().any(|p| name.starts_with(p)) {
-                command.env_remove(&*name);
-            }
-        }
-        command
-            .env("REMQ_REDIS_URL", url)
-            .env("REMQ_START_FROM", "earliest")
-            .env("RUST_LOG", "remq=info")
-            .env("NO_COLOR", "1")
-            .envs(vars.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("share the worker's log file"))
-            .stderr(file);
-        let child = command.spawn().expect("start remq-test-worker");
-        WorkerProcess { label: label.to_owned(), child, log, exited: None }
-    }
-
-    /// Everything the worker logged so far.
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn logged(&self, text: &str) -> bool {
-        self.log().contains(text)
-    }
-
-    /// Sends a signal (`TERM`, `STOP`, `CONT`) with `kill(1)`.
-    fn signal(&self, signal: &str) {
-        assert!(self.exited.is_none(), "{} already exited", self.label);
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill(1)");
-        assert!(status.success(), "kill -{signal} {} ({}) failed", self.child.id(), self.label);
-    }
-
-    /// SIGKILL, as a crash or an OOM kill would; returns once the process is gone.
-    fn crash(&mut self) {
-        if self.exited.is_none() {
-            let _ = self.child.kill();
-            self.exited = Some(self.child.wait().expect("reap the worker"));
-        }
-    }
-
-    /// The local ports of the process's TCP connections to `redis_port` on
-    /// loopback, from `/proc` (its socket inodes, looked up in `/proc/net/tcp`).
-    fn redis_ports(&self, redis_port: u16) -> Vec<u16> {
-        let fds = std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).expect("Linux /proc");
-        let inodes: Vec<String> = fds
-            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
-            .filter_map(|link| {
-                let link = link.to_string_lossy();
-                Some(link.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
-            })
-            .collect();
-        let table = std::fs::read_to_string("/proc/net/tcp").expect("Linux /proc");
-        let port_of = |address: &str| u16::from_str_radix(address.rsplit(':').next()?, 16).ok();
-        table
-            .lines()
-            .skip(1)
-            .filter_map(|row| {
-                let columns: Vec<&str> = row.split_whitespace().collect();
-                let (local, remote, inode) = (columns.get(1)?, columns.get(2)?, columns.get(9)?);
-                (port_of(remote)? == redis_port && inodes.iter().any(|i| i == inode))
-                    .then(|| port_of(local))?
-            })
-            .collect()
-    }
-
-    fn is_running(&mut self) -> bool {
-        self.exited.is_none() && self.child.try_wait().expect("poll the worker").is_none()
-    }
-
-    /// Waits for the process to exit by itself, at most `timeout`.
-    async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("poll the worker") {
-                self.exited = Some(status);
-                return status;
-            }
-            assert!(Instant::now() < deadline, "{} did not exit within {timeout:?}", self.label);
-            tokio::time::sleep(POLL).await;
-        }
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        self.crash();
-        if std::thread::panicking() {
-            let log = self.log();
-            let lines: Vec<&str> = log.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(40)..];
-            eprintln!("---- {} ({:?}), last lines of its log:\n{}", self.label, self.exited, tail.join("\n"));
-        }
-    }
-}
 
 /// Reads what the workers recorded, and the consumer's keys.
 #[derive(Clone)]
@@ -229,62 +101,6 @@ fn publish_stream(
         ids.sort_unstable();
         ids
     })
-}
-
-/// A step back in a record list: a process started over from an older checkpoint.
-#[derive(Debug)]
-struct Rewind {
-    /// Position in the record list of the first id handled again.
-    at: usize,
-    /// How many messages were handled again (the step back).
-    again: usize,
-}
-
-/// How a record list walks the published stream.
-#[derive(Debug)]
-struct Walk {
-    /// Index in the expected ids of the first and of the highest id recorded.
-    first: usize,
-    highest: usize,
-    rewinds: Vec<Rewind>,
-}
-
-/// Checks that `records` go through `expected` (every id published on the
-/// pattern, ascending) one id after the next, without skipping any and without
-/// any id from elsewhere; the only other step allowed is back, to an id already
-/// handled, where a process started over from its checkpoint. So a list that
-/// passes handled everything between `first` and `highest`, in order of first
-/// occurrence.
-fn walk(expected: &[u64], records: &[u64]) -> Walk {
-    try_walk(expected, records).unwrap_or_else(|error| panic!("{error}"))
-}
-
-fn try_walk(expected: &[u64], records: &[u64]) -> Result<Walk, String> {
-    if records.is_empty() {
-        return Err("nothing was recorded".to_owned());
-    }
-    let index: HashMap<u64, usize> = expected.iter().enumerate().map(|(i, &id)| (id, i)).collect();
-    let position = |at: usize| {
-        let id = records[at];
-        index
-            .get(&id)
-            .copied()
-            .ok_or_else(|| format!("record #{at} is id {id}, which was not published on the pattern"))
-    };
-    let first = position(0)?;
-    let (mut previous, mut highest, mut rewinds) = (first, first, Vec::new());
-    for at in 1..records.len() {
-        let i = position(at)?;
-        if i <= previous {
-            rewinds.push(Rewind { at, again: previous - i + 1 });
-        } else if i > previous + 1 {
-            let (id, before, skipped) = (records[at], records[at - 1], expected[previous + 1]);
-            return Err(format!("record #{at} is id {id} right after id {before}: id {skipped} was skipped"));
-        }
-        previous = i;
-        highest = highest.max(i);
-    }
-    Ok(Walk { first, highest, rewinds })
 }
 
 /// Waits until the list `key` grows, then until it has not grown for 50 ms: the
@@ -786,15 +602,4 @@ async fn a_handler_past_the_shutdown_deadline_is_abandoned_and_delivered_again()
     })
     .await;
     assert_eq!(db.records("rec").await, expected, "the abandoned message was delivered again");
-}
-
-#[test]
-fn walk_accepts_restarts_and_rejects_gaps_and_strangers() {
-    let expected = [2, 3, 5, 8, 13];
-    let ok = walk(&expected, &[2, 3, 5, 3, 5, 8, 13]);
-    assert_eq!((ok.first, ok.highest), (0, 4));
-    assert_eq!((ok.rewinds.len(), ok.rewinds[0].at, ok.rewinds[0].again), (1, 3, 2));
-    for bad in [&[2, 3, 8][..], &[2, 4], &[2, 3, 5, 3, 8], &[]] {
-        assert!(try_walk(&expected, bad).is_err(), "{bad:?} passed");
-    }
 }

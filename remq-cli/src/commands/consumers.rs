@@ -1,5 +1,6 @@
 //! `remq consumers`: the consumers workers registered, with pattern, cursor,
-//! lag, owner and when each was last seen.
+//! lag, owner and when each was last seen; in a partitioned namespace, one line
+//! per consumer and partition, with the group member it is assigned to.
 
 use clap::Args;
 use remq::RegisteredConsumer;
@@ -18,15 +19,15 @@ impl ConsumersArgs {
     pub(crate) async fn run(self, context: &Context) -> Result<()> {
         let client = context.client().await?;
         let consumers = client.consumers().await?;
-        let head = client.head().await?;
-        let rows: Vec<Row<'_>> = consumers
-            .iter()
-            .map(|consumer| Row { consumer, lag: head.get().saturating_sub(consumer.cursor.get()) })
-            .collect();
+        let rows: Vec<Row<'_>> = consumers.iter().map(Row::new).collect();
         let mut out = context.output();
-        out.all(&rows)?;
+        if client.partitions().await? > 1 {
+            out.all(&rows.into_iter().map(PartitionRow).collect::<Vec<_>>())?;
+        } else {
+            out.all(&rows)?;
+        }
         out.flush()?;
-        if rows.is_empty() && !out.is_json() {
+        if consumers.is_empty() && !out.is_json() {
             eprintln!(
                 "remq: no consumer registered in namespace {} (workers register theirs while they run)",
                 client.namespace()
@@ -44,6 +45,72 @@ struct Row<'a> {
     lag: u64,
 }
 
+impl<'a> Row<'a> {
+    fn new(consumer: &'a RegisteredConsumer) -> Self {
+        Row { consumer, lag: consumer.head.get().saturating_sub(consumer.cursor.get()) }
+    }
+
+    fn json_fields(&self) -> RowJson<'a> {
+        let c = self.consumer;
+        RowJson {
+            consumer: &c.name,
+            pattern: &c.pattern,
+            cursor: c.cursor.get(),
+            lag: self.lag,
+            leased: c.leased,
+            owner: &c.owner,
+            seen_ms: c.seen_ms,
+        }
+    }
+}
+
+/// One partition of a consumer of a partitioned namespace: its partition and
+/// the group member it is assigned to, then the columns of [`Row`].
+struct PartitionRow<'a>(Row<'a>);
+
+impl Record for PartitionRow<'_> {
+    const COLUMNS: &'static [Column] = &[
+        Column::text("CONSUMER"),
+        Column::number("PARTITION"),
+        Column::text("ASSIGNED TO"),
+        Column::text("PATTERN"),
+        Column::number("CURSOR"),
+        Column::number("LAG"),
+        Column::text("LEASE"),
+        Column::text("OWNER"),
+        Column::number("LAST SEEN"),
+    ];
+
+    fn json(&self) -> impl Serialize {
+        let c = self.0.consumer;
+        PartitionJson {
+            row: self.0.json_fields(),
+            partition: c.partition,
+            assigned_to: c.assigned_to.as_deref(),
+        }
+    }
+
+    fn cells(&self) -> Vec<String> {
+        let c = self.0.consumer;
+        let mut cells = self.0.cells();
+        let assigned = c.assigned_to.clone().unwrap_or_else(|| "-".to_owned());
+        cells.splice(1..1, [c.partition.to_string(), assigned]);
+        cells
+    }
+}
+
+/// A partition of a consumer in JSON: the fields of [`RowJson`], then these.
+#[derive(Serialize)]
+struct PartitionJson<'a> {
+    /// The consumer's fields.
+    #[serde(flatten)]
+    row: RowJson<'a>,
+    /// The partition.
+    partition: u32,
+    /// The group member the partition is assigned to, if any is live.
+    assigned_to: Option<&'a str>,
+}
+
 impl Record for Row<'_> {
     const COLUMNS: &'static [Column] = &[
         Column::text("CONSUMER"),
@@ -56,16 +123,7 @@ impl Record for Row<'_> {
     ];
 
     fn json(&self) -> impl Serialize {
-        let c = self.consumer;
-        RowJson {
-            consumer: &c.name,
-            pattern: &c.pattern,
-            cursor: c.cursor.get(),
-            lag: self.lag,
-            leased: c.leased,
-            owner: &c.owner,
-            seen_ms: c.seen_ms,
-        }
+        self.json_fields()
     }
 
     fn cells(&self) -> Vec<String> {

@@ -34,6 +34,12 @@ impl Delivery {
     pub(crate) fn new(message: Message, consumer: Arc<str>, states: Arc<States>) -> Self {
         Delivery { message, consumer, attempt: 1, states }
     }
+
+    /// The partition the message is in (0 in a namespace that is not
+    /// partitioned); with its id, what identifies the message.
+    pub fn partition(&self) -> u32 {
+        self.message.partition
+    }
 }
 
 /// Application state values, one per type, shared by every handler.

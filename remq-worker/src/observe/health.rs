@@ -19,6 +19,9 @@ pub(crate) enum ConsumerState {
     CatchingUp = 2,
     /// Owns the lease and has caught up with the log at least once since.
     Live = 3,
+    /// A member of a consumer group (a partitioned namespace); its partitions
+    /// have entries of their own.
+    Member = 4,
 }
 
 impl ConsumerState {
@@ -27,6 +30,7 @@ impl ConsumerState {
             1 => ConsumerState::Standby,
             2 => ConsumerState::CatchingUp,
             3 => ConsumerState::Live,
+            4 => ConsumerState::Member,
             _ => ConsumerState::Starting,
         }
     }
@@ -38,28 +42,39 @@ impl ConsumerState {
             ConsumerState::Standby => "standby",
             ConsumerState::CatchingUp => "catching up",
             ConsumerState::Live => "live",
+            ConsumerState::Member => "group member",
         }
     }
 
-    /// Ready: owns the lease and is caught up, or is a standby.
+    /// Ready: owns the lease and is caught up, or is a standby or a group member.
     fn is_ready(self) -> bool {
-        matches!(self, ConsumerState::Standby | ConsumerState::Live)
+        matches!(self, ConsumerState::Standby | ConsumerState::Live | ConsumerState::Member)
     }
 }
 
 /// The states of every consumer in a worker, shared with the HTTP listener.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Health {
-    /// By durable name, in name order for a stable `/readyz` body.
-    consumers: Arc<Mutex<BTreeMap<Arc<str>, Arc<AtomicU8>>>>,
+    /// By durable name and partition (`None`: the consumer of an unpartitioned
+    /// namespace, or a group member), in that order for a stable `/readyz` body.
+    consumers: Arc<Mutex<BTreeMap<Entry, Arc<AtomicU8>>>>,
 }
 
+/// A consumer's durable name, and the partition for one partition of it.
+type Entry = (Arc<str>, Option<u32>);
+
 impl Health {
-    /// Adds a consumer, in state `Starting`, and returns its handle.
-    pub(crate) fn consumer(&self, name: &Arc<str>) -> ConsumerHealth {
+    /// Adds a consumer, or one partition of it, in state `Starting`, and
+    /// returns its handle.
+    pub(crate) fn consumer(&self, name: &Arc<str>, partition: Option<u32>) -> ConsumerHealth {
         let state = Arc::new(AtomicU8::new(ConsumerState::Starting as u8));
-        self.consumers.lock().expect("no panics while held").insert(name.clone(), state.clone());
-        ConsumerHealth { state, owner: metrics::handler_gauge(metrics::LEASE_OWNER, name) }
+        self.consumers.lock().expect("no panics while held").insert((name.clone(), partition), state.clone());
+        ConsumerHealth { state, owner: metrics::handler_gauge(metrics::LEASE_OWNER, name, partition) }
+    }
+
+    /// Removes the entry of a partition that moved to another member.
+    pub(crate) fn remove(&self, name: &Arc<str>, partition: Option<u32>) {
+        self.consumers.lock().expect("no panics while held").remove(&(name.clone(), partition));
     }
 
     /// Whether every consumer is ready, and one line per consumer saying how it is.
@@ -67,10 +82,15 @@ impl Health {
         let consumers = self.consumers.lock().expect("no panics while held");
         let mut ready = !consumers.is_empty();
         let mut body = String::new();
-        for (name, state) in consumers.iter() {
+        for ((name, partition), state) in consumers.iter() {
             let state = ConsumerState::from_u8(state.load(Ordering::Relaxed));
             ready &= state.is_ready();
-            body.push_str(&format!("{name}: {}\n", state.as_str()));
+            match partition {
+                Some(partition) => {
+                    body.push_str(&format!("{name} partition {partition}: {}\n", state.as_str()))
+                }
+                None => body.push_str(&format!("{name}: {}\n", state.as_str())),
+            }
         }
         (ready, body)
     }

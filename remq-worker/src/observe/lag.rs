@@ -42,9 +42,16 @@ impl Progress {
 /// cursor. Seconds: how long ago the first message after the cursor was
 /// published, by the time index (an upper bound, to a sample's precision).
 /// Both are 0 when caught up; a failed read leaves the gauges as they were.
-pub(crate) async fn watch(store: Store, consumer: Arc<str>, progress: Arc<Progress>, every: Duration) {
-    let messages = metrics::handler_gauge(metrics::LAG, &consumer);
-    let seconds = metrics::handler_gauge(metrics::LAG_SECONDS, &consumer);
+/// For one partition of a partitioned namespace, the gauges carry `partition`.
+pub(crate) async fn watch(
+    store: Store,
+    consumer: Arc<str>,
+    partition: Option<u32>,
+    progress: Arc<Progress>,
+    every: Duration,
+) {
+    let messages = metrics::handler_gauge(metrics::LAG, &consumer, partition);
+    let seconds = metrics::handler_gauge(metrics::LAG_SECONDS, &consumer, partition);
     loop {
         tokio::time::sleep(every).await;
         if progress.caught_up.load(Ordering::Relaxed) {

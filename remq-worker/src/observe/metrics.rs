@@ -52,6 +52,10 @@ pub(crate) const GAP_REPLAYS: &str = "remq_gap_replays_total";
 pub(crate) const RECONNECTS: &str = "remq_redis_reconnects_total";
 /// 1 while this process owns the consumer's lease, 0 while it stands by.
 pub(crate) const LEASE_OWNER: &str = "remq_lease_owner";
+/// The live members of a consumer group, as this member last saw them.
+pub(crate) const GROUP_MEMBERS: &str = "remq_group_members";
+/// The partitions the group assigns to this member.
+pub(crate) const GROUP_ASSIGNED: &str = "remq_group_assigned_partitions";
 /// Ranges of messages removed by retention before this consumer processed them.
 pub(crate) const RETENTION_GAPS: &str = "remq_retention_gaps_total";
 /// Times a consumer found the id counter had gone backwards and rewound.
@@ -125,6 +129,8 @@ fn describe() {
     describe_counter!(GAP_REPLAYS, "Times a consumer went back to the log, by reason");
     describe_counter!(RECONNECTS, "Pub/sub connections re-established after a failure");
     describe_gauge!(LEASE_OWNER, "1 while this process owns the consumer's lease, 0 while it stands by");
+    describe_gauge!(GROUP_MEMBERS, "Live members of the consumer group, as this member last saw them");
+    describe_gauge!(GROUP_ASSIGNED, "Partitions the consumer group assigns to this member");
     describe_counter!(
         RETENTION_GAPS,
         "Ranges of messages removed by retention before the consumer processed them"
@@ -183,9 +189,16 @@ pub(crate) fn handler_counter(name: &'static str, handler: &str) -> Counter {
     counter!(name, "handler" => handler.to_owned())
 }
 
-/// A gauge labelled with a handler's durable name.
-pub(crate) fn handler_gauge(name: &'static str, handler: &str) -> Gauge {
-    gauge!(name, "handler" => handler.to_owned())
+/// A gauge labelled with a handler's durable name and, for one partition of a
+/// partitioned namespace, the partition (at most `MAX_PARTITIONS` series per
+/// handler, and only for the partitions a process has owned).
+pub(crate) fn handler_gauge(name: &'static str, handler: &str, partition: Option<u32>) -> Gauge {
+    match partition {
+        Some(partition) => {
+            gauge!(name, "handler" => handler.to_owned(), "partition" => partition.to_string())
+        }
+        None => gauge!(name, "handler" => handler.to_owned()),
+    }
 }
 
 /// `remq_gap_replays_total{handler, reason}`.

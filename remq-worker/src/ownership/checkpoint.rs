@@ -39,16 +39,17 @@ pub(crate) struct Checkpointer {
 
 impl Checkpointer {
     /// A checkpointer whose stored cursor is `saved` (`None`: nothing stored yet),
-    /// with everything up to `done` already processed.
+    /// with everything up to `done` already processed; `partition` labels its
+    /// gauge for one partition of a partitioned namespace.
     pub(crate) fn new(
         store: Store,
-        consumer: Arc<str>,
+        (consumer, partition): (Arc<str>, Option<u32>),
         token: u64,
         saved: Option<MessageId>,
         done: MessageId,
         every: u64,
     ) -> Self {
-        let gauge = metrics::handler_gauge(metrics::CHECKPOINT, &consumer);
+        let gauge = metrics::handler_gauge(metrics::CHECKPOINT, &consumer, partition);
         Checkpointer { store, consumer, token, done, saved, pending: 0, every, failing: false, gauge }
     }
 

@@ -17,14 +17,22 @@ use crate::connection::Store;
 use crate::protocol::LeaseKey;
 use crate::{Error, MessageId, Result, log};
 
-/// A consumer as the registry holds it.
-///
-/// Non-exhaustive: more fields (partitions, group members) will come.
+/// A consumer as the registry holds it; in a partitioned namespace, one
+/// partition of it (each partition has a cursor, a lease and an owner of its own).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RegisteredConsumer {
     /// The durable name.
     pub name: String,
+    /// The partition (0 in a namespace that is not partitioned).
+    pub partition: u32,
+    /// The last id issued in its namespace (or partition) when the registry
+    /// was read: `head - cursor` is its lag.
+    pub head: MessageId,
+    /// In a partitioned namespace, the member of the consumer group that the
+    /// group's assignment gives this partition to (its owner once the previous
+    /// one released it); `None` when not partitioned, or when no member is live.
+    pub assigned_to: Option<String>,
     /// The channel pattern it consumes.
     pub pattern: String,
     /// Its checkpoint: everything up to this id is processed.
@@ -79,8 +87,9 @@ pub(crate) async fn heartbeat(store: &Store, name: &str, pattern: &str, owner: &
 pub(crate) async fn list(store: &Store) -> Result<Vec<RegisteredConsumer>> {
     let ns = store.namespace();
     let mut read = redis::pipe();
-    read.cmd("TIME").cmd("ZRANGE").arg(ns.consumers_key()).arg(0).arg(-1).arg("WITHSCORES");
-    let (time, names): ((u64, u64), Vec<(String, u64)>) = store.query_pipe("list consumers", &read).await?;
+    read.cmd("TIME").cmd("ZRANGE").arg(ns.consumers_key()).arg(0).arg(-1).arg("WITHSCORES").get(ns.id_key());
+    type Read = ((u64, u64), Vec<(String, u64)>, Option<u64>);
+    let (time, names, head): Read = store.query_pipe("list consumers", &read).await?;
     let now_ms = log::since_epoch(time).as_millis() as u64;
     if names.is_empty() {
         return Ok(Vec::new());
@@ -111,6 +120,9 @@ pub(crate) async fn list(store: &Store) -> Result<Vec<RegisteredConsumer>> {
             redis::from_redis_value(lease).map_err(|e| Error::redis("list consumers", e.into()))?;
         consumers.push(RegisteredConsumer {
             name,
+            partition: 0,
+            head: MessageId::new(head.unwrap_or(0)),
+            assigned_to: None,
             pattern: pattern.unwrap_or_default(),
             cursor: MessageId::new(cursor.unwrap_or(0)),
             owner: owner.unwrap_or_default(),

@@ -53,6 +53,12 @@ impl Namespace {
     pub(crate) fn partitions_key(&self) -> String {
         format!("{}:partitions", self.base())
     }
+
+    /// `<base>:group:<consumer>:assignment`: which partitions each live member
+    /// of a consumer group owns (written by `group.lua`).
+    pub(crate) fn group_assignment_key(&self, consumer: &str) -> String {
+        format!("{}:group:{consumer}:assignment", self.base())
+    }
 }
 
 #[cfg(test)]

@@ -26,3 +26,7 @@ pub(crate) static LEASE: LazyLock<Script> =
 /// `checkpoint.lua`: `EVAL 0 <consumer> <token> <id>` → stored cursor.
 pub(crate) static CHECKPOINT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../../scripts/checkpoint.lua")));
+/// `group.lua`: `EVAL 1 <base> sync|leave <consumer> <member> [<ttl-ms>]` →
+/// the generation, live members and this member's partitions.
+pub(crate) static GROUP: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../../scripts/group.lua")));

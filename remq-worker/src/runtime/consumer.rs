@@ -40,7 +40,7 @@ impl Consumer {
     /// Permanent failures (missing permissions, invalid settings).
     pub(crate) async fn run(self, rt: Runtime) -> Result<()> {
         let mut backoff = Backoff::default();
-        let health = rt.health.consumer(&self.name);
+        let health = rt.health.consumer(&self.name, rt.partition);
         let key = LeaseKey::Consumer(self.name.clone());
         loop {
             let lease = tokio::select! {

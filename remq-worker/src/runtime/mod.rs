@@ -1,11 +1,13 @@
 //! The worker runtime: the [`Worker`] builder and its settings, `run()` and
 //! graceful shutdown; a consumer's lease loop (`consumer`), one period of
-//! ownership (`period`: in order, or in `lanes`), and signals.
+//! ownership (`period`: in order, or in `lanes`), a consumer group member
+//! running the partitions assigned to it (`group`), and signals.
 //!
 //! The internal outcomes that stop a period (shutdown, a lost lease, a counter
 //! reset) are in [`outcome`](crate::outcome); a failure is an [`Error`](crate::Error).
 
 mod consumer;
+mod group;
 mod lanes;
 mod period;
 mod settings;
@@ -37,4 +39,7 @@ pub(crate) struct Runtime {
     pub(crate) shutdown: CancellationToken,
     /// Every consumer's state, for `/readyz`.
     pub(crate) health: Health,
+    /// For a consumer of one partition of a partitioned namespace: which one
+    /// (`client` is then a view of it); labels its gauges, logs and messages.
+    pub(crate) partition: Option<u32>,
 }

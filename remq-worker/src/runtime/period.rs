@@ -83,7 +83,7 @@ impl<'a> Period<'a> {
         };
         let mut checkpointer = Checkpointer::new(
             store.clone(),
-            consumer.name.clone(),
+            (consumer.name.clone(), rt.partition),
             lease.token(),
             stored,
             cursor,
@@ -125,6 +125,7 @@ impl<'a> Period<'a> {
         let _lag = AbortOnDropHandle::new(tokio::spawn(lag::watch(
             store.clone(),
             consumer.name.clone(),
+            rt.partition,
             progress.clone(),
             s.checkpoint_interval.max(Duration::from_millis(100)),
         )));
@@ -220,10 +221,7 @@ impl<'a> Period<'a> {
                 }
                 _ = tokio::time::sleep_until(self.next_flush) => {}
                 next = feed.next(), if has_room => match next {
-                    Ok(message) => {
-                        let consumer = self.consumer.name.clone();
-                        lanes.submit(Delivery::new(message, consumer, rt.states.clone()));
-                    }
+                    Ok(message) => lanes.submit(delivery(self.consumer, rt, message)),
                     Err(stop) => return feed_stopped(stop),
                 },
             }
@@ -387,8 +385,7 @@ async fn handle(
     message: Message,
 ) -> Result<Delivered> {
     let id = message.id;
-    let delivery = Delivery::new(message, consumer.name.clone(), rt.states.clone());
-    let call = middleware::dispatch(service, delivery);
+    let call = middleware::dispatch(service, delivery(consumer, rt, message));
     tokio::pin!(call);
     // Most handlers finish on their first poll; only wait on shutdown for the rest.
     let result = match (&mut call).now_or_never() {
@@ -408,6 +405,13 @@ async fn handle(
         },
     };
     outcome(consumer, rt, id, result)
+}
+
+/// `message` on its way to `consumer`'s handler, marked with the partition it
+/// was read from.
+fn delivery(consumer: &Consumer, rt: &Runtime, mut message: Message) -> Delivery {
+    message.partition = rt.partition.unwrap_or(0);
+    Delivery::new(message, consumer.name.clone(), rt.states.clone())
 }
 
 /// What a finished delivery means for the consumer.

@@ -14,6 +14,9 @@ pub(crate) struct Settings {
     pub(crate) redis_url: String,
     /// The namespace base, `remq` by default.
     pub(crate) namespace: String,
+    /// The partition count the namespace must have been created with, if the
+    /// deployment states one: a different stored count stops the worker.
+    pub(crate) partitions: Option<u32>,
     /// Where new consumers start.
     pub(crate) start_from: StartFrom,
     /// Write a checkpoint after this many processed messages…
@@ -63,6 +66,7 @@ impl Settings {
         Settings {
             redis_url,
             namespace: crate::Namespace::DEFAULT.to_owned(),
+            partitions: None,
             start_from: StartFrom::Latest,
             checkpoint_every: 1000,
             checkpoint_interval: Duration::from_secs(1),
@@ -115,6 +119,14 @@ impl Settings {
         let var = |name: &'static str| lookup(name).map(|value| (name, value));
         if let Some((_, ns)) = var("REMQ_NAMESPACE") {
             s.namespace = ns;
+        }
+        if let Some((name, v)) = var("REMQ_PARTITIONS") {
+            s.partitions = Some(
+                v.parse()
+                    .ok()
+                    .filter(|p| (1..=crate::MAX_PARTITIONS).contains(p))
+                    .ok_or_else(|| invalid(name, &v, "expected a partition count from 1 to 1024"))?,
+            );
         }
         if let Some((name, v)) = var("REMQ_START_FROM") {
             s.start_from = v.parse().map_err(|reason| invalid(name, &v, reason))?;
@@ -207,6 +219,7 @@ impl fmt::Debug for Settings {
             .field("checkpoint_every", &self.checkpoint_every)
             .field("checkpoint_interval", &self.checkpoint_interval)
             .field("lease_ttl", &self.lease_ttl)
+            .field("partitions", &self.partitions)
             .field("shutdown_deadline", &self.shutdown_deadline)
             .field("buffer_size", &self.buffer_size)
             .field("replay_batch", &self.replay_batch)
@@ -268,6 +281,7 @@ mod tests {
     fn parses_every_setting() {
         let s = from(&[
             ("REMQ_NAMESPACE", "remq:{x}"),
+            ("REMQ_PARTITIONS", "12"),
             ("REMQ_START_FROM", "42"),
             ("REMQ_CHECKPOINT_EVERY", "10"),
             ("REMQ_CHECKPOINT_INTERVAL", "250ms"),
@@ -292,6 +306,7 @@ mod tests {
         assert_eq!(s.checkpoint_every, 10);
         assert_eq!(s.checkpoint_interval, Duration::from_millis(250));
         assert_eq!(s.lease_ttl, Duration::from_secs(3));
+        assert_eq!(s.partitions, Some(12));
         assert_eq!(s.shutdown_deadline, Duration::from_secs(60));
         assert_eq!(s.buffer_size, 64);
         assert_eq!(s.replay_batch, 10_000, "capped at the protocol's limit");
@@ -314,6 +329,8 @@ mod tests {
             ("REMQ_START_FROM", "yesterday"),
             ("REMQ_METRICS_ADDR", "localhost"),
             ("REMQ_CHECKPOINT_EVERY", "0"),
+            ("REMQ_PARTITIONS", "0"),
+            ("REMQ_PARTITIONS", "1025"),
             ("REMQ_LEASE_TTL", "soon"),
             ("REMQ_SHUTDOWN_DEADLINE", "0s"),
             ("REMQ_BUFFER_SIZE", "-1"),

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::consumer::Consumer;
+use super::group;
 use super::{Runtime, Settings, signals};
 use crate::handler::{self, States};
 use crate::middleware::{BoxedLayer, HandlerLayer};
@@ -233,6 +234,18 @@ impl Worker {
         self
     }
 
+    /// The partition count the namespace was created with (also
+    /// `REMQ_PARTITIONS`): when set, a namespace with another count stops
+    /// `run()` with [`Error::Partitions`] instead of being consumed with a
+    /// count the deployment did not expect. Unset, the stored count is used:
+    /// a partitioned namespace is consumed as a consumer group (each replica
+    /// of the worker runs its share of the partitions), an unpartitioned one
+    /// by one owner with hot standbys.
+    pub fn partitions(mut self, count: u32) -> Self {
+        self.settings.partitions = Some(count);
+        self
+    }
+
     /// Where consumers without a checkpoint start (default [`StartFrom::Latest`]).
     pub fn start_from(mut self, start: StartFrom) -> Self {
         self.settings.start_from = start;
@@ -358,6 +371,7 @@ impl Worker {
             states: Arc::new(self.states),
             shutdown: self.shutdown.clone(),
             health: Health::default(),
+            partition: None,
         };
         // A handler in a namespace of its own gets a view of the same
         // connection there (checked before anything starts).
@@ -371,17 +385,22 @@ impl Worker {
                 Ok((consumer, rt))
             })
             .collect::<Result<Vec<_>>>()?;
-        for (_, rt) in &consumers {
+        // A consumer of a partitioned namespace runs as a member of its group.
+        let mut grouped = Vec::with_capacity(consumers.len());
+        for (consumer, rt) in consumers {
             let count = rt.client.partitions().await?;
-            if count > 1 {
+            let expected = rt.settings.partitions.filter(|_| consumer.options.namespace.is_none());
+            if let Some(expected) = expected.filter(|&expected| expected != count) {
                 return Err(Error::Partitions {
                     namespace: rt.client.namespace().to_string(),
                     reason: format!(
-                        "it has {count} partitions, and this version's worker follows unpartitioned namespaces only; \
-                         read each partition with Client::partition(k) meanwhile"
+                        "the worker expects {expected} partitions (REMQ_PARTITIONS / Worker::partitions), but the \
+                         namespace has {count}: the count is fixed when the namespace is created \
+                         (`remq namespace create <base> --partitions <P>`); set the one it has"
                     ),
                 });
             }
+            grouped.push((consumer, rt, count > 1));
         }
         if self.signals {
             tokio::spawn(signals::cancel_on_signal(self.shutdown.clone()));
@@ -398,11 +417,16 @@ impl Worker {
             ));
         }
         let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
-        for (consumer, rt) in consumers {
+        for (consumer, rt, partitioned) in grouped {
             let failures = failures.clone();
             tracker.spawn(async move {
                 let name = consumer.name.clone();
-                if let Err(error) = consumer.run(rt.clone()).await {
+                let ran = if partitioned {
+                    group::run(consumer, rt.clone()).await
+                } else {
+                    consumer.run(rt.clone()).await
+                };
+                if let Err(error) = ran {
                     tracing::error!(consumer = &*name, %error, "consumer failed; shutting the worker down");
                     failures.lock().expect("no panics while held").push(error);
                     rt.shutdown.cancel();
