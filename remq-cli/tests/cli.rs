@@ -722,4 +722,32 @@ async fn a_partitioned_namespace_is_created_and_keys_land_where_the_client_puts_
         String::from_utf8(run(text, &["publish", "orders.created", "x", "--key", "user-42"], b"").stdout)
             .unwrap();
     assert_eq!(line, format!("3\tpartition {expected}\n"));
+
+    // A worker runs the consumer as a group member: `remq consumers` lists each
+    // partition with the member it is assigned to, its cursor and lag.
+    let worker = test_worker(server.url()).namespace("remq:{orders}").named_handler(
+        "billing",
+        "orders.*",
+        |_: MessageId| async {},
+    );
+    let running = RunningWorker::start(worker);
+    let rows =
+        wait_until(Duration::from_secs(15), "4 partitions of billing, handled and assigned", async || {
+            let mut consumers = remq(&server);
+            consumers.env("REMQ_NAMESPACE", "remq:{orders}");
+            let out = run(consumers, &["--json", "consumers"], b"");
+            let rows = json_lines(&String::from_utf8(out.stdout).unwrap());
+            let done = rows.len() == 4
+                && rows.iter().all(|r| r["lag"] == 0 && r["assigned_to"].is_string() && r["leased"] == true);
+            done.then_some(rows)
+        })
+        .await;
+    let partitions: Vec<&Value> = rows.iter().map(|r| &r["partition"]).collect();
+    assert_eq!(partitions, [&json!(0), &json!(1), &json!(2), &json!(3)]);
+    assert_eq!(rows[expected as usize]["cursor"], 3, "{rows:?}");
+    let mut table = remq(&server);
+    table.env("REMQ_NAMESPACE", "remq:{orders}");
+    let table = String::from_utf8(run(table, &["consumers"], b"").stdout).unwrap();
+    assert!(table.starts_with("CONSUMER  PARTITION  ASSIGNED TO"), "{table}");
+    running.stop().await.unwrap();
 }
