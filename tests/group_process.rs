@@ -74,7 +74,7 @@ impl Producer {
                 let published = client.publish_keyed("orders.created", key, n.to_string()).await.unwrap();
                 ids.entry(published.partition).or_default().push(published.id.get());
                 n += 1;
-                if n % 4 == 0 {
+                if n.is_multiple_of(4) {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }
