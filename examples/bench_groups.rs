@@ -87,6 +87,11 @@ async fn main() {
     }
     for (i, r) in rates.iter().enumerate() {
         let (min, max) = r.iter().fold((f64::MAX, 0f64), |(a, b), &x| (a.min(x), b.max(x)));
-        println!("{} replica(s): {min:.0}–{max:.0} msg/s ({:.2}–{:.2} × one replica's best)", i + 1, min / rates[0].iter().cloned().fold(0., f64::max), max / rates[0].iter().cloned().fold(0., f64::max));
+        println!(
+            "{} replica(s): {min:.0}–{max:.0} msg/s ({:.2}–{:.2} × one replica's best)",
+            i + 1,
+            min / rates[0].iter().cloned().fold(0., f64::max),
+            max / rates[0].iter().cloned().fold(0., f64::max)
+        );
     }
 }
