@@ -85,10 +85,14 @@ pub(super) async fn run(consumer: Consumer, rt: Runtime) -> Result<()> {
                 {
                     tracing::info!(consumer = &*name, members = assignment.members, generation = assignment.generation, partitions = ?assignment.partitions, "consumer group assignment");
                 }
-                if let Err(error) = reconcile(&mut running, &assignment.partitions, &consumer, &rt).await {
-                    break Err(error);
+                match reconcile(&mut running, &assignment.partitions, &consumer, &rt).await {
+                    Ok(()) => seen = Some(assignment),
+                    // Tried again at the next poll.
+                    Err(error) if error.is_retryable() => {
+                        tracing::warn!(consumer = &*name, %error, "could not start a partition; retrying");
+                    }
+                    Err(error) => break Err(error),
                 }
-                seen = Some(assignment);
             }
             Err(error) if error.is_retryable() => {
                 // The partitions keep running under their leases meanwhile.
