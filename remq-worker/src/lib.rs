@@ -27,8 +27,10 @@
 //! - `feed`: the gap-free feed (subscribe, replay, then live; back to replay
 //!   after a disconnect or a full buffer) over a `Source`, and where it starts
 //!   ([`StartFrom`]).
-//! - `ownership`: leases (a consumer's, a flush lock), fenced checkpoints, and
-//!   the consumer registry ([`RegisteredConsumer`]), all on the server's clock.
+//! - `ownership`: leases (a consumer's, a flush lock), fenced checkpoints, the
+//!   consumer registry ([`RegisteredConsumer`]), and consumer-group membership
+//!   with the partitions each member should own (`group.lua`), all on the
+//!   server's clock.
 //! - `retention`: [`FlushPolicy`], planning a flush and applying it in short
 //!   steps, and the periodic flush job.
 //! - `client`: [`Client`], every public operation (publish, consume, flush,
@@ -41,7 +43,8 @@
 //!   ([`RetryPolicy`]), tracing spans, the application's layers, timeouts, panics.
 //! - `runtime`: [`Worker`], its settings and `REMQ_*` variables, `run` and
 //!   graceful shutdown; a consumer's lease loop and one period of ownership (in
-//!   order, or in lanes); `outcome`: the internal signals (shutdown, a lost
+//!   order, or in lanes); a consumer-group member running its share of a
+//!   partitioned namespace ([`partition_for`] picks a key's partition); `outcome`: the internal signals (shutdown, a lost
 //!   lease, a counter reset) that stop a period without being errors.
 //! - `observe`: every Prometheus series, named in one place; consumer states
 //!   for `/readyz`; the `/metrics`, `/healthz`, `/readyz` listener; lag.
