@@ -44,8 +44,9 @@
 //! - `runtime`: [`Worker`], its settings and `REMQ_*` variables, `run` and
 //!   graceful shutdown; a consumer's lease loop and one period of ownership (in
 //!   order, or in lanes); a consumer-group member running its share of a
-//!   partitioned namespace ([`partition_for`] picks a key's partition); `outcome`: the internal signals (shutdown, a lost
-//!   lease, a counter reset) that stop a period without being errors.
+//!   partitioned namespace ([`partition_for`] picks a key's partition);
+//!   `outcome`: the internal signals (shutdown, a lost lease, a counter
+//!   reset) that stop a period without being errors.
 //! - `observe`: every Prometheus series, named in one place; consumer states
 //!   for `/readyz`; the `/metrics`, `/healthz`, `/readyz` listener; lag.
 //!
