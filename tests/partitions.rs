@@ -5,8 +5,11 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use remq::{Client, Error, MessageId, partition_for};
-use remq_testkit::{RedisCluster, RedisServer, test_worker};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use remq::{Client, Error, FlushPolicy, MessageId, partition_for};
+use remq_testkit::{RedisCluster, RedisServer, RunningWorker, test_worker, wait_until};
 
 #[tokio::test]
 async fn a_namespace_is_created_with_a_fixed_count_and_mistakes_are_clear_errors() {
@@ -77,6 +80,55 @@ async fn keys_pick_partitions_by_the_documented_hash_and_each_keeps_publish_orde
     let partition = client.partition(2).await.unwrap();
     let mut tail = partition.tail("orders.*", remq::StartFrom::Earliest).await.unwrap();
     assert_eq!(tail.next().await.unwrap().partition, 2);
+}
+
+/// How many messages each partition of `client`'s namespace holds on `pattern`.
+async fn held(client: &Client, pattern: &str) -> Vec<usize> {
+    let mut held = Vec::new();
+    for view in client.every_partition().await.unwrap() {
+        held.push(view.consume(pattern, MessageId::ZERO, 1000).await.unwrap().len());
+    }
+    held
+}
+
+#[tokio::test]
+async fn flushes_and_a_workers_flush_jobs_cover_every_partition() {
+    let server = RedisServer::start();
+    let client = Client::builder(server.url()).namespace("remq:{kept}").connect().await.unwrap();
+    client.create_partitions(3).await.unwrap();
+    for view in client.every_partition().await.unwrap() {
+        for i in 0..20 {
+            view.publish("k.a", format!("{i}")).await.unwrap();
+        }
+    }
+    // A plan and a flush name each partition's channel, with that partition's ids.
+    let keep_five = FlushPolicy::new("k.*").interest(false).keep_last(5);
+    let plan = client.plan_flush(&keep_five).await.unwrap();
+    let planned: Vec<(u32, &str, u64, u64)> =
+        plan.channels.iter().map(|c| (c.partition, c.channel.as_str(), c.before.get(), c.removed)).collect();
+    assert_eq!(planned, [(0, "k.a", 16, 15), (1, "k.a", 16, 15), (2, "k.a", 16, 15)]);
+    assert_eq!(held(&client, "k.*").await, [20, 20, 20], "a plan removes nothing");
+    assert_eq!(client.flush_with(&keep_five).await.unwrap(), plan);
+    assert_eq!(held(&client, "k.*").await, [5, 5, 5]);
+
+    // A worker's flush job, interest only, beside a consumer group member:
+    // every partition is trimmed to what the consumer handled there.
+    let handled = Arc::new(AtomicUsize::new(0));
+    let counter = handled.clone();
+    let worker = test_worker(server.url())
+        .namespace("remq:{kept}")
+        .flush(FlushPolicy::new("k.*").every(Duration::from_millis(100)))
+        .named_handler("trimmer", "k.*", move |_: MessageId| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            async {}
+        });
+    let running = RunningWorker::start(worker);
+    wait_until(Duration::from_secs(20), "each partition flushed down to nothing", async || {
+        (held(&client, "k.*").await == [0, 0, 0]).then_some(())
+    })
+    .await;
+    assert_eq!(handled.load(Ordering::Relaxed), 15, "each message handled before it went");
+    running.stop().await.unwrap();
 }
 
 #[tokio::test]

@@ -224,7 +224,10 @@ impl Client {
     /// matching `pattern` (whatever consumers still need: see
     /// [`flush_with`](Self::flush_with) for retention that keeps it), and
     /// returns how many were removed. It goes channel by channel in short
-    /// steps, so no Redis call is long however many channels match.
+    /// steps, so no Redis call is long however many channels match. In a
+    /// partitioned namespace it flushes every partition, each below its own
+    /// `before` (ids are per partition: flush one partition through
+    /// [`partition(k)`](Self::partition) to cut at an id of that one).
     ///
     /// # Errors
     /// [`Error::InvalidPattern`] for an empty pattern; [`Error::Redis`] when a
@@ -243,15 +246,13 @@ impl Client {
     /// # Errors
     /// [`Error::Redis`] when the call fails.
     pub async fn consumers(&self) -> Result<Vec<RegisteredConsumer>> {
-        let count = self.partitions().await?;
-        if count <= 1 {
+        if self.partitions().await? <= 1 {
             return registry::list(&self.store).await;
         }
         let mut all = Vec::new();
-        for index in 0..count {
-            let view = self.partition(index).await?;
+        for view in self.every_partition().await? {
             let mut listed = registry::list(&view.store).await?;
-            listed.iter_mut().for_each(|c| c.partition = index);
+            listed.iter_mut().for_each(|c| c.partition = view.partition_index());
             all.extend(listed);
         }
         all.sort_by(|a, b| (&a.name, a.partition).cmp(&(&b.name, b.partition)));

@@ -141,6 +141,23 @@ impl Client {
         Ok(Client { store: self.store.with_namespace(namespace), partitioning, ..self.clone() })
     }
 
+    /// A view of every partition of this namespace, in partition order
+    /// ([`partition(0)`](Self::partition) … `partition(P - 1)`); this client
+    /// alone when the namespace is not partitioned. Operations that span a
+    /// partitioned namespace ([`flush_with`](Self::flush_with),
+    /// [`consumers`](Self::consumers)) walk these.
+    ///
+    /// # Errors
+    /// [`Error::Redis`] when the count cannot be read.
+    pub async fn every_partition(&self) -> Result<Vec<Client>> {
+        let count = self.partitions().await?;
+        let mut views = Vec::with_capacity(count as usize);
+        for index in 0..count {
+            views.push(self.partition(index).await?);
+        }
+        Ok(views)
+    }
+
     /// Publishes one message on `channel` in the partition that `key` picks
     /// ([`partition_for`]); every message of one key lands in one partition,
     /// in publish order. In a namespace that is not partitioned the key

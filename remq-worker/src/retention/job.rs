@@ -5,7 +5,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::FlushPolicy;
-use crate::connection::Store;
+use crate::Client;
 use crate::observe::metrics;
 use crate::ownership::lease::LeaseGuard;
 use crate::protocol::LeaseKey;
@@ -13,8 +13,9 @@ use crate::protocol::LeaseKey;
 /// The flush job of a worker: runs `policy` every interval until `shutdown`,
 /// holding the pattern's flush lock ([`LeaseKey::FlushLock`], a lease of its
 /// own kind) while it runs, so one worker of a deployment flushes a pattern at
-/// a time.
-pub(crate) async fn run_periodically(store: Store, policy: FlushPolicy, shutdown: CancellationToken) {
+/// a time. In a partitioned namespace one run flushes every partition, under
+/// one lock in the base namespace.
+pub(crate) async fn run_periodically(client: Client, policy: FlushPolicy, shutdown: CancellationToken) {
     let lock = LeaseKey::FlushLock(policy.pattern.as_str().into());
     let pattern = policy.pattern.as_str();
     let (ok, failed, locked) = (
@@ -28,10 +29,10 @@ pub(crate) async fn run_periodically(store: Store, policy: FlushPolicy, shutdown
     let ttl = policy.every.max(Duration::from_secs(30));
     loop {
         let run = async {
-            let Some(guard) = LeaseGuard::try_acquire(&store, &lock, ttl).await?.ok() else {
+            let Some(guard) = LeaseGuard::try_acquire(client.store(), &lock, ttl).await?.ok() else {
                 return Ok(None);
             };
-            let report = super::apply(&store, &policy).await;
+            let report = client.flush_with(&policy).await;
             guard.release().await;
             report.map(Some)
         };

@@ -156,6 +156,9 @@ impl FlushReport {
 pub struct ChannelFlush {
     /// The channel.
     pub channel: String,
+    /// The partition it is in (0 in a namespace that is not partitioned):
+    /// `before` is an id of that partition.
+    pub partition: u32,
     /// Messages with ids below this were removed.
     pub before: MessageId,
     /// How many.

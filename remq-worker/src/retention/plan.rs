@@ -125,7 +125,12 @@ async fn decide(store: &Store, policy: &FlushPolicy) -> Result<FlushReport> {
             cut = cut.max(cap_cut);
         }
         if cut > MessageId::ZERO {
-            report.channels.push(ChannelFlush { channel: channel.clone(), before: cut, removed: 0 });
+            report.channels.push(ChannelFlush {
+                channel: channel.clone(),
+                partition: 0,
+                before: cut,
+                removed: 0,
+            });
         }
     }
     Ok(report)

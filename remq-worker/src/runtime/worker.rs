@@ -410,11 +410,7 @@ impl Worker {
             endpoints::serve(listener, handle.clone(), rt.health.clone(), self.shutdown.clone(), &tracker);
         }
         for policy in self.flush {
-            tracker.spawn(retention::run_periodically(
-                rt.client.store().clone(),
-                policy,
-                self.shutdown.clone(),
-            ));
+            tracker.spawn(retention::run_periodically(rt.client.clone(), policy, self.shutdown.clone()));
         }
         let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
         for (consumer, rt, partitioned) in grouped {
