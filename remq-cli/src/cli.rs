@@ -69,6 +69,11 @@ pub(crate) struct ConnectionArgs {
         requires = "tls_client_cert"
     )]
     tls_client_key: Option<PathBuf>,
+    /// In a partitioned namespace, the partition to work in (0 to P-1): consume,
+    /// tail and channels need one; flush, dead and redrive cover every partition
+    /// unless one is named.
+    #[arg(long, global = true, value_name = "K")]
+    partition: Option<u32>,
 }
 
 /// What a subcommand runs with: how to connect, and how to print.
@@ -88,6 +93,42 @@ impl Context {
     /// credentials, invalid URL or namespace), or an unreadable certificate file.
     pub(crate) async fn client(&self) -> Result<Client> {
         Ok(self.client_builder()?.connect().await?)
+    }
+
+    /// The namespace a command that spans partitions works in: the partition
+    /// `--partition` names, or the whole namespace (every partition of it);
+    /// and whether the output should name partitions.
+    ///
+    /// # Errors
+    /// As [`client`](Self::client); a `--partition` out of range.
+    pub(crate) async fn spanned(&self) -> Result<(Client, bool)> {
+        let client = self.client().await?;
+        match self.connection.partition {
+            Some(index) => Ok((client.partition(index).await?, true)),
+            None => {
+                let partitioned = client.partitions().await? > 1;
+                Ok((client, partitioned))
+            }
+        }
+    }
+
+    /// The one namespace a command reads: the partition `--partition` names,
+    /// or the namespace itself when it is not partitioned.
+    ///
+    /// # Errors
+    /// As [`spanned`](Self::spanned); a partitioned namespace without
+    /// `--partition`.
+    pub(crate) async fn one_partition(&self) -> Result<Client> {
+        let (client, partitioned) = self.spanned().await?;
+        if partitioned && self.connection.partition.is_none() {
+            let count = client.partitions().await?;
+            return Err(CliError::Usage(format!(
+                "{} has {count} partitions and this command reads one: add --partition <K> (0 to {})",
+                client.namespace(),
+                count - 1
+            )));
+        }
+        Ok(client)
     }
 
     /// The builder [`client`](Self::client) connects with, for commands that

@@ -41,7 +41,7 @@ impl Column {
 /// Something a command prints: a row of a table, or a JSON object.
 pub(crate) trait Record {
     /// The table's columns; [`cells`](Record::cells) returns one cell for each.
-    const COLUMNS: &'static [Column];
+    fn columns() -> Vec<Column>;
 
     /// The JSON object printed with `--json` (a struct, so its keys keep their
     /// order: `id` first).
@@ -49,6 +49,43 @@ pub(crate) trait Record {
 
     /// The table row printed without `--json`.
     fn cells(&self) -> Vec<String>;
+}
+
+/// A record of one partition of a partitioned namespace: a PARTITION column
+/// first, and `"partition"` after the record's own JSON keys.
+pub(crate) struct InPartition<R> {
+    /// The partition.
+    pub(crate) partition: u32,
+    /// The record.
+    pub(crate) record: R,
+}
+
+impl<R: Record> Record for InPartition<R> {
+    fn columns() -> Vec<Column> {
+        let mut columns = R::columns();
+        columns.insert(0, Column::number("PARTITION"));
+        columns
+    }
+
+    fn json(&self) -> impl Serialize {
+        PartitionJson { record: self.record.json(), partition: self.partition }
+    }
+
+    fn cells(&self) -> Vec<String> {
+        let mut cells = self.record.cells();
+        cells.insert(0, self.partition.to_string());
+        cells
+    }
+}
+
+/// The JSON of an [`InPartition`].
+#[derive(Serialize)]
+struct PartitionJson<T> {
+    /// The record's keys.
+    #[serde(flatten)]
+    record: T,
+    /// Its partition.
+    partition: u32,
 }
 
 /// Standard output, buffered, in one format.
@@ -88,8 +125,22 @@ impl Output {
         for row in &rows {
             widen(&mut widths, row);
         }
-        write_row::<R>(&mut self.out, &widths, R::COLUMNS.iter().map(|c| c.name))?;
+        write_row::<R>(&mut self.out, &widths, R::columns().iter().map(|c| c.name))?;
         rows.iter().try_for_each(|row| write_row::<R>(&mut self.out, &widths, row.iter().map(String::as_str)))
+    }
+
+    /// [`all`](Self::all), naming each record's partition when `partitioned`
+    /// (the namespace has partitions, or `--partition` picked one).
+    pub(crate) fn all_in_partitions<R: Record>(
+        &mut self,
+        partitioned: bool,
+        records: Vec<InPartition<R>>,
+    ) -> io::Result<()> {
+        if partitioned {
+            self.all(&records)
+        } else {
+            self.all(&records.into_iter().map(|r| r.record).collect::<Vec<_>>())
+        }
     }
 
     /// Prints one record of a stream at once (a table whose columns widen as
@@ -105,7 +156,7 @@ impl Output {
             if self.streamed.is_none() {
                 let widths = self.streamed.insert(header_widths::<R>());
                 widen(widths, &row);
-                write_row::<R>(&mut self.out, widths, R::COLUMNS.iter().map(|c| c.name))?;
+                write_row::<R>(&mut self.out, widths, R::columns().iter().map(|c| c.name))?;
             }
             let widths = self.streamed.as_mut().expect("set above");
             widen(widths, &row);
@@ -142,7 +193,7 @@ impl Output {
 
 /// The widths of a table's headers.
 fn header_widths<R: Record>() -> Vec<usize> {
-    R::COLUMNS.iter().map(|c| c.name.chars().count()).collect()
+    R::columns().iter().map(|c| c.name.chars().count()).collect()
 }
 
 /// Widens columns to fit `row`.
@@ -159,8 +210,9 @@ fn write_row<'a, R: Record>(
     widths: &[usize],
     cells: impl Iterator<Item = &'a str>,
 ) -> io::Result<()> {
-    let last = R::COLUMNS.len() - 1;
-    for (i, (cell, (column, width))) in cells.zip(R::COLUMNS.iter().zip(widths)).enumerate() {
+    let columns = R::columns();
+    let last = columns.len() - 1;
+    for (i, (cell, (column, width))) in cells.zip(columns.iter().zip(widths)).enumerate() {
         let sep = if i == 0 { "" } else { "  " };
         match (column.align, i == last) {
             (Align::Right, _) => write!(out, "{sep}{cell:>width$}")?,
@@ -222,7 +274,9 @@ struct MessageJson<'a> {
 }
 
 impl Record for Message {
-    const COLUMNS: &'static [Column] = &[Column::number("ID"), Column::text("CHANNEL"), Column::text("BODY")];
+    fn columns() -> Vec<Column> {
+        vec![Column::number("ID"), Column::text("CHANNEL"), Column::text("BODY")]
+    }
 
     fn json(&self) -> impl Serialize {
         MessageJson { id: self.id.get(), channel: &self.channel, body: JsonBody::new(&self.body) }

@@ -703,8 +703,7 @@ async fn a_partitioned_namespace_is_created_and_keys_land_where_the_client_puts_
     let server = RedisServer::start();
     let created = ok(&server, &["namespace", "create", "remq:{orders}", "--partitions", "4"]);
     assert_eq!(created, "remq:{orders}: 4 partition(s), remq:{orders.0} … remq:{orders.3}\n");
-    let mut other = remq(&server);
-    other.env("REMQ_NAMESPACE", "remq:{orders}");
+    let other = remq_in(&server, "remq:{orders}");
     let again = fails(remq(&server), &["namespace", "create", "remq:{orders}", "--partitions", "8"], 1);
     assert!(again.contains("created with 4 partitions"), "{again}");
     // The CLI (one process) and this test's client (another) put a key in the same partition.
@@ -716,8 +715,7 @@ async fn a_partitioned_namespace_is_created_and_keys_land_where_the_client_puts_
     let client = Client::builder(server.url()).namespace("remq:{orders}").connect().await.unwrap();
     let again = client.publish_keyed("orders.created", "user-42", "again").await.unwrap();
     assert_eq!((again.partition, again.id.get()), (expected, 2));
-    let mut text = remq(&server);
-    text.env("REMQ_NAMESPACE", "remq:{orders}");
+    let text = remq_in(&server, "remq:{orders}");
     let line =
         String::from_utf8(run(text, &["publish", "orders.created", "x", "--key", "user-42"], b"").stdout)
             .unwrap();
@@ -733,10 +731,7 @@ async fn a_partitioned_namespace_is_created_and_keys_land_where_the_client_puts_
     let running = RunningWorker::start(worker);
     let rows =
         wait_until(Duration::from_secs(15), "4 partitions of billing, handled and assigned", async || {
-            let mut consumers = remq(&server);
-            consumers.env("REMQ_NAMESPACE", "remq:{orders}");
-            let out = run(consumers, &["--json", "consumers"], b"");
-            let rows = json_lines(&String::from_utf8(out.stdout).unwrap());
+            let rows = json_lines(&ok_in(&server, "remq:{orders}", &["--json", "consumers"]));
             let done = rows.len() == 4
                 && rows.iter().all(|r| r["lag"] == 0 && r["assigned_to"].is_string() && r["leased"] == true);
             done.then_some(rows)
@@ -745,9 +740,90 @@ async fn a_partitioned_namespace_is_created_and_keys_land_where_the_client_puts_
     let partitions: Vec<&Value> = rows.iter().map(|r| &r["partition"]).collect();
     assert_eq!(partitions, [&json!(0), &json!(1), &json!(2), &json!(3)]);
     assert_eq!(rows[expected as usize]["cursor"], 3, "{rows:?}");
-    let mut table = remq(&server);
-    table.env("REMQ_NAMESPACE", "remq:{orders}");
-    let table = String::from_utf8(run(table, &["consumers"], b"").stdout).unwrap();
+    let table = ok_in(&server, "remq:{orders}", &["consumers"]);
     assert!(table.starts_with("CONSUMER  PARTITION  ASSIGNED TO"), "{table}");
     running.stop().await.unwrap();
+}
+
+/// `remq` in namespace `ns` of `server`.
+fn remq_in(server: &RedisServer, ns: &str) -> Command {
+    let mut command = remq(server);
+    command.env("REMQ_NAMESPACE", ns);
+    command
+}
+
+/// Standard output of `remq` in namespace `ns`, which must succeed.
+fn ok_in(server: &RedisServer, ns: &str, args: &[&str]) -> String {
+    let out = run(remq_in(server, ns), args, b"");
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn dead_letters_redrives_and_flushes_of_a_partitioned_namespace_keep_each_partition() {
+    let server = RedisServer::start();
+    let ns = "remq:{shop}";
+    ok_in(&server, ns, &["namespace", "create", ns, "--partitions", "3"]);
+    let client = Client::builder(server.url()).namespace(ns).connect().await.unwrap();
+    // One message per partition, each keyed to land there.
+    let keys: Vec<String> = (0..3)
+        .map(|p| (0..).map(|i| format!("k{i}")).find(|k| remq::partition_for(k.as_bytes(), 3) == p).unwrap())
+        .collect();
+    for key in &keys {
+        client.publish_keyed("orders.created", key, key).await.unwrap();
+    }
+    let worker =
+        test_worker(server.url()).namespace(ns).named_handler("billing", "orders.*", |_: Message| async {
+            Err::<(), _>(Error::permanent("card declined"))
+        });
+    let running = RunningWorker::start(worker);
+    wait_until(Duration::from_secs(15), "a dead letter in each partition", async || {
+        let letters = json_lines(&ok_in(&server, ns, &["--json", "dead"]));
+        (letters.len() == 3).then_some(())
+    })
+    .await;
+    running.stop().await.unwrap();
+
+    // Each dead letter stays in its message's partition, and says so.
+    let letters = json_lines(&ok_in(&server, ns, &["--json", "dead"]));
+    let got: Vec<(u64, String)> = letters
+        .iter()
+        .map(|l| (l["partition"].as_u64().unwrap(), l["body"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(got, [(0, keys[0].clone()), (1, keys[1].clone()), (2, keys[2].clone())]);
+    let table = ok_in(&server, ns, &["dead"]);
+    assert!(table.starts_with("PARTITION  ID  DEAD CHANNEL"), "{table}");
+    let one = json_lines(&ok_in(&server, ns, &["--json", "--partition", "1", "dead"]));
+    assert_eq!((one.len(), &one[0]["partition"]), (1, &json!(1)));
+
+    // Redrive publishes each back into its own partition.
+    let redriven = json_lines(&ok_in(&server, ns, &["--json", "redrive", "dead.orders.*"]));
+    let partitions: Vec<&Value> = redriven.iter().map(|r| &r["partition"]).collect();
+    assert_eq!(partitions, [&json!(0), &json!(1), &json!(2)]);
+    for (p, key) in keys.iter().enumerate() {
+        let view = client.partition(p as u32).await.unwrap();
+        let page = view.consume("orders.*", MessageId::ZERO, 10).await.unwrap();
+        let bodies: Vec<&[u8]> = page.iter().map(|m| &m.body[..]).collect();
+        assert_eq!(
+            bodies,
+            [key.as_bytes(), key.as_bytes()],
+            "partition {p}: the original, then the redriven one"
+        );
+    }
+
+    // A read of one partition needs --partition; a flush covers them all.
+    let usage = fails(remq_in(&server, ns), &["consume", "orders.*"], 2);
+    assert!(usage.contains("has 3 partitions") && usage.contains("--partition"), "{usage}");
+    let page = json_lines(&ok_in(&server, ns, &["--json", "--partition", "2", "consume", "orders.*"]));
+    assert_eq!(page.len(), 2);
+    let out_of_range = fails(remq_in(&server, ns), &["--partition", "3", "consume", "orders.*"], 1);
+    assert!(out_of_range.contains("partition 3 does not exist"), "{out_of_range}");
+    let flushed = ok_in(&server, ns, &["flush", "orders.*", "--keep", "1"]);
+    let rows: Vec<Vec<&str>> = flushed.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["PARTITION", "CHANNEL", "BEFORE", "REMOVED"]);
+    // Ids are per partition: each holds 1 (the message), 2 (its dead letter) and 3 (redriven).
+    let expected: Vec<[String; 4]> =
+        (0..3).map(|p| [p.to_string(), "orders.created".into(), "3".into(), "1".into()]).collect();
+    assert_eq!(rows[1..4], expected[..], "{flushed}");
+    assert!(flushed.ends_with("removed 3 messages from 3 channels\n"), "{flushed}");
 }

@@ -20,7 +20,7 @@ impl ChannelsArgs {
     /// Lists the channels.
     pub(crate) async fn run(self, context: &Context) -> Result<()> {
         remq::validate_pattern(&self.pattern)?;
-        let client = context.client().await?;
+        let client = context.one_partition().await?;
         let channels = client.channels(&self.pattern).await?;
         let mut out = context.output();
         out.all(&channels)?;
@@ -33,13 +33,15 @@ impl ChannelsArgs {
 }
 
 impl Record for ChannelInfo {
-    const COLUMNS: &'static [Column] = &[
-        Column::text("CHANNEL"),
-        Column::number("MESSAGES"),
-        Column::number("FIRST"),
-        Column::number("LAST"),
-        Column::number("MEMORY"),
-    ];
+    fn columns() -> Vec<Column> {
+        vec![
+            Column::text("CHANNEL"),
+            Column::number("MESSAGES"),
+            Column::number("FIRST"),
+            Column::number("LAST"),
+            Column::number("MEMORY"),
+        ]
+    }
 
     fn json(&self) -> impl Serialize {
         ChannelJson {

@@ -20,7 +20,7 @@ impl ConsumeArgs {
     /// Reads the page and prints it; says on stderr where the next page starts.
     pub(crate) async fn run(self, context: &Context) -> Result<()> {
         remq::validate_pattern(&self.pattern)?;
-        let client = context.client().await?;
+        let client = context.one_partition().await?;
         let PageArgs { after, limit } = self.page;
         let page = client.consume(&self.pattern, after, limit).await?;
         let mut out = context.output();

@@ -69,17 +69,11 @@ impl<'a> Row<'a> {
 struct PartitionRow<'a>(Row<'a>);
 
 impl Record for PartitionRow<'_> {
-    const COLUMNS: &'static [Column] = &[
-        Column::text("CONSUMER"),
-        Column::number("PARTITION"),
-        Column::text("ASSIGNED TO"),
-        Column::text("PATTERN"),
-        Column::number("CURSOR"),
-        Column::number("LAG"),
-        Column::text("LEASE"),
-        Column::text("OWNER"),
-        Column::number("LAST SEEN"),
-    ];
+    fn columns() -> Vec<Column> {
+        let mut columns = Row::columns();
+        columns.splice(1..1, [Column::number("PARTITION"), Column::text("ASSIGNED TO")]);
+        columns
+    }
 
     fn json(&self) -> impl Serialize {
         let c = self.0.consumer;
@@ -112,15 +106,17 @@ struct PartitionJson<'a> {
 }
 
 impl Record for Row<'_> {
-    const COLUMNS: &'static [Column] = &[
-        Column::text("CONSUMER"),
-        Column::text("PATTERN"),
-        Column::number("CURSOR"),
-        Column::number("LAG"),
-        Column::text("LEASE"),
-        Column::text("OWNER"),
-        Column::number("LAST SEEN"),
-    ];
+    fn columns() -> Vec<Column> {
+        vec![
+            Column::text("CONSUMER"),
+            Column::text("PATTERN"),
+            Column::number("CURSOR"),
+            Column::number("LAG"),
+            Column::text("LEASE"),
+            Column::text("OWNER"),
+            Column::number("LAST SEEN"),
+        ]
+    }
 
     fn json(&self) -> impl Serialize {
         self.json_fields()

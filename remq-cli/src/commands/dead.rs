@@ -1,5 +1,7 @@
 //! `remq dead [pattern]`: the dead letters of the channels matching a pattern,
-//! with the handler that gave up, how often it tried, and why.
+//! with the handler that gave up, how often it tried, and why; in a
+//! partitioned namespace, those of every partition (a dead letter stays in its
+//! message's partition), each page `--after`/`--limit` per partition.
 
 use clap::Args;
 use remq::Message;
@@ -9,7 +11,7 @@ use serde::Serialize;
 use super::PageArgs;
 use crate::cli::Context;
 use crate::error::Result;
-use crate::output::{Column, JsonBody, Record, body_text};
+use crate::output::{Column, InPartition, JsonBody, Record, body_text};
 
 /// Arguments of `remq dead`.
 #[derive(Debug, Args)]
@@ -38,20 +40,25 @@ impl DeadArgs {
     pub(crate) async fn run(self, context: &Context) -> Result<()> {
         let pattern = format!("{}{}", self.prefix, self.pattern);
         remq::validate_pattern(&pattern)?;
-        let client = context.client().await?;
+        let (client, partitioned) = context.spanned().await?;
         let PageArgs { after, limit } = self.page;
-        let page = client.consume(&pattern, after, limit).await?;
-        let mut letters = Vec::with_capacity(page.len());
-        for dead in page {
-            match DeadLetterEnvelope::parse(&dead.body) {
-                Ok(envelope) => letters.push(DeadLetter { dead, envelope }),
-                Err(error) => eprintln!("remq: skipped {}@{}: {error}", dead.channel, dead.id),
+        let mut letters = Vec::new();
+        for view in client.every_partition().await? {
+            for dead in view.consume(&pattern, after, limit).await? {
+                match DeadLetterEnvelope::parse(&dead.body) {
+                    Ok(envelope) => letters.push(InPartition {
+                        partition: dead.partition,
+                        record: DeadLetter { dead, envelope },
+                    }),
+                    Err(error) => eprintln!("remq: skipped {}@{}: {error}", dead.channel, dead.id),
+                }
             }
         }
+        let none = letters.is_empty();
         let mut out = context.output();
-        out.all(&letters)?;
+        out.all_in_partitions(partitioned, letters)?;
         out.flush()?;
-        if letters.is_empty() && !out.is_json() {
+        if none && !out.is_json() {
             eprintln!("remq: no dead letters on '{pattern}' after {after}");
         }
         Ok(())
@@ -59,15 +66,17 @@ impl DeadArgs {
 }
 
 impl Record for DeadLetter {
-    const COLUMNS: &'static [Column] = &[
-        Column::number("ID"),
-        Column::text("DEAD CHANNEL"),
-        Column::text("ORIGINAL"),
-        Column::text("HANDLER"),
-        Column::number("ATTEMPTS"),
-        Column::text("ERROR"),
-        Column::text("BODY"),
-    ];
+    fn columns() -> Vec<Column> {
+        vec![
+            Column::number("ID"),
+            Column::text("DEAD CHANNEL"),
+            Column::text("ORIGINAL"),
+            Column::text("HANDLER"),
+            Column::number("ATTEMPTS"),
+            Column::text("ERROR"),
+            Column::text("BODY"),
+        ]
+    }
 
     fn json(&self) -> impl Serialize {
         let original = &self.envelope.message;

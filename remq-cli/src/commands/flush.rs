@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::cli::Context;
 use crate::error::Result;
-use crate::output::{Column, Record};
+use crate::output::{Column, InPartition, Record};
 
 /// Arguments of `remq flush`.
 #[derive(Debug, Args)]
@@ -49,16 +49,23 @@ impl FlushArgs {
         if let Some(age) = self.older_than {
             policy = policy.max_age(age);
         }
-        let client = context.client().await?;
+        let (client, partitioned) = context.spanned().await?;
         let report =
             if self.dry_run { client.plan_flush(&policy).await? } else { client.flush_with(&policy).await? };
-        let rows: Vec<Row<'_>> =
-            report.channels.iter().map(|channel| Row { channel, dry_run: self.dry_run }).collect();
+        let rows: Vec<InPartition<Row<'_>>> = report
+            .channels
+            .iter()
+            .map(|channel| InPartition {
+                partition: channel.partition,
+                record: Row { channel, dry_run: self.dry_run },
+            })
+            .collect();
+        let channels = rows.len();
         let mut out = context.output();
-        out.all(&rows)?;
+        out.all_in_partitions(partitioned, rows)?;
         if !out.is_json() {
             let verb = if self.dry_run { "would remove" } else { "removed" };
-            out.line(&format!("{verb} {} messages from {} channels", report.removed(), rows.len()))?;
+            out.line(&format!("{verb} {} messages from {channels} channels", report.removed()))?;
         }
         out.flush()?;
         for name in &report.stale_consumers {
@@ -77,8 +84,9 @@ struct Row<'a> {
 }
 
 impl Record for Row<'_> {
-    const COLUMNS: &'static [Column] =
-        &[Column::text("CHANNEL"), Column::number("BEFORE"), Column::number("REMOVED")];
+    fn columns() -> Vec<Column> {
+        vec![Column::text("CHANNEL"), Column::number("BEFORE"), Column::number("REMOVED")]
+    }
 
     fn json(&self) -> impl Serialize {
         RowJson {

@@ -1,5 +1,6 @@
 //! `remq redrive <dead-channel>`: dead letters published back to their original
-//! channels, as new messages.
+//! channels, as new messages; in a partitioned namespace, each partition's
+//! dead letters back into that partition.
 
 use clap::Args;
 use remq::MessageId;
@@ -8,7 +9,7 @@ use serde::Serialize;
 
 use crate::cli::Context;
 use crate::error::Result;
-use crate::output::{Column, Record};
+use crate::output::{Column, InPartition, Record};
 
 /// Dead letters replayed per `redrive_page` call.
 const PAGE: usize = 1000;
@@ -34,20 +35,28 @@ impl RedriveArgs {
     /// Replays the dead letters, a page at a time.
     pub(crate) async fn run(self, context: &Context) -> Result<()> {
         remq::validate_pattern(&self.dead_channel)?;
-        let client = context.client().await?;
+        let (client, partitioned) = context.spanned().await?;
         let mut out = context.output();
-        // New dead letters get ids above this one: stop there, or a handler that
-        // keeps failing would keep this loop going.
-        let head = client.head().await?;
-        let (mut after, mut left, mut replayed) = (self.after, self.limit.unwrap_or(u64::MAX), 0u64);
-        while left > 0 && after < head {
-            let page_size = usize::try_from(left).map_or(PAGE, |left| left.min(PAGE));
-            let page = remq::redrive_page(&client, &self.dead_channel, after, page_size).await?;
-            let Some(last) = page.last() else { break };
-            after = last.dead_id;
-            left -= page.len() as u64;
-            replayed += page.len() as u64;
-            page.iter().try_for_each(|redriven| out.stream(redriven))?;
+        let (limit, mut replayed) = (self.limit.unwrap_or(u64::MAX), 0u64);
+        for view in client.every_partition().await? {
+            // New dead letters get ids above the head: stop there, or a handler
+            // that keeps failing would keep this loop going.
+            let head = view.head().await?;
+            let mut after = self.after;
+            while replayed < limit && after < head {
+                let page_size = usize::try_from(limit - replayed).map_or(PAGE, |left| left.min(PAGE));
+                let page = remq::redrive_page(&view, &self.dead_channel, after, page_size).await?;
+                let Some(last) = page.last() else { break };
+                after = last.dead_id;
+                replayed += page.len() as u64;
+                for record in page {
+                    if partitioned {
+                        out.stream(&InPartition { partition: view.partition_index(), record })?;
+                    } else {
+                        out.stream(&record)?;
+                    }
+                }
+            }
         }
         if !out.is_json() {
             eprintln!(
@@ -60,8 +69,9 @@ impl RedriveArgs {
 }
 
 impl Record for Redriven {
-    const COLUMNS: &'static [Column] =
-        &[Column::number("DEAD ID"), Column::text("CHANNEL"), Column::number("ID")];
+    fn columns() -> Vec<Column> {
+        vec![Column::number("DEAD ID"), Column::text("CHANNEL"), Column::number("ID")]
+    }
 
     fn json(&self) -> impl Serialize {
         RedrivenJson { dead_id: self.dead_id.get(), channel: &self.channel, id: self.id.get() }

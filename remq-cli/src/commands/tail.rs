@@ -35,7 +35,7 @@ impl TailArgs {
             (false, Some(id)) => StartFrom::After(MessageId::new(id.get().saturating_sub(1))),
             (false, None) => StartFrom::Latest,
         };
-        let client = context.client().await?;
+        let client = context.one_partition().await?;
         let mut tail = client.tail(&self.pattern, start).await?;
         let mut out = context.output();
         let stop = stop::requested();
