@@ -147,3 +147,55 @@ async fn the_minimal_acl_with_the_cluster_rules_runs_the_client_and_a_worker_on_
     assert!(matches!(error, Error::Permission { op: "connect", .. }), "{error:?}");
     assert!(error.to_string().contains("ACL SETUSER <user> +info"), "{error}");
 }
+
+/// What consumer groups add to [`MINIMAL_RULES`], as the README lists it.
+const GROUP_RULES: &str = "+zremrangebyscore +zrem +zscore +hgetall +exists";
+
+#[tokio::test]
+async fn the_minimal_acl_with_the_group_rules_runs_a_consumer_group() {
+    let server = RedisServer::start();
+    let admin = Client::builder(server.url()).namespace("remq:{acl}").connect().await.unwrap();
+    admin.create_partitions(2).await.unwrap();
+    // PSUBSCRIBE patterns are matched literally: one channel rule per partition.
+    let partitions = "&remq:{acl.0}:channel:acl.* &remq:{acl.1}:channel:acl.*";
+    let rules: Vec<&str> =
+        [MINIMAL_RULES, GROUP_RULES, partitions].iter().flat_map(|r| r.split_whitespace()).collect();
+    let url = server.acl_user("app", "app-pass", &rules).await;
+    let client = Client::builder(&url).namespace("remq:{acl}").connect().await.unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let (listener, addr) = remq_testkit::local_listener();
+    let worker = remq_testkit::test_worker(url.clone())
+        .namespace("remq:{acl}")
+        .metrics_listener(listener)
+        .flush(FlushPolicy::new("acl.*").every(Duration::from_millis(100)))
+        .named_handler("acl-group", "acl.*", move |delivery: remq::Delivery| {
+            let record = record.clone();
+            async move {
+                record.lock().unwrap().push((delivery.partition(), delivery.message.id));
+            }
+        });
+    let running = RunningWorker::start(worker);
+    for key in ["a", "b", "c", "d"] {
+        client.publish_keyed("acl.x", key, key).await.unwrap();
+    }
+    for partition in ["0", "1"] {
+        remq_testkit::wait_for_readiness(addr, &format!("acl-group partition {partition}"), "live").await;
+    }
+    let live = client.publish_keyed("acl.x", "e", "e").await.unwrap();
+    wait_for(Duration::from_secs(10), "the five messages", || seen.lock().unwrap().len() == 5).await;
+    assert!(seen.lock().unwrap().contains(&(live.partition, live.id)));
+    wait_until(Duration::from_secs(10), "the flush job to empty both partitions", async || {
+        let mut left = 0;
+        for view in client.every_partition().await.unwrap() {
+            left += view.consume("acl.*", MessageId::ZERO, 10).await.unwrap().len();
+        }
+        (left == 0).then_some(())
+    })
+    .await;
+    let consumers = client.consumers().await.unwrap();
+    assert_eq!(consumers.len(), 2);
+    assert!(consumers.iter().all(|c| c.assigned_to.is_some()), "{consumers:?}");
+    assert!(!running.is_finished(), "no permission error stopped the worker");
+    running.stop().await.unwrap();
+}
