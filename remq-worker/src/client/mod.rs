@@ -282,7 +282,8 @@ impl Client {
     /// The same client with the scripts' own size limit, for dead letters: the
     /// envelope of a message at the client's limit is a little larger.
     pub(crate) fn with_script_size_limit(&self) -> Client {
-        Client { max_message_size: protocol::MAX_MESSAGE_SIZE, ..self.clone() }
+        let partitioning = self.partitioning.without_views();
+        Client { max_message_size: protocol::MAX_MESSAGE_SIZE, partitioning, ..self.clone() }
     }
 
     /// [`Error::MessageTooLarge`] when `body` is above the limit.

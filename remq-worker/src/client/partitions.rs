@@ -2,10 +2,9 @@
 //! for a key, and views of one partition (the rules live in
 //! `protocol::partition`).
 
-use std::borrow::Cow;
 use std::ops::RangeInclusive;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use super::Client;
 use crate::protocol::{MAX_PARTITIONS, Namespace, partition_for};
@@ -39,6 +38,10 @@ pub(super) struct Partitioning {
     index: u32,
     /// How many partitions the namespace has; 0 until read.
     count: Arc<AtomicU32>,
+    /// A view of each partition, made at the first keyed publish or
+    /// [`Client::partition`] once the count is known (so a publish does not
+    /// build a client each time).
+    views: Arc<OnceLock<Vec<Client>>>,
 }
 
 impl Partitioning {
@@ -46,7 +49,14 @@ impl Partitioning {
     /// never partitioned; any other has its count read when first needed.
     pub(super) fn of(namespace: &Namespace) -> Self {
         let known = if namespace.is_default() { 1 } else { 0 };
-        Partitioning { index: 0, count: Arc::new(AtomicU32::new(known)) }
+        Partitioning { index: 0, count: Arc::new(AtomicU32::new(known)), views: Arc::default() }
+    }
+
+    /// The same partitioning, without the views made so far (for a client
+    /// whose settings differ from the one they were made from).
+    pub(super) fn without_views(&self) -> Self {
+        let count = Arc::new(AtomicU32::new(self.count.load(Ordering::Relaxed)));
+        Partitioning { index: self.index, count, views: Arc::default() }
     }
 }
 
@@ -126,6 +136,12 @@ impl Client {
     /// [`Error::Partitions`] when `index` is not below [`partitions`](Self::partitions);
     /// [`Error::Redis`] when the count cannot be read.
     pub async fn partition(&self, index: u32) -> Result<Client> {
+        Ok(self.view(index).await?.clone())
+    }
+
+    /// [`partition`](Self::partition), borrowed: this client when the
+    /// namespace is not partitioned, else the view made once per partition.
+    async fn view(&self, index: u32) -> Result<&Client> {
         let count = self.partitions().await?;
         if index >= count {
             return Err(Error::Partitions {
@@ -134,11 +150,19 @@ impl Client {
             });
         }
         if count == 1 {
-            return Ok(self.clone());
+            return Ok(self);
         }
-        let namespace = self.namespace().partition(index, count);
-        let partitioning = Partitioning { index, count: Arc::new(AtomicU32::new(1)) };
-        Ok(Client { store: self.store.with_namespace(namespace), partitioning, ..self.clone() })
+        let views = self.partitioning.views.get_or_init(|| {
+            (0..count)
+                .map(|index| {
+                    let namespace = self.namespace().partition(index, count);
+                    let partitioning =
+                        Partitioning { index, count: Arc::new(AtomicU32::new(1)), views: Arc::default() };
+                    Client { store: self.store.with_namespace(namespace), partitioning, ..self.clone() }
+                })
+                .collect()
+        });
+        Ok(&views[index as usize])
     }
 
     /// A view of every partition of this namespace, in partition order
@@ -207,11 +231,8 @@ impl Client {
     /// The client of the partition `key` picks: this one, not a copy, when
     /// the namespace is not partitioned (or this is already a view of one
     /// partition), so an unpartitioned publish costs one atomic load more.
-    async fn partition_of(&self, key: &[u8]) -> Result<Cow<'_, Client>> {
+    async fn partition_of(&self, key: &[u8]) -> Result<&Client> {
         let count = self.partitions().await?;
-        if count == 1 {
-            return Ok(Cow::Borrowed(self));
-        }
-        Ok(Cow::Owned(self.partition(partition_for(key, count)).await?))
+        self.view(if count == 1 { 0 } else { partition_for(key, count) }).await
     }
 }
