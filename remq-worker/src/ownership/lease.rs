@@ -37,27 +37,39 @@ pub(crate) struct LeaseGuard {
 
 impl LeaseGuard {
     /// Waits until this process owns the lease `key` (a hot standby while
-    /// another process holds it), then returns the guard.
+    /// another process holds it), then returns the guard; `None` when `stop`
+    /// fires first.
+    ///
+    /// A stop that comes while a take is on its way to Redis gives back what
+    /// that call may have taken (a release with its token, which changes
+    /// nothing if it took nothing), so a consumer stopped as it starts (say, a
+    /// partition moved away at once) does not leave its lease to expire: the
+    /// next owner takes it at once.
     ///
     /// # Errors
     /// Redis errors other than the lease being held.
-    ///
-    /// # Cancel safety
-    /// Cancel-safe while waiting; a lease acquired by a cancelled call simply
-    /// expires after `ttl`.
     pub(crate) async fn acquire(
         store: &Store,
         key: &LeaseKey,
         ttl: Duration,
         health: &ConsumerHealth,
-    ) -> Result<LeaseGuard> {
+        stop: &CancellationToken,
+    ) -> Result<Option<LeaseGuard>> {
         let consumer = &**key.name();
         let mut announced = false;
         loop {
-            match Self::try_acquire(store, key, ttl).await? {
+            let token = fastrand::u64(1..);
+            let taken = tokio::select! {
+                taken = Self::take(store, key, ttl, token) => taken?,
+                _ = stop.cancelled() => {
+                    let _ = tokio::time::timeout(GIVE_BACK, give_back(store, key, token)).await;
+                    return Ok(None);
+                }
+            };
+            match taken {
                 Ok(guard) => {
                     tracing::info!(consumer, token = guard.token, "acquired the consumer lease");
-                    return Ok(guard);
+                    return Ok(Some(guard));
                 }
                 Err(remaining) => {
                     if !announced {
@@ -65,7 +77,10 @@ impl LeaseGuard {
                         health.set(ConsumerState::Standby);
                         announced = true;
                     }
-                    tokio::time::sleep(remaining.min(STANDBY_POLL)).await;
+                    tokio::select! {
+                        _ = stop.cancelled() => return Ok(None),
+                        _ = tokio::time::sleep(remaining.min(STANDBY_POLL)) => {}
+                    }
                 }
             }
         }
@@ -80,7 +95,16 @@ impl LeaseGuard {
         key: &LeaseKey,
         ttl: Duration,
     ) -> Result<std::result::Result<LeaseGuard, Duration>> {
-        let token = fastrand::u64(1..);
+        Self::take(store, key, ttl, fastrand::u64(1..)).await
+    }
+
+    /// [`try_acquire`](Self::try_acquire) with fencing token `token`.
+    async fn take(
+        store: &Store,
+        key: &LeaseKey,
+        ttl: Duration,
+        token: u64,
+    ) -> Result<std::result::Result<LeaseGuard, Duration>> {
         let (acquired, remaining): (u8, u64) = store
             .eval("acquire lease", &scripts::LEASE, lease_args("acquire", key, millis(ttl), token))
             .await?;
@@ -113,10 +137,7 @@ impl LeaseGuard {
         if self.lost.is_cancelled() {
             return;
         }
-        let released: Result<i64> = self
-            .store
-            .eval("release lease", &scripts::LEASE, lease_args("release", &self.key, 0, self.token))
-            .await;
+        let released = give_back(&self.store, &self.key, self.token).await;
         let consumer = &**self.key.name();
         match released {
             Ok(1) => tracing::info!(consumer, lease = %self.key, "released the consumer lease"),
@@ -166,6 +187,15 @@ async fn renew(store: Store, key: LeaseKey, token: u64, ttl: Duration, lost: Can
         }
     }
     lost.cancel();
+}
+
+/// How long a stopped [`LeaseGuard::acquire`] waits to give back what its
+/// last call may have taken.
+const GIVE_BACK: Duration = Duration::from_secs(1);
+
+/// Releases `key` if `token` holds it: 1 when it did, 0 when it did not.
+async fn give_back(store: &Store, key: &LeaseKey, token: u64) -> Result<i64> {
+    store.eval("release lease", &scripts::LEASE, lease_args("release", key, 0, token)).await
 }
 
 /// `lease.lua`'s arguments: operation, name, lease time, token, kind.

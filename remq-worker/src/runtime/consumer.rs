@@ -43,12 +43,12 @@ impl Consumer {
         let health = rt.health.consumer(&self.name, rt.partition);
         let key = LeaseKey::Consumer(self.name.clone());
         loop {
-            let lease = tokio::select! {
-                _ = rt.shutdown.cancelled() => return Ok(()),
-                lease = LeaseGuard::acquire(rt.client.store(), &key, rt.settings.lease_ttl, &health) => lease,
-            };
+            let lease =
+                LeaseGuard::acquire(rt.client.store(), &key, rt.settings.lease_ttl, &health, &rt.shutdown)
+                    .await;
             let outcome = match lease {
-                Ok(lease) => {
+                Ok(None) => return Ok(()),
+                Ok(Some(lease)) => {
                     backoff.succeeded(&self.name);
                     health.set(ConsumerState::CatchingUp);
                     let outcome = Period::run(&self, &rt, &lease, &health).await;
