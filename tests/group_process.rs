@@ -1,7 +1,7 @@
 //! Consumer groups as processes: three `remq-test-worker` processes share the
 //! 12 partitions of one consumer while a producer publishes across 100 keys; a
-//! fourth joins, one is killed (SIGKILL), and all are replaced one by one
-//! (SIGTERM). Every message must be handled, each partition's in id order, each
+//! fourth joins, one is killed (SIGKILL), one is frozen (SIGSTOP) and thawed,
+//! and all are replaced one by one (SIGTERM). Every message must be handled, each partition's in id order, each
 //! partition by one process at a time; the pauses of partitions that moved and
 //! of those that did not are measured and printed.
 //!
@@ -303,4 +303,54 @@ async fn a_rolling_restart_under_load_loses_nothing_and_handles_nothing_twice() 
         .sum();
     eprintln!("handled again during the rolling restart: {again} message(s)");
     assert_eq!(again, 0, "graceful hand-offs handle nothing twice");
+}
+
+/// A replica frozen (SIGSTOP) past the lease time loses its partitions to the
+/// others; thawed, it rejoins the group, but the leases and checkpoints it
+/// held are fenced: its renewals are refused and its partitions' consumers
+/// stop, so it cannot move back a cursor that another replica now owns.
+/// Nothing is lost, and a partition steps back at most one checkpoint's worth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_replica_is_fenced_out_and_rejoins_without_moving_cursors_it_lost() {
+    let server = RedisServer::start();
+    let dir = TempDir::new().unwrap();
+    let producer = Producer::start(client(&server).await);
+    let workers: Vec<WorkerProcess> = ["f0", "f1", "f2"].iter().map(|l| start(l, &dir, &server)).collect();
+    wait_for_owners(&server, &["f0", "f1", "f2"]).await;
+
+    workers[1].signal("STOP");
+    wait_for_owners(&server, &["f0", "f2"]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    workers[1].signal("CONT");
+    wait_until(Duration::from_secs(10), "the thawed replica to find its leases gone", async || {
+        workers[1].logged("lost ownership; standing by again").then_some(())
+    })
+    .await;
+    wait_for_owners(&server, &["f0", "f1", "f2"]).await;
+
+    let expected = producer.finish().await;
+    let all = wait_until(Duration::from_secs(30), "every published message recorded", async || {
+        let all = records(&server).await;
+        let done = expected.iter().all(|(p, ids)| ids.iter().all(|id| all[p].iter().any(|r| r.id == *id)));
+        done.then_some(all)
+    })
+    .await;
+    let mut again = 0;
+    for (partition, ids) in &expected {
+        let walked = walk(ids, &all[partition].iter().map(|r| r.id).collect::<Vec<_>>());
+        assert_eq!((walked.first, walked.highest), (0, ids.len() - 1), "partition {partition}");
+        for rewind in walked.rewinds {
+            assert!(
+                rewind.again <= CHECKPOINT_EVERY,
+                "partition {partition}: {} handled again",
+                rewind.again
+            );
+            again += rewind.again;
+        }
+    }
+    eprintln!("handled again after the freeze: {again} message(s)");
+    for mut worker in workers {
+        worker.signal("TERM");
+        assert!(worker.wait_exit(Duration::from_secs(10)).await.success());
+    }
 }
