@@ -231,3 +231,26 @@ async fn until_recovered(seen: &Mutex<Vec<MessageId>>, deadline: Instant, captur
         sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// In a partitioned namespace, a delivery's log lines name its partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_members_delivery_lines_name_the_partition() {
+    let captured = captured();
+    let server = RedisServer::start();
+    let client = Client::builder(server.url()).namespace("remq:{logged}").connect().await.unwrap();
+    client.create_partitions(4).await.unwrap();
+    let worker = test_worker(server.url())
+        .namespace("remq:{logged}")
+        .retry(remq::RetryPolicy::new().max_attempts(1))
+        .named_handler("parted", "pl.*", |_: MessageId| async { Err::<(), _>(remq::Error::permanent("no")) });
+    let running = RunningWorker::start(worker);
+    let published = client.publish_keyed("pl.a", "customer-7", "x").await.unwrap();
+    wait_for(Duration::from_secs(10), "the failure logged", || {
+        captured.lines("handler failed").iter().any(|l| l.contains("\"parted\""))
+    })
+    .await;
+    running.stop().await.unwrap();
+    let line = captured.lines("handler failed").into_iter().find(|l| l.contains("\"parted\"")).unwrap();
+    let field = format!("partition={}", published.partition);
+    assert!(line.contains(&field), "{field} missing from: {line}");
+}
