@@ -5,7 +5,10 @@
 --
 -- KEYS[1]  (optional) the namespace base; "remq" when numkeys is 0
 -- ARGV[1]  pattern: a Redis glob over channel names (the same syntax as PSUBSCRIBE)
--- ARGV[2]  cursor: only messages with an id strictly greater than this are returned
+-- ARGV[2]  cursor: only messages with an id strictly greater than this are returned;
+--          0 reads from the start, and so does a negative integer (the 2013 clients
+--          send -1 for "from the start"); anything else that is not an integer is
+--          an error
 -- ARGV[3]  (optional) limit: at most this many messages; default 1000, capped at 10000
 -- ARGV[4]  (optional) "state": put the log's state first in the reply;
 --          "packed": the same page and state, in one MessagePack string (below);
@@ -71,8 +74,11 @@ local pattern, cursor, limit = ARGV[1], ARGV[2], ARGV[3]
 if pattern == nil or pattern == '' then
   return redis.error_reply('ERR remq: invalid pattern: a pattern must not be empty')
 end
+if cursor ~= nil and string.find(cursor, '^%-%d+$') then
+  cursor = '0'
+end
 if cursor == nil or not string.find(cursor, '^%d+$') then
-  return redis.error_reply('ERR remq: invalid cursor: it must be a message id, a non-negative integer (0 reads from the start)')
+  return redis.error_reply('ERR remq: invalid cursor: it must be a message id, an integer (0 or a negative one reads from the start)')
 end
 if limit == nil or limit == '' then
   limit = 1000

@@ -121,8 +121,51 @@ async fn consume_limit_defaults_to_1000_and_is_capped_at_10000() {
     assert_eq!(consume(&mut conn, "b*", 10_500, Some(20_000)).await.len(), 500);
     let err = eval::<Value>(&mut conn, CONSUME, &[], &[b"bulk", b"0", b"0"]).await.unwrap_err();
     assert!(err.to_string().contains("invalid limit"), "{err}");
-    let err = eval::<Value>(&mut conn, CONSUME, &[], &[b"bulk", b"-1"]).await.unwrap_err();
-    assert!(err.to_string().contains("invalid cursor"), "{err}");
+    for cursor in ["-", "1.5", "-1.5", "abc", "--1", "1e3", ""] {
+        let err = eval::<Value>(&mut conn, CONSUME, &[], &[b"bulk", cursor.as_bytes()]).await.unwrap_err();
+        assert!(err.to_string().contains("invalid cursor"), "{cursor:?}: {err}");
+    }
+}
+
+/// `EVALSHA <sha> 0 <args…>` of a script loaded with `SCRIPT LOAD`, as the
+/// 2013 clients call it.
+async fn evalsha<T: redis::FromRedisValue>(
+    conn: &mut MultiplexedConnection,
+    script: &str,
+    args: &[&str],
+) -> T {
+    let sha: String = redis::cmd("SCRIPT").arg("LOAD").arg(script).query_async(conn).await.unwrap();
+    redis::cmd("EVALSHA").arg(sha).arg(0).arg(args).query_async(conn).await.unwrap()
+}
+
+/// The calls remq-node (2013) makes for `subscribe('events.*', { fromId: 0 })`:
+/// it sends the cursor `-1` to mean "from the start" (`parseInt(0)` is falsy
+/// there), pages until a short page, `PSUBSCRIBE`s while it buffers pushes,
+/// reads once more after its last id, then drains the buffer, dropping ids it
+/// already has.
+#[tokio::test]
+async fn the_2013_node_clients_subscribe_from_the_start_replays_then_follows_pushes() {
+    let server = RedisServer::start();
+    let mut conn = server.connection().await;
+    let mut expected = Vec::new();
+    for (channel, body) in [("events.a", "1"), ("events.b", "2"), ("other", "x"), ("events.a", "3")] {
+        let id: u64 = evalsha(&mut conn, PUBLISH, &[channel, body]).await;
+        if channel != "other" {
+            expected.push(frame(channel, id, body.as_bytes()));
+        }
+    }
+    let first: Vec<Vec<u8>> = evalsha(&mut conn, CONSUME, &["events.*", "-1", "1000"]).await;
+    assert_eq!(first, expected, "-1 replays from the start");
+    let mut pubsub = server.pubsub().await;
+    pubsub.psubscribe("remq:channel:events.*").await.unwrap();
+    let live: u64 = evalsha(&mut conn, PUBLISH, &["events.b", "4"]).await;
+    let last = String::from_utf8_lossy(first.last().unwrap()).split(['@', '\n']).nth(1).unwrap().to_owned();
+    // parseFloat("4") sends "4": an integer, as before.
+    let second: Vec<Vec<u8>> = evalsha(&mut conn, CONSUME, &["events.*", &last, "1000"]).await;
+    assert_eq!(second, [frame("events.b", live, b"4")]);
+    let mut pushes = pubsub.on_message();
+    let push = tokio::time::timeout(std::time::Duration::from_secs(5), pushes.next()).await.unwrap().unwrap();
+    assert_eq!(push.get_payload_bytes(), frame("events.b", live, b"4"), "the buffered push: already read");
 }
 
 /// `consume.lua … packed`, decoded as any MessagePack library would, flattened
