@@ -827,3 +827,25 @@ async fn dead_letters_redrives_and_flushes_of_a_partitioned_namespace_keep_each_
     assert_eq!(rows[1..4], expected[..], "{flushed}");
     assert!(flushed.ends_with("removed 3 messages from 3 channels\n"), "{flushed}");
 }
+
+#[tokio::test]
+async fn consume_and_tail_since_a_time_or_a_time_ago() {
+    let server = RedisServer::start();
+    let client = client(&server).await;
+    client.publish_batch("s.a", ["1", "2", "3"]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let at =
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now() + Duration::from_secs(1)).to_string();
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let batch = client.publish_batch("s.b", ["4", "5"]).await.unwrap();
+    let since: Vec<u64> = (batch.start().get()..=batch.end().get()).collect();
+
+    let ids = |out: &str| -> Vec<u64> { json_lines(out).iter().map(|m| m["id"].as_u64().unwrap()).collect() };
+    assert_eq!(ids(&ok(&server, &["--json", "consume", "s.*", "--since", &at])), since);
+    assert_eq!(ids(&ok(&server, &["--json", "consume", "s.*", "--since", "1h"])), [1, 2, 3, 4, 5]);
+    assert_eq!(ids(&ok(&server, &["--json", "tail", "s.*", "--since", &at, "--limit", "2"])), since);
+    let usage = fails(remq(&server), &["consume", "s.*", "--since", "soon"], 2);
+    assert!(usage.contains("a UTC time such as 2026-12-01T09:00:00Z"), "{usage}");
+    let both = fails(remq(&server), &["consume", "s.*", "--since", "1h", "--after", "2"], 2);
+    assert!(both.contains("cannot be used with"), "{both}");
+}

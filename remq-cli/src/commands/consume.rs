@@ -1,6 +1,7 @@
 //! `remq consume <pattern> --after <id>`: one page of stored messages.
 
 use clap::Args;
+use remq::MessageId;
 
 use super::PageArgs;
 use crate::cli::Context;
@@ -14,6 +15,10 @@ pub(crate) struct ConsumeArgs {
     /// Which messages.
     #[command(flatten)]
     page: PageArgs,
+    /// Instead of --after: from the first message that may have been published
+    /// since this UTC time (2026-12-01T09:00:00Z) or this long ago (15m).
+    #[arg(long, value_name = "TIME|AGO", value_parser = super::parse_since, conflicts_with = "after")]
+    since: Option<std::time::SystemTime>,
 }
 
 impl ConsumeArgs {
@@ -21,7 +26,10 @@ impl ConsumeArgs {
     pub(crate) async fn run(self, context: &Context) -> Result<()> {
         remq::validate_pattern(&self.pattern)?;
         let client = context.one_partition().await?;
-        let PageArgs { after, limit } = self.page;
+        let PageArgs { mut after, limit } = self.page;
+        if let Some(time) = self.since {
+            after = MessageId::new(client.id_at(time).await?.get().saturating_sub(1));
+        }
         let page = client.consume(&self.pattern, after, limit).await?;
         let mut out = context.output();
         out.all(&page)?;

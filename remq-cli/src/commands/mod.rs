@@ -18,6 +18,18 @@ use remq::{MAX_CONSUME_LIMIT, MessageId};
 use crate::cli::Context;
 use crate::error::Result;
 
+/// A `--since` value: a UTC time (`2026-12-01T09:00:00Z`) or a time ago
+/// (`15m`, `-15m`, `2h 30m`).
+fn parse_since(value: &str) -> std::result::Result<std::time::SystemTime, String> {
+    if let Ok(ago) = humantime::parse_duration(value.trim_start_matches('-')) {
+        return std::time::SystemTime::now()
+            .checked_sub(ago)
+            .ok_or_else(|| format!("{value} ago is before 1970"));
+    }
+    humantime::parse_rfc3339(value)
+        .map_err(|_| "expected a UTC time such as 2026-12-01T09:00:00Z or a time ago such as 15m".to_owned())
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {

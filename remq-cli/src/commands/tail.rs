@@ -21,6 +21,11 @@ pub(crate) struct TailArgs {
     /// First replay every stored message.
     #[arg(long)]
     from_start: bool,
+    /// First replay what was published since this UTC time (2026-12-01T09:00:00Z)
+    /// or this long ago (15m), by the time index: nothing since is skipped, and
+    /// a few messages from just before may come too.
+    #[arg(long, value_name = "TIME|AGO", value_parser = super::parse_since, conflicts_with_all = ["from", "from_start"])]
+    since: Option<std::time::SystemTime>,
     /// Exit after this many messages.
     #[arg(long, value_name = "N")]
     limit: Option<u64>,
@@ -30,10 +35,11 @@ impl TailArgs {
     /// Prints messages until the limit, a signal, or a closed stdout.
     pub(crate) async fn run(self, context: &Context) -> Result<()> {
         remq::validate_pattern(&self.pattern)?;
-        let start = match (self.from_start, self.from) {
-            (true, _) => StartFrom::Earliest,
-            (false, Some(id)) => StartFrom::After(MessageId::new(id.get().saturating_sub(1))),
-            (false, None) => StartFrom::Latest,
+        let start = match (self.from_start, self.from, self.since) {
+            (true, _, _) => StartFrom::Earliest,
+            (false, Some(id), _) => StartFrom::After(MessageId::new(id.get().saturating_sub(1))),
+            (false, None, Some(time)) => StartFrom::Time(time),
+            (false, None, None) => StartFrom::Latest,
         };
         let client = context.one_partition().await?;
         let mut tail = client.tail(&self.pattern, start).await?;

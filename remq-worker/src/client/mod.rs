@@ -271,6 +271,23 @@ impl Client {
         Ok(all)
     }
 
+    /// The first id that may have been published at or after `time`, by the
+    /// Redis server's clock, from the time index the publish scripts keep (a
+    /// sample every 64 ids and every batch call, at most one a second): every
+    /// message published at or after `time` has this id or a greater one, and
+    /// at most the messages between two samples before `time` have one too.
+    /// `1` when the index holds nothing that old; the id after the last one
+    /// issued for a time still to come. Read from it with
+    /// `consume(pattern, id_at(t) - 1, …)`, or start a worker or tail with
+    /// [`StartFrom::Time`](crate::StartFrom::Time). In a partitioned namespace,
+    /// ask the partition ([`partition(k)`](Self::partition)): ids are per partition.
+    ///
+    /// # Errors
+    /// [`Error::Redis`] when a call fails.
+    pub async fn id_at(&self, time: std::time::SystemTime) -> Result<MessageId> {
+        log::time_index::first_id_at(&self.store, time).await
+    }
+
     /// The last id issued in this namespace ([`MessageId::ZERO`] before the first publish).
     ///
     /// # Errors

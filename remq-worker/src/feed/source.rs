@@ -1,14 +1,16 @@
-//! What a feed reads from: pages of the log, its head, and live pushes. The
+//! What a feed reads from: pages of the log, its head, live pushes, and the
+//! time index. The
 //! feed is written against this trait so its hard cases can be tested with a
 //! fake log; the real source is a [`Store`].
 
 use std::future::Future;
+use std::time::SystemTime;
 
 use crate::connection::{Pushes, Store};
 use crate::protocol::PackedPage;
 use crate::{MessageId, Result, log};
 
-/// Pages, head and pushes of one namespace.
+/// Pages, head, pushes and the time index of one namespace.
 pub(crate) trait Source: Clone + Send + Sync + 'static {
     /// Up to `limit` entries of the channels matching `pattern` after `after`,
     /// in id order, with the log's state read in the same call.
@@ -24,6 +26,9 @@ pub(crate) trait Source: Clone + Send + Sync + 'static {
 
     /// The live pushes of the channels matching `pattern`, from now on.
     fn subscribe(&self, pattern: &str) -> impl Future<Output = Result<Pushes>> + Send;
+
+    /// The first id that may have been published at or after `time`.
+    fn id_at(&self, time: SystemTime) -> impl Future<Output = Result<MessageId>> + Send;
 }
 
 impl Source for Store {
@@ -38,6 +43,10 @@ impl Source for Store {
 
     fn head(&self) -> impl Future<Output = Result<MessageId>> + Send {
         log::head(self)
+    }
+
+    fn id_at(&self, time: SystemTime) -> impl Future<Output = Result<MessageId>> + Send {
+        log::time_index::first_id_at(self, time)
     }
 
     fn subscribe(&self, pattern: &str) -> impl Future<Output = Result<Pushes>> + Send {

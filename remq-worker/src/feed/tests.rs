@@ -93,6 +93,10 @@ impl Source for FakeLog {
         Ok(MessageId::new(self.0.lock().unwrap().head))
     }
 
+    async fn id_at(&self, _time: std::time::SystemTime) -> Result<MessageId> {
+        unimplemented!("the fake log has no time index; tests/start_time.rs covers StartFrom::Time")
+    }
+
     async fn subscribe(&self, _pattern: &str) -> Result<Pushes> {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut log = self.0.lock().unwrap();

@@ -4,7 +4,7 @@
 //! Age-based retention reads it one way (the newest sample before a time), lag
 //! in seconds the other (when an id was published, to a sample's precision).
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use super::channels::{self, WALK_PAGE};
 use crate::connection::Store;
@@ -33,6 +33,35 @@ pub(crate) async fn cut_for_age(store: &Store, age: Duration) -> Result<MessageI
         )
         .await?;
     Ok(newest_before.first().map_or(MessageId::ZERO, |&id| MessageId::new(id + 1)))
+}
+
+/// The first id that may have been published at or after `time` (by the
+/// Redis server's clock): just past the newest sample from a second before
+/// `time`'s, since every id up to it was published earlier. Ids after that
+/// sample may be older than `time` too; the index cannot tell, so they count
+/// (at most the messages between two samples). `1` when the index holds
+/// nothing that old (the oldest message kept is then the answer); the id
+/// after the head for a time still to come.
+pub(crate) async fn first_id_at(store: &Store, time: SystemTime) -> Result<MessageId> {
+    let at = time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    if at > super::server_time(store).await? {
+        return Ok(MessageId::new(super::head(store).await?.get() + 1));
+    }
+    let newest_before: Vec<u64> = store
+        .query(
+            "read the time index",
+            redis::cmd("ZRANGE")
+                .arg(store.namespace().time_key())
+                .arg(format!("({}", at.as_secs()))
+                .arg("-inf")
+                .arg("BYSCORE")
+                .arg("REV")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(1),
+        )
+        .await?;
+    Ok(MessageId::new(newest_before.first().map_or(1, |&id| id + 1)))
 }
 
 /// About when `id` was published, in Unix seconds: interpolated by id
