@@ -849,3 +849,30 @@ async fn consume_and_tail_since_a_time_or_a_time_ago() {
     let both = fails(remq(&server), &["consume", "s.*", "--since", "1h", "--after", "2"], 2);
     assert!(both.contains("cannot be used with"), "{both}");
 }
+
+#[tokio::test]
+async fn consumers_seek_moves_a_stopped_consumers_cursor_and_refuses_while_one_runs() {
+    let server = RedisServer::start();
+    let client = client(&server).await;
+    client.publish_batch("k.a", ["1", "2", "3", "4"]).await.unwrap();
+    let running = RunningWorker::start(test_worker(server.url()).named_handler(
+        "keeper",
+        "k.*",
+        |_: MessageId| async {},
+    ));
+    server.wait_for_cursor("keeper", 4, Duration::from_secs(10)).await;
+    let refused = fails(remq(&server), &["consumers", "seek", "keeper", "--to", "1"], 1);
+    assert!(refused.contains("owned by a running worker"), "{refused}");
+    running.stop().await.unwrap();
+
+    assert_eq!(
+        ok(&server, &["consumers", "seek", "keeper", "--to", "1"]),
+        "keeper: cursor at 1; its next owner goes on after it\n"
+    );
+    assert_eq!(server.stored_cursor("keeper").await, Some(1));
+    // A time long ago: before the first message.
+    let moved = json_lines(&ok(&server, &["--json", "consumers", "seek", "keeper", "--to", "1000d"]));
+    assert_eq!(moved, [json!({ "consumer": "keeper", "cursor": 0 })]);
+    let usage = fails(remq(&server), &["consumers", "seek", "keeper", "--to", "soon"], 2);
+    assert!(usage.contains("a UTC time such as"), "{usage}");
+}

@@ -85,6 +85,18 @@ pub enum Error {
         source: redis::RedisError,
     },
 
+    /// A consumer's cursor cannot be moved while a worker owns it
+    /// ([`Client::seek`](crate::Client::seek)). Permanent for this call; it
+    /// works once the consumer's workers stop (or its lease lapses).
+    #[error(
+        "consumer {consumer} is owned by a running worker: its cursor moves only while no worker owns it, \
+         so that no owner overwrites the move; stop its workers (or wait for the lease to lapse) and try again"
+    )]
+    ConsumerOwned {
+        /// The consumer's durable name.
+        consumer: String,
+    },
+
     /// A partitioned namespace was misused: a partition that does not exist,
     /// a count other than the stored one, or a namespace that cannot be
     /// partitioned. Permanent; the reason says what to do.

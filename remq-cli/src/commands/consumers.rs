@@ -2,8 +2,10 @@
 //! lag, owner and when each was last seen; in a partitioned namespace, one line
 //! per consumer and partition, with the group member it is assigned to.
 
-use clap::Args;
-use remq::RegisteredConsumer;
+use std::time::SystemTime;
+
+use clap::{Args, Subcommand};
+use remq::{MessageId, RegisteredConsumer};
 use serde::Serialize;
 
 use crate::cli::Context;
@@ -12,29 +14,98 @@ use crate::output::{Column, Record};
 
 /// Arguments of `remq consumers`.
 #[derive(Debug, Args)]
-pub(crate) struct ConsumersArgs {}
+pub(crate) struct ConsumersArgs {
+    /// Without one, list the consumers.
+    #[command(subcommand)]
+    action: Option<Action>,
+}
+
+/// What to do to a consumer.
+#[derive(Debug, Subcommand)]
+enum Action {
+    /// Move a consumer's cursor (only while no worker owns it: the move takes
+    /// its lease, so no running owner can overwrite it); its next owner goes on
+    /// after it. In a partitioned namespace, one partition's (--partition).
+    Seek {
+        /// The consumer's durable name.
+        name: String,
+        /// An id (the next owner handles what comes after it), a UTC time
+        /// (2026-12-01T09:00:00Z) or a time ago (15m): from the first message
+        /// that may have been published since.
+        #[arg(long, value_name = "ID|TIME|AGO", value_parser = parse_target)]
+        to: Target,
+    },
+}
+
+/// Where `seek` moves a cursor.
+#[derive(Clone, Debug)]
+enum Target {
+    /// After this id.
+    Id(MessageId),
+    /// Before the first message that may have been published at this time.
+    Time(SystemTime),
+}
+
+/// An id, else a `--since`-style time.
+fn parse_target(value: &str) -> std::result::Result<Target, String> {
+    match value.parse() {
+        Ok(id) => Ok(Target::Id(id)),
+        Err(_) => super::parse_since(value).map(Target::Time),
+    }
+}
+
+/// What `seek` stored, in JSON.
+#[derive(Serialize)]
+struct Moved<'a> {
+    /// The consumer.
+    consumer: &'a str,
+    /// Its cursor now.
+    cursor: u64,
+}
 
 impl ConsumersArgs {
-    /// Lists the registered consumers.
+    /// Lists the registered consumers, or moves one's cursor.
     pub(crate) async fn run(self, context: &Context) -> Result<()> {
-        let client = context.client().await?;
-        let consumers = client.consumers().await?;
-        let rows: Vec<Row<'_>> = consumers.iter().map(Row::new).collect();
-        let mut out = context.output();
-        if client.partitions().await? > 1 {
-            out.all(&rows.into_iter().map(PartitionRow).collect::<Vec<_>>())?;
-        } else {
-            out.all(&rows)?;
+        match self.action {
+            None => list(context).await,
+            Some(Action::Seek { name, to }) => {
+                let client = context.one_partition().await?;
+                let to = match to {
+                    Target::Id(id) => id,
+                    Target::Time(time) => MessageId::new(client.id_at(time).await?.get().saturating_sub(1)),
+                };
+                let cursor = client.seek(&name, to).await?.get();
+                let mut out = context.output();
+                if out.is_json() {
+                    out.json_line(&Moved { consumer: &name, cursor })?;
+                } else {
+                    out.line(&format!("{name}: cursor at {cursor}; its next owner goes on after it"))?;
+                }
+                Ok(out.flush()?)
+            }
         }
-        out.flush()?;
-        if consumers.is_empty() && !out.is_json() {
-            eprintln!(
-                "remq: no consumer registered in namespace {} (workers register theirs while they run)",
-                client.namespace()
-            );
-        }
-        Ok(())
     }
+}
+
+/// Lists the registered consumers.
+async fn list(context: &Context) -> Result<()> {
+    let client = context.client().await?;
+    let consumers = client.consumers().await?;
+    let rows: Vec<Row<'_>> = consumers.iter().map(Row::new).collect();
+    let mut out = context.output();
+    if client.partitions().await? > 1 {
+        out.all(&rows.into_iter().map(PartitionRow).collect::<Vec<_>>())?;
+    } else {
+        out.all(&rows)?;
+    }
+    out.flush()?;
+    if consumers.is_empty() && !out.is_json() {
+        eprintln!(
+            "remq: no consumer registered in namespace {} (workers register theirs while they run)",
+            client.namespace()
+        );
+    }
+    Ok(())
 }
 
 /// One consumer's line.

@@ -4,11 +4,11 @@
 
 mod builder;
 mod channels;
+mod consumers;
 mod partitions;
 mod retention;
 mod tail;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::ops::RangeInclusive;
 
@@ -19,8 +19,6 @@ pub use tail::Tail;
 
 use crate::connection::{ReplicaAcks, Store};
 use crate::error::RedisAddr;
-use crate::ownership::group;
-use crate::ownership::registry::{self, RegisteredConsumer};
 use crate::protocol::{self, MAX_CONSUME_LIMIT, Namespace, scripts};
 use crate::{Error, FlushPolicy, Message, MessageId, Result, log};
 
@@ -235,40 +233,6 @@ impl Client {
     pub async fn flush(&self, pattern: &str, before: MessageId) -> Result<u64> {
         let policy = FlushPolicy::new(pattern).before(before).interest(false);
         Ok(self.flush_with(&policy).await?.removed())
-    }
-
-    /// Every consumer registered in this namespace (workers register theirs
-    /// while they own them), with pattern, cursor, owner and when it was last
-    /// seen. In a partitioned namespace, one entry per consumer and partition,
-    /// each with the group member its partition is assigned to; sorted by
-    /// name, then partition.
-    ///
-    /// # Errors
-    /// [`Error::Redis`] when the call fails.
-    pub async fn consumers(&self) -> Result<Vec<RegisteredConsumer>> {
-        if self.partitions().await? <= 1 {
-            return registry::list(&self.store).await;
-        }
-        let mut all = Vec::new();
-        for view in self.every_partition().await? {
-            let mut listed = registry::list(&view.store).await?;
-            listed.iter_mut().for_each(|c| c.partition = view.partition_index());
-            all.extend(listed);
-        }
-        all.sort_by(|a, b| (&a.name, a.partition).cmp(&(&b.name, b.partition)));
-        let mut assigned: Option<(String, HashMap<u32, String>)> = None;
-        for consumer in &mut all {
-            if assigned.as_ref().is_none_or(|(name, _)| *name != consumer.name) {
-                let by_partition = group::assignment(&self.store, &consumer.name)
-                    .await?
-                    .into_iter()
-                    .flat_map(|(member, partitions)| partitions.into_iter().map(move |p| (p, member.clone())))
-                    .collect();
-                assigned = Some((consumer.name.clone(), by_partition));
-            }
-            consumer.assigned_to = assigned.as_ref().and_then(|(_, by)| by.get(&consumer.partition).cloned());
-        }
-        Ok(all)
     }
 
     /// The first id that may have been published at or after `time`, by the
