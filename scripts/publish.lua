@@ -2,8 +2,14 @@
 --
 --   EVAL <publish.lua> 0 <channel> <message>
 --   EVAL <publish.lua> 1 <base> <channel> <message>
+--   EVAL <publish.lua> 2 <base> <base>:once:<idempotency key> <channel> <message>
 --
 -- KEYS[1]  (optional) the namespace base; "remq" when numkeys is 0
+-- KEYS[2]  (optional) an idempotent publish: <base>:once:<key>, any non-empty key.
+--          If it holds an id, that id is the reply and nothing is stored or
+--          pushed (a retry of a publish that was stored); else the message is
+--          published and the key set to its id, expiring after the namespace's
+--          window: <base>:once-window in milliseconds, 120000 (2 minutes) when unset
 -- ARGV[1]  channel: non-empty UTF-8, no "\n", none of the glob characters * ? [ ]
 -- ARGV[2]  message: any bytes
 -- Reply    the new message id (integer), unique and increasing in the namespace
@@ -69,6 +75,14 @@ local channel, message = ARGV[1], ARGV[2]
 if message == nil or ARGV[3] ~= nil then
   return redis.error_reply('ERR remq: publish takes exactly two arguments, <channel> <message>')
 end
+local once = KEYS[2]
+if once ~= nil and (#once <= #base + 6 or string.sub(once, 1, #base + 6) ~= base .. ':once:') then
+  return redis.error_reply('ERR remq: invalid idempotency key: KEYS[2] must be ' .. base .. ':once:<a non-empty key>')
+end
+if once ~= nil then
+  local first = redis.call('GET', once)
+  if first then return tonumber(first) end
+end
 if #message > MAX_MESSAGE_SIZE then
   return redis.error_reply('ERR remq: message too large: ' .. #message .. ' bytes, the limit is ' .. MAX_MESSAGE_SIZE
     .. ' (MAX_MESSAGE_SIZE in publish.lua); store big payloads elsewhere and publish a reference')
@@ -114,6 +128,9 @@ if sharded then
   redis.call('SPUBLISH', base .. ':pushes', channel .. '@' .. id .. '\n' .. message)
 else
   redis.call('PUBLISH', key, channel .. '@' .. id .. '\n' .. message)
+end
+if once ~= nil then
+  redis.call('SET', once, id, 'PX', tonumber(redis.call('GET', base .. ':once-window') or '120000'))
 end
 if n % 64 == 0 then
   local clock, now = base .. ':time', redis.call('TIME')[1]

@@ -2,8 +2,11 @@
 --
 --   EVAL <publish_batch.lua> 0 <channel> <message> [<message> ...]
 --   EVAL <publish_batch.lua> 1 <base> <channel> <message> [<message> ...]
+--   EVAL <publish_batch.lua> 2 <base> <base>:once:<key> <channel> <message> [<message> ...]
 --
 -- KEYS[1]  (optional) the namespace base; "remq" when numkeys is 0
+-- KEYS[2]  (optional) an idempotent batch, as in publish.lua: a key that holds
+--          "<first>-<last>" makes that the reply, storing and pushing nothing
 -- ARGV[1]  channel: non-empty UTF-8, no "\n", none of the glob characters * ? [ ]
 -- ARGV[2…] the messages, in order; at least one
 -- Reply    {first id, last id}: the messages got the consecutive ids first..last
@@ -50,6 +53,17 @@ local channel = ARGV[1]
 local count = #ARGV - 1
 if count < 1 then
   return redis.error_reply('ERR remq: publish_batch takes a channel and at least one message')
+end
+local once = KEYS[2]
+if once ~= nil and (#once <= #base + 6 or string.sub(once, 1, #base + 6) ~= base .. ':once:') then
+  return redis.error_reply('ERR remq: invalid idempotency key: KEYS[2] must be ' .. base .. ':once:<a non-empty key>')
+end
+if once ~= nil then
+  local stored = redis.call('GET', once)
+  if stored then
+    local a, b = string.match(stored, '^(%d+)%-(%d+)$')
+    return {tonumber(a), tonumber(b)}
+  end
 end
 for i = 2, #ARGV do
   if #ARGV[i] > MAX_MESSAGE_SIZE then
@@ -107,4 +121,8 @@ end
 local clock, now = base .. ':time', redis.call('TIME')[1]
 local newest = redis.call('ZRANGE', clock, -1, -1, 'WITHSCORES')
 if newest[2] ~= now then redis.call('ZADD', clock, now, string.format('%d', last)) end
+if once ~= nil then
+  local window = tonumber(redis.call('GET', base .. ':once-window') or '120000')
+  redis.call('SET', once, string.format('%d-%d', first, last), 'PX', window)
+end
 return {first, last}

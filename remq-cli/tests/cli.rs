@@ -876,3 +876,16 @@ async fn consumers_seek_moves_a_stopped_consumers_cursor_and_refuses_while_one_r
     let usage = fails(remq(&server), &["consumers", "seek", "keeper", "--to", "soon"], 2);
     assert!(usage.contains("a UTC time such as"), "{usage}");
 }
+
+#[test]
+fn publish_with_an_idempotency_key_stores_a_retry_once() {
+    let server = RedisServer::start();
+    let args = ["publish", "orders.paid", r#"{"order":1}"#, "--idempotency-key", "order-1-paid"];
+    assert_eq!(ok(&server, &args), "1\n");
+    assert_eq!(ok(&server, &args), "1\n", "the retry prints the first id");
+    assert_eq!(ok(&server, &["publish", "orders.paid", "other", "--idempotency-key", "order-2-paid"]), "2\n");
+    let stored = json_lines(&ok(&server, &["--json", "consume", "orders.*"]));
+    assert_eq!(stored.len(), 2);
+    let lines = fails(remq(&server), &["publish", "orders.paid", "--lines", "--idempotency-key", "k"], 2);
+    assert!(lines.contains("cannot be used with"), "{lines}");
+}

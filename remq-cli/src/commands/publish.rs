@@ -33,6 +33,12 @@ pub(crate) struct PublishArgs {
     /// the channel name); every message of one key lands in one partition.
     #[arg(long, value_name = "KEY")]
     key: Option<String>,
+    /// Publish at most once per this key within the namespace's window (2
+    /// minutes unless set): a retry with the same key prints the first
+    /// publish's id and stores nothing. One message (not --lines); the channel
+    /// picks the partition.
+    #[arg(long, value_name = "KEY", conflicts_with_all = ["lines", "key"])]
+    idempotency_key: Option<String>,
     /// Wait until this many replicas of the master have each message (WAIT);
     /// fail, with the ids, when fewer confirm within --replicas-timeout.
     #[arg(long, env = "REMQ_PUBLISH_REPLICAS", default_value_t = 0, value_name = "N")]
@@ -53,6 +59,7 @@ impl PublishArgs {
         let target = Target {
             partitioned: client.partitions().await? > 1,
             key: self.key.clone().unwrap_or_else(|| self.channel.clone()),
+            once: self.idempotency_key.as_deref(),
             channel: &self.channel,
             client,
         };
@@ -101,6 +108,8 @@ struct Target<'a> {
     channel: &'a str,
     /// The key that picks the partition.
     key: String,
+    /// The idempotency key, for one message.
+    once: Option<&'a str>,
     /// Whether the namespace has more than one partition (then the output names it).
     partitioned: bool,
 }
@@ -108,7 +117,11 @@ struct Target<'a> {
 impl Target<'_> {
     /// Publishes `bodies` (one message, or a batch of lines) and prints their ids.
     async fn publish(&self, out: &mut Output, bodies: Vec<Vec<u8>>) -> Result<()> {
-        let (partition, ids) = if let [body] = &bodies[..] {
+        let (partition, ids) = if let (Some(once), [body]) = (self.once, &bodies[..]) {
+            let id = self.client.publish_idempotent(self.channel, once, body).await?;
+            let partition = remq::partition_for(self.channel.as_bytes(), self.client.partitions().await?);
+            (partition, id..=id)
+        } else if let [body] = &bodies[..] {
             let published = self.client.publish_keyed(self.channel, &self.key, body).await?;
             (published.partition, published.id..=published.id)
         } else {

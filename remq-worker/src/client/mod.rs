@@ -5,6 +5,7 @@
 mod builder;
 mod channels;
 mod consumers;
+mod idempotent;
 mod partitions;
 mod retention;
 mod tail;
@@ -135,17 +136,25 @@ impl Client {
         Ok(self.publish_batch_keyed(channel, channel, bodies).await?.ids)
     }
 
-    /// Stores one message in this client's own namespace (no partition picked).
-    async fn publish_here(&self, channel: &str, body: &[u8]) -> Result<MessageId> {
+    /// Stores one message in this client's own namespace (no partition
+    /// picked), at most once per `once` key within the idempotency window.
+    async fn publish_here(&self, channel: &str, body: &[u8], once: Option<&[u8]>) -> Result<MessageId> {
         protocol::validate_channel(channel)?;
         self.check_size(body)?;
-        let id =
-            self.store_messages("publish", &scripts::PUBLISH, (channel, body), |&id: &u64| id..=id).await?;
+        let id = self
+            .store_messages("publish", &scripts::PUBLISH, once, (channel, body), |&id: &u64| id..=id)
+            .await?;
         Ok(MessageId::new(id))
     }
 
-    /// Stores a batch in this client's own namespace (no partition picked).
-    async fn publish_batch_here(&self, channel: &str, bodies: &[&[u8]]) -> Result<RangeInclusive<MessageId>> {
+    /// Stores a batch in this client's own namespace (no partition picked),
+    /// at most once per `once` key within the idempotency window.
+    async fn publish_batch_here(
+        &self,
+        channel: &str,
+        bodies: &[&[u8]],
+        once: Option<&[u8]>,
+    ) -> Result<RangeInclusive<MessageId>> {
         protocol::validate_channel(channel)?;
         if bodies.is_empty() {
             return Err(Error::EmptyBatch);
@@ -157,6 +166,7 @@ impl Client {
             .store_messages(
                 "publish_batch",
                 &scripts::PUBLISH_BATCH,
+                once,
                 (channel, bodies),
                 |&(first, last): &(u64, u64)| first..=last,
             )
@@ -166,18 +176,20 @@ impl Client {
 
     /// Runs a publish script and, when the client asks for replica
     /// acknowledgements, `WAIT`s for them on the same connection; `op` names
-    /// the call in errors, `ids` says which ids the script's reply stands for.
+    /// the call in errors, `ids` says which ids the script's reply stands for;
+    /// `once` is the idempotency key, if any.
     async fn store_messages<T: redis::FromRedisValue>(
         &self,
         op: &'static str,
         script: &redis::Script,
+        once: Option<&[u8]>,
         args: impl redis::ToRedisArgs,
         ids: impl Fn(&T) -> RangeInclusive<u64>,
     ) -> Result<T> {
         let Some(acks) = self.acks else {
-            return self.store.eval(op, script, args).await;
+            return self.store.eval_once(op, script, once, args).await;
         };
-        let (reply, acked) = self.store.eval_then_wait(op, script, args, acks).await?;
+        let (reply, acked) = self.store.eval_then_wait(op, script, once, args, acks).await?;
         if acked < acks.replicas {
             let ids = ids(&reply);
             return Err(Error::NotReplicated {

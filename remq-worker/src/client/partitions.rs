@@ -199,7 +199,7 @@ impl Client {
         body: impl AsRef<[u8]>,
     ) -> Result<Published> {
         let target = self.partition_of(key.as_ref()).await?;
-        let id = target.publish_here(channel, body.as_ref()).await?;
+        let id = target.publish_here(channel, body.as_ref(), None).await?;
         Ok(Published { partition: target.partitioning.index, id })
     }
 
@@ -224,14 +224,14 @@ impl Client {
         let bodies: Vec<I::Item> = bodies.into_iter().collect();
         let bodies: Vec<&[u8]> = bodies.iter().map(AsRef::as_ref).collect();
         let target = self.partition_of(key.as_ref()).await?;
-        let ids = target.publish_batch_here(channel, &bodies).await?;
+        let ids = target.publish_batch_here(channel, &bodies, None).await?;
         Ok(PublishedBatch { partition: target.partitioning.index, ids })
     }
 
     /// The client of the partition `key` picks: this one, not a copy, when
     /// the namespace is not partitioned (or this is already a view of one
     /// partition), so an unpartitioned publish costs one atomic load more.
-    async fn partition_of(&self, key: &[u8]) -> Result<&Client> {
+    pub(super) async fn partition_of(&self, key: &[u8]) -> Result<&Client> {
         let count = self.partitions().await?;
         self.view(if count == 1 { 0 } else { partition_for(key, count) }).await
     }

@@ -72,15 +72,27 @@ impl Store {
         script: &Script,
         args: impl ToRedisArgs,
     ) -> Result<T> {
+        self.eval_once(op, script, None, args).await
+    }
+
+    /// [`eval`](Self::eval) of a publish script, idempotent under `once`
+    /// when given (`<base>:once:<key>` as `KEYS[2]`).
+    pub(crate) async fn eval_once<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        script: &Script,
+        once: Option<&[u8]>,
+        args: impl ToRedisArgs,
+    ) -> Result<T> {
         self.namespace
-            .invoke(script)
+            .invoke(script, once)
             .arg(args)
             .invoke_async(&mut self.connection.clone())
             .await
             .map_err(|e| Error::redis_in(op, self.namespace.base(), e))
     }
 
-    /// Calls `script` as [`eval`](Self::eval) does and, right behind it in one
+    /// Calls `script` as [`eval_once`](Self::eval_once) does and, right behind it in one
     /// pipeline (so on the same connection, to the same node), `WAIT` for
     /// `acks.replicas` replicas; returns the script's reply and how many
     /// replicas confirmed its writes within `acks.timeout`.
@@ -88,11 +100,12 @@ impl Store {
         &self,
         op: &'static str,
         script: &Script,
+        once: Option<&[u8]>,
         args: impl ToRedisArgs,
         acks: ReplicaAcks,
     ) -> Result<(T, u32)> {
         let mut pipe = redis::pipe();
-        let mut eval = self.namespace.evalsha(script);
+        let mut eval = self.namespace.evalsha(script, once);
         eval.arg(args);
         pipe.add_command(eval);
         let timeout = u64::try_from(acks.timeout.as_millis()).unwrap_or(u64::MAX).max(1);

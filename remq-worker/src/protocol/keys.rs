@@ -156,24 +156,38 @@ impl Namespace {
         format!("{}:channel:{pattern}", self.base)
     }
 
-    /// `EVALSHA <sha> <numkeys> [<base>]` of `script` in this namespace, for a
-    /// pipeline (the arguments follow; the script must be loaded).
-    pub(crate) fn evalsha(&self, script: &Script) -> redis::Cmd {
+    /// `<base>:once:<key>`, where an idempotent publish keeps its id for the
+    /// namespace's window.
+    pub(crate) fn once_key(&self, key: &[u8]) -> Vec<u8> {
+        [self.base.as_bytes(), b":once:", key].concat()
+    }
+
+    /// `<base>:once-window`, the idempotency window in milliseconds (2 minutes when unset).
+    pub(crate) fn once_window_key(&self) -> String {
+        format!("{}:once-window", self.base)
+    }
+
+    /// `EVALSHA <sha> <numkeys> [<base> [<once key>]]` of `script` in this
+    /// namespace, for a pipeline (the arguments follow; the script must be loaded).
+    pub(crate) fn evalsha(&self, script: &Script, once: Option<&[u8]>) -> redis::Cmd {
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(script.get_hash());
-        if self.is_default() {
-            cmd.arg(0);
-        } else {
-            cmd.arg(1).arg(&self.base);
-        }
+        match once {
+            Some(key) => cmd.arg(2).arg(&self.base).arg(self.once_key(key)),
+            None if self.is_default() => cmd.arg(0),
+            None => cmd.arg(1).arg(&self.base),
+        };
         cmd
     }
 
     /// Prepares a call of `script` in this namespace: `numkeys` 0 for the default
-    /// base, else the base as `KEYS[1]`.
-    pub(crate) fn invoke<'a>(&self, script: &'a Script) -> redis::ScriptInvocation<'a> {
+    /// base, else the base as `KEYS[1]`; with an idempotency key, the base and
+    /// `<base>:once:<key>` (the publish scripts' `KEYS[2]`).
+    pub(crate) fn invoke<'a>(&self, script: &'a Script, once: Option<&[u8]>) -> redis::ScriptInvocation<'a> {
         let mut invocation = script.prepare_invoke();
-        if !self.is_default() {
+        if let Some(key) = once {
+            invocation.key(&self.base).key(self.once_key(key));
+        } else if !self.is_default() {
             invocation.key(&self.base);
         }
         invocation
