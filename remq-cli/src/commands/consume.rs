@@ -1,7 +1,6 @@
 //! `remq consume <pattern> --after <id>`: one page of stored messages.
 
 use clap::Args;
-use remq::MessageId;
 
 use super::PageArgs;
 use crate::cli::Context;
@@ -28,7 +27,7 @@ impl ConsumeArgs {
         let client = context.one_partition().await?;
         let PageArgs { mut after, limit } = self.page;
         if let Some(time) = self.since {
-            after = MessageId::new(client.id_at(time).await?.get().saturating_sub(1));
+            after = super::cursor_at(&client, time).await?;
         }
         let page = client.consume(&self.pattern, after, limit).await?;
         let mut out = context.output();

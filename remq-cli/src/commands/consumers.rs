@@ -72,7 +72,7 @@ impl ConsumersArgs {
                 let client = context.one_partition().await?;
                 let to = match to {
                     Target::Id(id) => id,
-                    Target::Time(time) => MessageId::new(client.id_at(time).await?.get().saturating_sub(1)),
+                    Target::Time(time) => super::cursor_at(&client, time).await?,
                 };
                 let cursor = client.seek(&name, to).await?.get();
                 let mut out = context.output();

@@ -30,6 +30,12 @@ fn parse_since(value: &str) -> std::result::Result<std::time::SystemTime, String
         .map_err(|_| "expected a UTC time such as 2026-12-01T09:00:00Z or a time ago such as 15m".to_owned())
 }
 
+/// The cursor that reads from the first message that may have been published
+/// at or after `time` (the id before [`Client::id_at`](remq::Client::id_at)).
+async fn cursor_at(client: &remq::Client, time: std::time::SystemTime) -> Result<MessageId> {
+    Ok(MessageId::new(client.id_at(time).await?.get().saturating_sub(1)))
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {

@@ -18,12 +18,17 @@ use crate::{MessageId, Result};
 /// when the index has nothing that old.
 pub(crate) async fn cut_for_age(store: &Store, age: Duration) -> Result<MessageId> {
     let since = super::server_time(store).await?.saturating_sub(age).as_secs();
-    let newest_before: Vec<u64> = store
+    Ok(newest_sample_before(store, since).await?.map_or(MessageId::ZERO, |id| MessageId::new(id + 1)))
+}
+
+/// The id of the newest sample from a second before `second`, if any.
+async fn newest_sample_before(store: &Store, second: u64) -> Result<Option<u64>> {
+    let newest: Vec<u64> = store
         .query(
             "read the time index",
             redis::cmd("ZRANGE")
                 .arg(store.namespace().time_key())
-                .arg(format!("({since}"))
+                .arg(format!("({second}"))
                 .arg("-inf")
                 .arg("BYSCORE")
                 .arg("REV")
@@ -32,7 +37,7 @@ pub(crate) async fn cut_for_age(store: &Store, age: Duration) -> Result<MessageI
                 .arg(1),
         )
         .await?;
-    Ok(newest_before.first().map_or(MessageId::ZERO, |&id| MessageId::new(id + 1)))
+    Ok(newest.first().copied())
 }
 
 /// The first id that may have been published at or after `time` (by the
@@ -47,21 +52,7 @@ pub(crate) async fn first_id_at(store: &Store, time: SystemTime) -> Result<Messa
     if at > super::server_time(store).await? {
         return Ok(MessageId::new(super::head(store).await?.get() + 1));
     }
-    let newest_before: Vec<u64> = store
-        .query(
-            "read the time index",
-            redis::cmd("ZRANGE")
-                .arg(store.namespace().time_key())
-                .arg(format!("({}", at.as_secs()))
-                .arg("-inf")
-                .arg("BYSCORE")
-                .arg("REV")
-                .arg("LIMIT")
-                .arg(0)
-                .arg(1),
-        )
-        .await?;
-    Ok(MessageId::new(newest_before.first().map_or(1, |&id| id + 1)))
+    Ok(MessageId::new(newest_sample_before(store, at.as_secs()).await?.map_or(1, |id| id + 1)))
 }
 
 /// About when `id` was published, in Unix seconds: interpolated by id
