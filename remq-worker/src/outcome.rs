@@ -15,29 +15,19 @@ use crate::{Error, MessageId};
 pub(crate) struct CounterReset {
     /// How far the reader had got.
     pub(crate) cursor: MessageId,
-    /// The last id issued, as far as the reader could tell: the counter in
-    /// Redis, or one below `first_new`.
+    /// The last id issued: the counter in Redis, read from the log.
     pub(crate) head: MessageId,
-    /// The first message that arrived live with an id not above the one
-    /// before it, when that is how the reset showed.
-    pub(crate) first_new: Option<MessageId>,
 }
 
 impl CounterReset {
     /// Where to replay from: `stored` (the stored cursor, or for a reader that
-    /// keeps none, its own), unless that could skip new messages:
-    /// - seen live, the first new message is known: just before it, or
-    ///   `stored` if that is lower;
-    /// - otherwise `stored` when it is at most the head (a restored snapshot
-    ///   brings back a matching checkpoint);
-    /// - otherwise nothing tells old ids from new: the start, so every message
-    ///   still in the log is replayed (duplicates rather than a loss).
+    /// keeps none, its own) when it is at most the head (a restored snapshot
+    /// brings back a matching checkpoint); otherwise nothing tells old ids from
+    /// new (a live push could, but pushes are not trusted: anyone allowed to
+    /// publish on a channel can forge one), so the start: every message still
+    /// in the log is replayed, duplicates rather than a loss.
     pub(crate) fn rewind_to(&self, stored: MessageId) -> MessageId {
-        match self.first_new {
-            Some(_) => stored.min(self.head),
-            None if stored <= self.head => stored,
-            None => MessageId::ZERO,
-        }
+        if stored <= self.head { stored } else { MessageId::ZERO }
     }
 }
 
@@ -93,23 +83,17 @@ impl From<CounterReset> for Interrupt {
 mod tests {
     use super::*;
 
-    fn reset(head: u64, first_new: Option<u64>) -> CounterReset {
-        CounterReset {
-            cursor: MessageId::new(100),
-            head: MessageId::new(head),
-            first_new: first_new.map(MessageId::new),
-        }
+    fn reset(head: u64) -> CounterReset {
+        CounterReset { cursor: MessageId::new(100), head: MessageId::new(head) }
     }
 
     #[test]
-    fn rewinds_no_further_than_needed_and_never_past_a_new_message() {
+    fn rewinds_to_the_stored_cursor_when_it_came_back_with_the_data_else_to_the_start() {
         let id = MessageId::new;
-        // Seen live: just before the first new message, or the stored cursor if lower.
-        assert_eq!(reset(9, Some(10)).rewind_to(id(100)), id(9));
-        assert_eq!(reset(9, Some(10)).rewind_to(id(5)), id(5));
-        // Seen in the head: a stored cursor at or below it came back with the data.
-        assert_eq!(reset(50, None).rewind_to(id(40)), id(40));
+        // A stored cursor at or below the head came back with the data.
+        assert_eq!(reset(50).rewind_to(id(40)), id(40));
+        assert_eq!(reset(50).rewind_to(id(50)), id(50));
         // Nothing tells old from new: from the start.
-        assert_eq!(reset(50, None).rewind_to(id(100)), MessageId::ZERO);
+        assert_eq!(reset(50).rewind_to(id(100)), MessageId::ZERO);
     }
 }

@@ -101,9 +101,8 @@ impl Tail {
         }
     }
 
-    /// Starts the feed over after the id counter went backwards: from just
-    /// before the first new message when it is known, else from the start (a
-    /// tail keeps no stored cursor, so its own stands in for one).
+    /// Starts the feed over after the id counter went backwards: from the
+    /// start (a tail keeps no stored cursor, so its own stands in for one).
     fn rewind(&mut self, reset: CounterReset) {
         let to = reset.rewind_to(reset.cursor);
         tracing::error!(consumer = &*self.name, rewind_to = %to, error = %reset, "the id counter went backwards; replaying");

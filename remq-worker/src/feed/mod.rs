@@ -78,6 +78,9 @@ enum Phase {
         next_page: Option<AbortOnDropHandle<Result<Page>>>,
         /// Whether the last page reached the end of the log.
         exhausted: bool,
+        /// Whether this replay catches up after a gap (a new subscription),
+        /// rather than reads what a push hinted at.
+        catching_up: bool,
     },
     /// Following pub/sub.
     Live(LiveFeed),
@@ -113,14 +116,7 @@ pub(crate) struct MessageFeed<S: Source> {
     retry_at: Option<Instant>,
     /// Notices messages that retention removed before they were read.
     losses: LossWatch,
-    /// Whether the live phase has shown the id counter did not go back: a live
-    /// push above the cursor, or the head checked after a push at or below it.
-    live_checked: bool,
-    /// The first live push at or below the cursor while `live_checked` is
-    /// false: a replayed message pushed again, or the first message after the
-    /// counter went back. `next` asks Redis which.
-    suspect: Option<MessageId>,
-    /// Messages read from the log.
+    /// Messages read from the log to catch up after a gap.
     replayed: ::metrics::Counter,
     /// Subscriptions re-opened after a failure.
     reconnects: ::metrics::Counter,
@@ -179,8 +175,6 @@ impl<S: Source> MessageFeed<S> {
                 reported: MessageId::ZERO,
                 gaps: metrics::handler_counter(metrics::RETENTION_GAPS, &consumer),
             },
-            live_checked: false,
-            suspect: None,
             replayed: metrics::handler_counter(metrics::REPLAYED, &consumer),
             reconnects: metrics::handler_counter(metrics::RECONNECTS, &consumer),
             consumer,
@@ -190,22 +184,21 @@ impl<S: Source> MessageFeed<S> {
     /// Whether the feed follows live pushes with nothing buffered: the consumer
     /// has processed everything published so far.
     pub(crate) fn caught_up(&self) -> bool {
-        matches!(&self.phase, Phase::Live(live) if live.rx.is_empty())
+        matches!(&self.phase, Phase::Live(live) if live.is_empty())
     }
 
-    /// The next message if one is already buffered (a replayed page or a live
-    /// push), without waiting or touching Redis.
+    /// The next message if one is already read from the log, without waiting
+    /// or touching Redis. (A push buffered meanwhile that calls for a read of
+    /// the log makes the next [`next`](Self::next) read it.)
     pub(crate) fn try_next(&mut self) -> Option<Message> {
         loop {
             let message = match &mut self.phase {
                 Phase::Replay { page, .. } => page.pop_front()?,
-                Phase::Live(_) if self.suspect.is_some() => return None,
                 Phase::Live(live) => {
-                    let message = live.rx.try_recv().ok()?;
-                    match self.take_live(message) {
-                        Some(message) => return Some(message),
-                        None => continue,
+                    if live.try_hint(self.cursor) {
+                        self.read_log();
                     }
+                    return None;
                 }
                 Phase::Resync { .. } => return None,
             };
@@ -235,23 +228,6 @@ impl<S: Source> MessageFeed<S> {
                 tokio::time::sleep_until(retry_at).await;
                 self.retry_at = None;
             }
-            if let Some(first) = self.suspect {
-                match self.source.head().await {
-                    Ok(head) if head < self.cursor => {
-                        self.suspect = None;
-                        self.phase = Phase::resync(GapReason::Startup);
-                        return Err(
-                            self.counter_reset(MessageId::new(first.get().saturating_sub(1)), Some(first))
-                        );
-                    }
-                    Ok(_) => {
-                        self.suspect = None;
-                        self.live_checked = true;
-                    }
-                    Err(error) => self.failed("check the head", error)?,
-                }
-                continue;
-            }
             match &mut self.phase {
                 Phase::Resync { reason, opening } => {
                     let reason = *reason;
@@ -278,21 +254,24 @@ impl<S: Source> MessageFeed<S> {
                                 page: VecDeque::new(),
                                 next_page: None,
                                 exhausted: false,
+                                catching_up: true,
                             };
                         }
                         Err(error) => self.failed("subscribe", error)?,
                     }
                 }
                 Phase::Replay { exhausted: true, .. } => {
-                    tracing::debug!(consumer = &*self.consumer, after = %self.cursor, "caught up; following live pushes");
-                    if let Phase::Replay { live, .. } =
+                    if let Phase::Replay { mut live, .. } =
                         std::mem::replace(&mut self.phase, Phase::resync(GapReason::Startup))
                     {
+                        if !live.followed {
+                            tracing::debug!(consumer = &*self.consumer, after = %self.cursor, "caught up; following live pushes");
+                            live.followed = true;
+                        }
                         self.phase = Phase::Live(live);
-                        self.live_checked = false;
                     }
                 }
-                Phase::Replay { page, next_page, exhausted, .. } => {
+                Phase::Replay { live, page, next_page, exhausted, catching_up } => {
                     let fetch = next_page.get_or_insert_with(|| {
                         read_page(&self.source, &self.consumer, &self.pattern, self.cursor, self.batch)
                     });
@@ -301,11 +280,17 @@ impl<S: Source> MessageFeed<S> {
                     match read {
                         Ok(read) => {
                             self.backoff.succeeded(&self.consumer);
-                            self.replayed.increment(read.messages.len() as u64);
+                            if *catching_up {
+                                self.replayed.increment(read.messages.len() as u64);
+                            }
+                            live.read_up_to(read.state.head);
                             if read.state.head < read.after {
                                 let head = read.state.head;
                                 self.phase = Phase::resync(GapReason::Startup);
-                                return Err(self.counter_reset(head, None));
+                                return Err(FeedStop::CounterReset(CounterReset {
+                                    cursor: self.cursor,
+                                    head,
+                                }));
                             }
                             self.losses.check(&self.consumer, &self.pattern, read.after, read.state);
                             *exhausted = read.next_after.is_none();
@@ -325,18 +310,8 @@ impl<S: Source> MessageFeed<S> {
                         Err(error) => self.failed("replay", error)?,
                     }
                 }
-                Phase::Live(live) => match live.next().await {
-                    Ok(message) => {
-                        if let Some(message) = self.take_live(message) {
-                            return Ok(message);
-                        }
-                    }
-                    Err(GapReason::CounterReset(first)) => {
-                        self.phase = Phase::resync(GapReason::Startup);
-                        return Err(
-                            self.counter_reset(MessageId::new(first.get().saturating_sub(1)), Some(first))
-                        );
-                    }
+                Phase::Live(live) => match live.next_hint(self.cursor).await {
+                    Ok(()) => self.read_log(),
                     Err(reason) => {
                         tracing::info!(consumer = &*self.consumer, %reason, after = %self.cursor, "live feed ended; replaying from the log");
                         self.phase = Phase::resync(reason);
@@ -346,22 +321,18 @@ impl<S: Source> MessageFeed<S> {
         }
     }
 
-    /// The stop for a counter that went back to `head`, below the cursor.
-    fn counter_reset(&self, head: MessageId, first_new: Option<MessageId>) -> FeedStop {
-        FeedStop::CounterReset(CounterReset { cursor: self.cursor, head, first_new })
-    }
-
-    /// A live push: handed out when above the cursor; else dropped as a replayed
-    /// message pushed again, except that the first such push of a live phase is
-    /// held as a suspect until `next` has checked the counter did not go back
-    /// (later ones are caught by the reader: pushes only grow).
-    fn take_live(&mut self, message: Message) -> Option<Message> {
-        if message.id > self.cursor {
-            self.live_checked = true;
-        } else if !self.live_checked {
-            self.suspect.get_or_insert(message.id);
+    /// Following pub/sub, a push called for a read: reads the log after the
+    /// cursor, up to its end, then follows pub/sub again.
+    fn read_log(&mut self) {
+        if let Phase::Live(live) = std::mem::replace(&mut self.phase, Phase::resync(GapReason::Startup)) {
+            self.phase = Phase::Replay {
+                live,
+                page: VecDeque::new(),
+                next_page: None,
+                exhausted: false,
+                catching_up: false,
+            };
         }
-        self.hand_out(message)
     }
 
     /// Moves the cursor past `message`, or drops it when it was already handed out.

@@ -1,7 +1,7 @@
 //! The feed's hard cases, against a fake log whose pages, head and pushes the
 //! tests control: replay → live with duplicates in the buffer, overflow, a
-//! disconnect during replay, a counter reset seen live and seen in a page, and
-//! a retention gap.
+//! disconnect during replay, a counter reset seen live and seen in a page, a
+//! retention gap, and pushes the log never held.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,6 +29,8 @@ struct Log {
     subscribers: Vec<mpsc::UnboundedSender<Bytes>>,
     /// Subscriptions opened so far.
     subscriptions: usize,
+    /// Pages read so far.
+    pages: usize,
 }
 
 #[derive(Clone, Default)]
@@ -45,6 +47,15 @@ impl FakeLog {
         }
         log.stored.push(message);
         MessageId::new(log.head)
+    }
+
+    /// Pushes a frame the log does not hold, as someone allowed to PUBLISH on
+    /// the channel can.
+    fn forge(&self, id: u64) {
+        let forged = Message::new(MessageId::new(id), "c", Bytes::from_static(b"forged"));
+        for subscriber in &self.0.lock().unwrap().subscribers {
+            let _ = subscriber.send(forged.to_frame());
+        }
     }
 
     /// Ends every open subscription, as a dropped connection does.
@@ -69,11 +80,16 @@ impl FakeLog {
     fn subscriptions(&self) -> usize {
         self.0.lock().unwrap().subscriptions
     }
+
+    fn pages(&self) -> usize {
+        self.0.lock().unwrap().pages
+    }
 }
 
 impl Source for FakeLog {
     async fn page(&self, _pattern: &str, after: MessageId, limit: usize) -> Result<PackedPage> {
-        let log = self.0.lock().unwrap();
+        let mut log = self.0.lock().unwrap();
+        log.pages += 1;
         let entries: Vec<_> = log.stored.iter().filter(|m| m.id > after).take(limit).cloned().collect();
         let last_entry = entries.last().map(|m| m.id);
         let state = LogState {
@@ -156,6 +172,10 @@ async fn an_overflowing_live_buffer_falls_back_to_replay_without_a_gap() {
         log.publish();
     }
     assert_eq!(ids_through(&mut feed, 11).await, (2..=11).collect::<Vec<_>>());
+    // (The first push's read took all ten; the overflow shows once the buffer
+    // is drained.)
+    log.publish();
+    assert_eq!(ids_through(&mut feed, 12).await, [12]);
     assert_eq!(log.subscriptions(), 2, "the overflow made the feed subscribe again and replay");
 }
 
@@ -180,7 +200,7 @@ async fn a_disconnect_during_replay_loses_nothing() {
 }
 
 #[tokio::test]
-async fn a_counter_reset_seen_live_stops_the_feed_with_the_first_new_id() {
+async fn a_counter_reset_seen_live_stops_the_feed_with_the_head_read_from_the_log() {
     let log = FakeLog::default();
     for _ in 0..3 {
         log.publish();
@@ -190,19 +210,19 @@ async fn a_counter_reset_seen_live_stops_the_feed_with_the_first_new_id() {
     log.publish();
     assert_eq!(ids_through(&mut feed, 4).await, [4], "a live push above the cursor");
     log.lose_everything();
-    let first_new = log.publish();
+    // Pushes come in id order: one that is not above the last calls for a read,
+    // and the log's head shows the reset.
+    log.publish();
     match feed.next().await {
         Err(FeedStop::CounterReset(reset)) => {
-            assert_eq!(reset.cursor, MessageId::new(4));
-            assert_eq!(reset.first_new, Some(first_new));
-            assert_eq!(reset.head, MessageId::ZERO, "one below the first new message");
+            assert_eq!((reset.cursor, reset.head), (MessageId::new(4), MessageId::new(1)));
         }
         other => panic!("expected a counter reset, got {other:?}"),
     }
 }
 
 #[tokio::test]
-async fn a_counter_reset_seen_as_the_first_live_push_is_checked_against_the_head() {
+async fn a_counter_reset_seen_as_the_first_live_push_is_checked_against_the_log() {
     let log = FakeLog::default();
     for _ in 0..3 {
         log.publish();
@@ -210,12 +230,13 @@ async fn a_counter_reset_seen_as_the_first_live_push_is_checked_against_the_head
     let mut feed = feed(&log, 0, 100, 1000);
     assert_eq!(ids_through(&mut feed, 3).await, [1, 2, 3]);
     // The first push of the live phase is at or below the cursor: a replayed
-    // message pushed again, or a reset; the head tells which.
+    // message pushed again, or a reset; the log's head tells which.
     log.lose_everything();
-    let first_new = log.publish();
+    log.publish();
+    log.publish();
     match feed.next().await {
         Err(FeedStop::CounterReset(reset)) => {
-            assert_eq!((reset.cursor, reset.first_new), (MessageId::new(3), Some(first_new)));
+            assert_eq!((reset.cursor, reset.head), (MessageId::new(3), MessageId::new(2)));
         }
         other => panic!("expected a counter reset, got {other:?}"),
     }
@@ -231,10 +252,7 @@ async fn a_counter_reset_seen_in_a_page_stops_the_feed() {
     let mut feed = feed(&log, 10, 100, 1000);
     match feed.next().await {
         Err(FeedStop::CounterReset(reset)) => {
-            assert_eq!(
-                (reset.cursor, reset.head, reset.first_new),
-                (MessageId::new(10), MessageId::new(3), None)
-            );
+            assert_eq!((reset.cursor, reset.head), (MessageId::new(10), MessageId::new(3)));
         }
         other => panic!("expected a counter reset, got {other:?}"),
     }
@@ -250,4 +268,45 @@ async fn a_retention_gap_is_reported_once_and_replay_goes_on_from_the_oldest_kep
     let mut feed = feed(&log, 2, 100, 2);
     assert_eq!(ids_through(&mut feed, 8).await, [5, 6, 7, 8]);
     assert_eq!(feed.losses.reported, MessageId::new(4), "ids 3 and 4 were reported lost");
+}
+
+#[tokio::test]
+async fn a_push_the_log_never_held_is_not_handed_out() {
+    let log = FakeLog::default();
+    log.publish();
+    let mut feed = feed(&log, 0, 100, 1000);
+    assert_eq!(ids_through(&mut feed, 1).await, [1]);
+    // Above the cursor, at the next id and far past the head, and below it.
+    for id in [2, 1_000_000, 1] {
+        log.forge(id);
+    }
+    log.publish();
+    log.publish();
+    assert_eq!(ids_through(&mut feed, 3).await, [2, 3], "only what the log holds, with the log's bodies");
+    log.publish();
+    let fourth = tokio::time::timeout(Duration::from_secs(5), feed.next()).await.unwrap().unwrap();
+    assert_eq!((fourth.id.get(), &fourth.body[..]), (4, &b"x"[..]));
+}
+
+#[tokio::test]
+async fn pushes_a_read_already_took_cost_no_read_even_after_a_forged_one() {
+    let log = FakeLog::default();
+    let mut feed = feed(&log, 0, 1000, 1000);
+    // Caught up on the empty log, following pushes.
+    assert!(tokio::time::timeout(Duration::from_millis(50), feed.next()).await.is_err());
+    log.forge(1_000_000);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), feed.next()).await.is_err(),
+        "nothing handed out"
+    );
+    // A hundred messages stored before the feed looks: the first push calls for
+    // a read that takes them all; the other 99 pushes are explained by it,
+    // though the forged push was higher than all of them.
+    for _ in 0..100 {
+        log.publish();
+    }
+    let pages = log.pages();
+    assert_eq!(ids_through(&mut feed, 100).await, (1..=100).collect::<Vec<_>>());
+    assert!(tokio::time::timeout(Duration::from_millis(50), feed.next()).await.is_err());
+    assert_eq!(log.pages() - pages, 1, "one read for the burst");
 }

@@ -130,7 +130,7 @@ impl Checkpointer {
             Err(Error::Redis { ref source, .. }) if source.code() == Some("BEHIND") => {
                 // The reply ends with the head: "... went backwards to <head>".
                 let head = source.detail().and_then(|d| d.rsplit(' ').next()?.parse().ok()).unwrap_or(0);
-                let reset = CounterReset { cursor: self.done, head: MessageId::new(head), first_new: None };
+                let reset = CounterReset { cursor: self.done, head: MessageId::new(head) };
                 return Err(reset.into());
             }
             Err(error) => return Err(error.into()),
