@@ -107,6 +107,31 @@ pub use remq_macros::handler;
 pub use retention::{ChannelFlush, FlushPolicy, FlushReport};
 pub use runtime::Worker;
 
+/// The Rust code blocks of the README and of `docs/`, compiled (and, unless
+/// marked `no_run`, run) as doc tests, so the documentation cannot drift from
+/// the API. Only under `cfg(doctest)`: the files are outside the crate.
+#[cfg(doctest)]
+mod documentation {
+    #[doc = include_str!("../../README.md")]
+    pub struct Readme;
+    #[doc = include_str!("../../docs/guide.md")]
+    pub struct Guide;
+    #[doc = include_str!("../../docs/configuration.md")]
+    pub struct Configuration;
+    #[doc = include_str!("../../docs/operations.md")]
+    pub struct Operations;
+    #[doc = include_str!("../../docs/cluster.md")]
+    pub struct Cluster;
+    #[doc = include_str!("../../docs/cli.md")]
+    pub struct Cli;
+    #[doc = include_str!("../../docs/protocol.md")]
+    pub struct Protocol;
+    #[doc = include_str!("../../docs/security.md")]
+    pub struct Security;
+    #[doc = include_str!("../../docs/layout.md")]
+    pub struct Layout;
+}
+
 /// Entry points for the cargo-fuzz targets in `fuzz/`, which build with
 /// `--cfg fuzzing`; not part of the API.
 #[cfg(fuzzing)]
