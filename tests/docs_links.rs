@@ -187,15 +187,25 @@ fn every_script_has_its_section_in_the_protocol_page() {
         }
     }
     assert!(scripts.len() >= 7, "scripts/ holds {scripts:?}");
-    let missing: Vec<&String> = scripts.iter().filter(|name| !sections.contains(&slug(&format!("`{name}`")))).collect();
+    let missing: Vec<&String> =
+        scripts.iter().filter(|name| !sections.contains(&slug(&format!("`{name}`")))).collect();
     assert!(missing.is_empty(), "docs/protocol.md has no `### `<script>`` section for {missing:?}");
 }
 
 #[test]
 fn anchors_follow_githubs_rules() {
-    assert_eq!(slug("Failover: when the id counter goes backwards"), "failover-when-the-id-counter-goes-backwards");
+    assert_eq!(
+        slug("Failover: when the id counter goes backwards"),
+        "failover-when-the-id-counter-goes-backwards"
+    );
     assert_eq!(slug("`publish_batch.lua`"), "publish_batchlua");
-    assert_eq!(slug("Consumer groups: one consumer's work over worker replicas"), "consumer-groups-one-consumers-work-over-worker-replicas");
+    assert_eq!(
+        slug("Consumer groups: one consumer's work over worker replicas"),
+        "consumer-groups-one-consumers-work-over-worker-replicas"
+    );
     assert_eq!(anchors("# A\n```sh\n# not a heading\n```\n## A\n#hashtag\n"), ["a", "a-1"]);
-    assert_eq!(link_targets("see [x](a.md#b) and [y](https://e.org/(z)) and [`c`](c.md \"t\")"), ["a.md#b", "https://e.org/(z)", "c.md"]);
+    assert_eq!(
+        link_targets("see [x](a.md#b) and [y](https://e.org/(z)) and [`c`](c.md \"t\")"),
+        ["a.md#b", "https://e.org/(z)", "c.md"]
+    );
 }

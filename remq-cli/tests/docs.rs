@@ -239,7 +239,12 @@ fn every_remq_command_line_in_the_docs_parses() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} command line(s) in the docs are wrong:\n\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} command line(s) in the docs are wrong:\n\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 
     // The check is not vacuous: docs/cli.md shows every subcommand `remq
     // --help` lists, each in a checked command line.

@@ -9,6 +9,8 @@
 //!
 //! The protocol is a handful of Lua scripts (the repository's `scripts/` folder)
 //! that any Redis client in any language can call with `EVAL` and `PSUBSCRIBE`.
+//! The repository's `docs/` folder describes it (`docs/protocol.md`), with the
+//! guide, the settings, operations and the `remq` command line.
 //!
 //! # Layout
 //! One folder per concern, lowest layer first; each module's own docs say more.
