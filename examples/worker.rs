@@ -10,7 +10,7 @@
 //! after the last message it processed; start a second copy and it stands by,
 //! taking over when the first one stops.
 //!
-//! Settings come from `REMQ_*` variables (see the README); `RUST_LOG` sets the
+//! Settings come from `REMQ_*` variables (see docs/configuration.md); `RUST_LOG` sets the
 //! log level (default `info`). With `REMQ_METRICS_ADDR=127.0.0.1:9090` it serves
 //! `/metrics`, `/healthz` and `/readyz` there. Every minute it flushes the demo
 //! channels down to what both handlers have processed.

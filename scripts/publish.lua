@@ -103,7 +103,7 @@ local added = redis.pcall('XADD', key, id .. '-0', 'm', message)
 if type(added) == 'table' and added.err then
   if string.find(added.err, 'equal or smaller', 1, true) then
     return redis.error_reply('ERR remq: id counter behind: id ' .. id .. ' is not above the last message of channel '
-      .. channel .. '; the counter ' .. base .. ':id went backwards (Redis lost writes): move it past the highest id in use, see "Failover" in the README')
+      .. channel .. '; the counter ' .. base .. ':id went backwards (Redis lost writes): move it past the highest id in use, see "Failover" in docs/operations.md')
   end
   return redis.error_reply(added.err)
 end

@@ -181,7 +181,7 @@ impl RedisServer {
     }
 
     /// ACL rules for [`acl_user`](Self::acl_user): every command, on the keys
-    /// and channels under `remq:` only (as the README's ACL section starts).
+    /// and channels under `remq:` only (as the ACL section of docs/protocol.md starts).
     pub const REMQ_ONLY: [&'static str; 5] = ["resetkeys", "~remq:*", "resetchannels", "&remq:*", "+@all"];
 
     /// The server's clock (`TIME`), since the Unix epoch: what the scripts

@@ -1,4 +1,4 @@
-//! The minimal ACL the README documents: a user confined to `remq:` keys and
+//! The minimal ACL docs/protocol.md documents ("ACLs"): a user confined to `remq:` keys and
 //! channels, with only the commands Remq needs, runs the client (publish,
 //! consume, flush, retention) and a worker (leases, checkpoints, the consumer
 //! registry, dead letters, metrics); anything else is refused.
@@ -9,7 +9,7 @@ use std::time::Duration;
 use remq::{Client, Error, FlushPolicy, MessageId, StartFrom};
 use remq_testkit::{RedisServer, RunningWorker, wait_for, wait_until};
 
-/// The README's `ACL SETUSER` rules, after `ACL SETUSER <name> on ><password>`.
+/// The `ACL SETUSER` rules of docs/protocol.md, after `ACL SETUSER <name> on ><password>`.
 /// The subscription pattern `&remq:channel:acl.*` is the one the worker below
 /// subscribes with (Redis matches PSUBSCRIBE patterns literally).
 const MINIMAL_RULES: &str = "resetkeys ~remq:* resetchannels &remq:* &remq:channel:acl.* -@all \
@@ -94,7 +94,7 @@ async fn the_minimal_acl_runs_the_client_and_a_worker() {
     assert_eq!(err.code(), Some("NOPERM"), "{err}");
 }
 
-/// What a cluster adds to [`MINIMAL_RULES`], as the README lists it.
+/// What a cluster adds to [`MINIMAL_RULES`], as docs/cluster.md lists it.
 const CLUSTER_RULES: &str = "+info +cluster|slots +ssubscribe +spublish +readonly +wait";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,7 +148,7 @@ async fn the_minimal_acl_with_the_cluster_rules_runs_the_client_and_a_worker_on_
     assert!(error.to_string().contains("ACL SETUSER <user> +info"), "{error}");
 }
 
-/// What consumer groups add to [`MINIMAL_RULES`], as the README lists it.
+/// What consumer groups add to [`MINIMAL_RULES`], as docs/cluster.md lists it.
 const GROUP_RULES: &str = "+zremrangebyscore +zrem +zscore +hgetall +exists";
 
 #[tokio::test]

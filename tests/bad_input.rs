@@ -40,7 +40,7 @@ fn worker(server_url: String) -> Worker {
 }
 
 /// A user `name` with password `pass`, confined to Remq's keys and channels
-/// (as the README's ACL section says), plus `extra` rules.
+/// (as the ACL section of docs/protocol.md says), plus `extra` rules.
 async fn acl_user(server: &RedisServer, name: &str, pass: &str, extra: &[&str]) -> String {
     server.acl_user(name, pass, &[&RedisServer::REMQ_ONLY[..], extra].concat()).await
 }

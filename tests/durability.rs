@@ -1,6 +1,6 @@
 //! Durability: with `appendonly yes` and `appendfsync always`, a publish that
 //! returned an id survives Redis being killed (SIGKILL) in the middle of a
-//! stream of concurrent publishes. See "Durability" in the README for what the
+//! stream of concurrent publishes. See "Durability" in docs/operations.md for what the
 //! other AOF settings lose.
 
 use std::collections::BTreeMap;

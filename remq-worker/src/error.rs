@@ -354,14 +354,16 @@ impl Error {
             detail.split_once("run the '").and_then(|(_, rest)| rest.split_once('\'')).map(|(c, _)| c);
         let needed = if let Some(command) = command {
             format!(
-                "the command {command} (ACL SETUSER <user> +{command}; the README's ACL section lists every command Remq sends)"
+                "the command {command} (ACL SETUSER <user> +{command}; the ACL section of docs/protocol.md lists every command Remq sends)"
             )
         } else if detail.contains("channel") {
             format!("the channels {base}:* (ACL SETUSER <user> &{base}:*)")
         } else if detail.contains("key") {
             format!("the keys {base}:* (ACL SETUSER <user> ~{base}:*)")
         } else {
-            format!("the rules of the README's ACL section (~{base}:* &{base}:* and the commands it lists)")
+            format!(
+                "the rules of the ACL section of docs/protocol.md (~{base}:* &{base}:* and the commands it lists)"
+            )
         };
         Error::Permission { op, needed, source }
     }

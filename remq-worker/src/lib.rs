@@ -9,6 +9,8 @@
 //!
 //! The protocol is a handful of Lua scripts (the repository's `scripts/` folder)
 //! that any Redis client in any language can call with `EVAL` and `PSUBSCRIBE`.
+//! The repository's `docs/` folder describes it (`docs/protocol.md`), with the
+//! guide, the settings, operations and the `remq` command line.
 //!
 //! # Layout
 //! One folder per concern, lowest layer first; each module's own docs say more.
@@ -106,6 +108,31 @@ pub use protocol::{
 pub use remq_macros::handler;
 pub use retention::{ChannelFlush, FlushPolicy, FlushReport};
 pub use runtime::Worker;
+
+/// The Rust code blocks of the README and of `docs/`, compiled (and, unless
+/// marked `no_run`, run) as doc tests, so the documentation cannot drift from
+/// the API. Only under `cfg(doctest)`: the files are outside the crate.
+#[cfg(doctest)]
+mod documentation {
+    #[doc = include_str!("../../README.md")]
+    pub struct Readme;
+    #[doc = include_str!("../../docs/guide.md")]
+    pub struct Guide;
+    #[doc = include_str!("../../docs/configuration.md")]
+    pub struct Configuration;
+    #[doc = include_str!("../../docs/operations.md")]
+    pub struct Operations;
+    #[doc = include_str!("../../docs/cluster.md")]
+    pub struct Cluster;
+    #[doc = include_str!("../../docs/cli.md")]
+    pub struct Cli;
+    #[doc = include_str!("../../docs/protocol.md")]
+    pub struct Protocol;
+    #[doc = include_str!("../../docs/security.md")]
+    pub struct Security;
+    #[doc = include_str!("../../docs/layout.md")]
+    pub struct Layout;
+}
 
 /// Entry points for the cargo-fuzz targets in `fuzz/`, which build with
 /// `--cfg fuzzing`; not part of the API.

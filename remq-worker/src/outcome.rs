@@ -10,7 +10,7 @@ use crate::{Error, MessageId};
 /// The namespace's id counter went backwards: Redis lost writes (a restore
 /// from an old snapshot, or a failover to a replica that was behind), so new
 /// messages get ids a reader believes it has seen. The reader rewinds (see
-/// the README's "Failover") and replays rather than skip them.
+/// "Failover" in `docs/operations.md`) and replays rather than skip them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct CounterReset {
     /// How far the reader had got.
@@ -35,7 +35,7 @@ impl fmt::Display for CounterReset {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "the id counter went backwards: processed up to id {}, but the last id issued is {}; Redis lost writes (restored from an old snapshot, or failed over to a replica that was behind), so what may be new is replayed; see \"Failover\" in the README",
+            "the id counter went backwards: processed up to id {}, but the last id issued is {}; Redis lost writes (restored from an old snapshot, or failed over to a replica that was behind), so what may be new is replayed; see \"Failover\" in docs/operations.md",
             self.cursor, self.head
         )
     }

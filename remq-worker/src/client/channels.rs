@@ -41,7 +41,7 @@ impl Client {
     }
 
     /// The statistics of one channel's stream, with the commands a minimal ACL
-    /// user has (see the README's "ACLs"); `MEMORY USAGE` is extra, and without
+    /// user has (see "ACLs" in `docs/protocol.md`); `MEMORY USAGE` is extra, and without
     /// it the memory is unknown rather than an error.
     async fn channel_info(&self, name: String) -> Result<ChannelInfo> {
         let key = self.namespace().channel_key(&name);

@@ -27,7 +27,7 @@ const REPLAY_BATCH: usize = 1000;
 /// so nothing is skipped and nothing is handed out twice.
 ///
 /// When Redis lost writes and the id counter went backwards (see "Failover" in
-/// the README), new messages get ids the tail has already handed out. Like a
+/// `docs/operations.md`), new messages get ids the tail has already handed out. Like a
 /// worker's consumer, it does not skip them: it logs an error and replays from
 /// just before the first new message when it saw it live, else from the start
 /// of the log (duplicates rather than a loss). Only then do ids go down.

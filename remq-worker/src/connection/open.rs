@@ -142,7 +142,8 @@ enum Deployment {
 
 /// Whether the server runs in cluster mode (`INFO cluster`). A user whom an
 /// ACL denies `INFO` is taken to be on one server when given one URL (the
-/// README's ACL for one server leaves `INFO` out; its ACL for a cluster has it).
+/// ACL of `docs/protocol.md` for one server leaves `INFO` out; `docs/cluster.md`
+/// adds it for a cluster).
 async fn deployment(mut conn: ConnectionManager, addr: &RedisAddr) -> Result<Deployment> {
     match redis::cmd("INFO").arg("cluster").query_async::<String>(&mut conn).await {
         Ok(info) if info.lines().any(|line| line.trim() == "cluster_enabled:1") => Ok(Deployment::Cluster),

@@ -3,7 +3,7 @@
 //!
 //! Labels are bounded: a handler's durable name, a flush pattern, a fixed reason
 //! or outcome; never a raw channel or a message id. The series (all documented in
-//! the README):
+//! `docs/operations.md`, "Metrics and health"):
 //!
 //! | name | type | labels |
 //! |---|---|---|

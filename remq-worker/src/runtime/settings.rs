@@ -107,7 +107,7 @@ impl Settings {
         builder
     }
 
-    /// Reads the settings from the environment (see the README's table).
+    /// Reads the settings from the environment (see the table in `docs/configuration.md`).
     pub(crate) fn from_env() -> Result<Self> {
         Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
     }

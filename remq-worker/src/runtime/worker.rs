@@ -71,7 +71,8 @@ impl Worker {
     /// `REDIS_URL`, else `redis://127.0.0.1:6379`), `REMQ_NAMESPACE`,
     /// `REMQ_START_FROM`, `REMQ_CHECKPOINT_EVERY`, `REMQ_CHECKPOINT_INTERVAL`,
     /// `REMQ_LEASE_TTL`, `REMQ_SHUTDOWN_DEADLINE`, `REMQ_BUFFER_SIZE`,
-    /// `REMQ_REPLAY_BATCH` (see the README for defaults).
+    /// `REMQ_REPLAY_BATCH` and every other variable of the table in
+    /// `docs/configuration.md` (defaults there).
     ///
     /// # Errors
     /// [`Error::Config`] naming the variable whose value is invalid.
@@ -301,7 +302,7 @@ impl Worker {
 
     /// Serves Prometheus metrics on `http://<addr>/metrics`, and `/healthz` and
     /// `/readyz` for orchestrators, on the same listener (also
-    /// `REMQ_METRICS_ADDR`). The metric names are listed in the README.
+    /// `REMQ_METRICS_ADDR`). The metric names are listed in `docs/operations.md`.
     pub fn metrics(mut self, addr: std::net::SocketAddr) -> Self {
         self.settings.metrics_addr = Some(addr);
         self
