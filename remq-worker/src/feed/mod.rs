@@ -23,7 +23,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
 
-use self::live::{GapReason, LiveFeed, skip_malformed};
+use self::live::{GapReason, Hint, LiveFeed, skip_malformed};
 pub(crate) use self::source::Source;
 pub use self::start::StartFrom;
 use crate::connection::backoff::Backoff;
@@ -84,6 +84,13 @@ enum Phase {
     },
     /// Following pub/sub.
     Live(LiveFeed),
+    /// Checking pushes against the log (see [`Hint::Check`]).
+    Checking {
+        /// The subscription whose buffer fills meanwhile.
+        live: LiveFeed,
+        /// The read under way: the pushed messages the log holds.
+        stored: AbortOnDropHandle<Result<Vec<Message>>>,
+    },
 }
 
 impl Phase {
@@ -195,12 +202,12 @@ impl<S: Source> MessageFeed<S> {
             let message = match &mut self.phase {
                 Phase::Replay { page, .. } => page.pop_front()?,
                 Phase::Live(live) => {
-                    if live.try_hint(self.cursor) {
-                        self.read_log();
+                    if let Some(hint) = live.try_hint(self.cursor, self.batch) {
+                        self.follow(hint);
                     }
                     return None;
                 }
-                Phase::Resync { .. } => return None,
+                Phase::Resync { .. } | Phase::Checking { .. } => return None,
             };
             if let Some(message) = self.hand_out(message) {
                 return Some(message);
@@ -310,8 +317,28 @@ impl<S: Source> MessageFeed<S> {
                         Err(error) => self.failed("replay", error)?,
                     }
                 }
-                Phase::Live(live) => match live.next_hint(self.cursor).await {
-                    Ok(()) => self.read_log(),
+                Phase::Checking { stored, .. } => {
+                    let stored = stored.await.unwrap_or_else(|e| Err(Error::retryable(e)));
+                    match stored {
+                        Ok(messages) => {
+                            if let Phase::Checking { mut live, .. } =
+                                std::mem::replace(&mut self.phase, Phase::resync(GapReason::Startup))
+                            {
+                                live.checked_up_to(messages.last().map(|m| m.id));
+                                self.phase = Phase::Replay {
+                                    live,
+                                    page: messages.into(),
+                                    next_page: None,
+                                    exhausted: true,
+                                    catching_up: false,
+                                };
+                            }
+                        }
+                        Err(error) => self.failed("check pushes against the log", error)?,
+                    }
+                }
+                Phase::Live(live) => match live.next_hint(self.cursor, self.batch).await {
+                    Ok(hint) => self.follow(hint),
                     Err(reason) => {
                         tracing::info!(consumer = &*self.consumer, %reason, after = %self.cursor, "live feed ended; replaying from the log");
                         self.phase = Phase::resync(reason);
@@ -321,18 +348,27 @@ impl<S: Source> MessageFeed<S> {
         }
     }
 
-    /// Following pub/sub, a push called for a read: reads the log after the
-    /// cursor, up to its end, then follows pub/sub again.
-    fn read_log(&mut self) {
-        if let Phase::Live(live) = std::mem::replace(&mut self.phase, Phase::resync(GapReason::Startup)) {
-            self.phase = Phase::Replay {
+    /// Following pub/sub, pushes called for something: reads the log after
+    /// the cursor up to its end, or checks the pushes against it; then
+    /// follows pub/sub again.
+    fn follow(&mut self, hint: Hint) {
+        let Phase::Live(live) = std::mem::replace(&mut self.phase, Phase::resync(GapReason::Startup)) else {
+            unreachable!("only a live feed takes hints")
+        };
+        self.phase = match hint {
+            Hint::Read => Phase::Replay {
                 live,
                 page: VecDeque::new(),
                 next_page: None,
                 exhausted: false,
                 catching_up: false,
-            };
-        }
+            },
+            Hint::Check(pushes) => {
+                let source = self.source.clone();
+                let stored = AbortOnDropHandle::new(tokio::spawn(async move { source.stored(pushes).await }));
+                Phase::Checking { live, stored }
+            }
+        };
     }
 
     /// Moves the cursor past `message`, or drops it when it was already handed out.

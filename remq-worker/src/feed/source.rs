@@ -1,5 +1,5 @@
-//! What a feed reads from: pages of the log, its head, live pushes, and the
-//! time index. The
+//! What a feed reads from: pages of the log, its head, live pushes (and
+//! which of them the log holds), and the time index. The
 //! feed is written against this trait so its hard cases can be tested with a
 //! fake log; the real source is a [`Store`].
 
@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use crate::connection::{Pushes, Store};
 use crate::protocol::PackedPage;
-use crate::{MessageId, Result, log};
+use crate::{Message, MessageId, Result, log};
 
 /// Pages, head, pushes and the time index of one namespace.
 pub(crate) trait Source: Clone + Send + Sync + 'static {
@@ -20,6 +20,10 @@ pub(crate) trait Source: Clone + Send + Sync + 'static {
         after: MessageId,
         limit: usize,
     ) -> impl Future<Output = Result<PackedPage>> + Send;
+
+    /// The messages among `pushes` (live pushes in id order) that the log
+    /// holds, with the log's bodies, in the same order.
+    fn stored(&self, pushes: Vec<Message>) -> impl Future<Output = Result<Vec<Message>>> + Send;
 
     /// The last id issued.
     fn head(&self) -> impl Future<Output = Result<MessageId>> + Send;
@@ -39,6 +43,10 @@ impl Source for Store {
         limit: usize,
     ) -> impl Future<Output = Result<PackedPage>> + Send {
         log::read_page(self, pattern, after, limit)
+    }
+
+    fn stored(&self, pushes: Vec<Message>) -> impl Future<Output = Result<Vec<Message>>> + Send {
+        log::stored(self, pushes)
     }
 
     fn head(&self) -> impl Future<Output = Result<MessageId>> + Send {

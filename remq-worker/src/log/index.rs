@@ -109,7 +109,7 @@ async fn index_chunk(store: &Store, after: u64, head: u64, want: usize) -> Resul
                 .arg(want),
         )
         .await?;
-    let malformed = || shape_error(store, &key);
+    let malformed = || shape_error(store, "read the order index", &key);
     let mut entries = Vec::new();
     for item in array(reply).ok_or_else(malformed)? {
         let (id, fields) = stream_entry(item).ok_or_else(malformed)?;
@@ -195,7 +195,7 @@ async fn read_bodies(
     let mut stored = Vec::with_capacity(spans.len());
     for ((number, ..), reply) in spans.iter().zip(replies) {
         let key = store.namespace().channel_key_bytes(&names[*number].name);
-        let malformed = || shape_error(store, &String::from_utf8_lossy(&key));
+        let malformed = || shape_error(store, "read messages", &String::from_utf8_lossy(&key));
         let mut entries = Vec::new();
         for item in array(reply).ok_or_else(malformed)? {
             entries.push(stream_entry(item).ok_or_else(malformed)?);
@@ -229,7 +229,7 @@ async fn read_bodies(
 }
 
 /// An array reply's items.
-fn array(value: Value) -> Option<Vec<Value>> {
+pub(super) fn array(value: Value) -> Option<Vec<Value>> {
     match value {
         Value::Array(items) => Some(items),
         _ => None,
@@ -237,7 +237,7 @@ fn array(value: Value) -> Option<Vec<Value>> {
 }
 
 /// A stream entry `[id, [field, value, …]]`, as bytes.
-fn stream_entry(value: Value) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
+pub(super) fn stream_entry(value: Value) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
     let mut parts = array(value)?.into_iter();
     let (Some(Value::BulkString(id)), Some(fields), None) = (parts.next(), parts.next(), parts.next()) else {
         return None;
@@ -253,11 +253,11 @@ fn stream_entry(value: Value) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
 }
 
 /// A reply that is not a stream's: something other than Remq wrote `key`.
-fn shape_error(store: &Store, key: &str) -> Error {
+pub(super) fn shape_error(store: &Store, op: &'static str, key: &str) -> Error {
     let error = redis::RedisError::from((
         redis::ErrorKind::Parse,
         "the reply is not a stream's entries",
         key.to_owned(),
     ));
-    Error::redis_in("read the order index", store.namespace().base(), error)
+    Error::redis_in(op, store.namespace().base(), error)
 }

@@ -5,6 +5,7 @@
 
 pub(crate) mod channels;
 mod index;
+mod pushed;
 pub(crate) mod time_index;
 
 use std::time::Duration;
@@ -12,6 +13,8 @@ use std::time::Duration;
 use crate::connection::Store;
 use crate::protocol::{self, MAX_CONSUME_LIMIT, PackedPage, scripts};
 use crate::{MessageId, Result};
+
+pub(crate) use self::pushed::stored;
 
 /// One page after `after` with the log's [`LogState`](crate::protocol::LogState),
 /// read by a `consume.lua … route` call and, for a broad pattern, by
