@@ -20,6 +20,7 @@ mod tests;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
 use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
 
@@ -88,8 +89,9 @@ enum Phase {
     Checking {
         /// The subscription whose buffer fills meanwhile.
         live: LiveFeed,
-        /// The read under way: the pushed messages the log holds.
-        stored: AbortOnDropHandle<Result<Vec<Message>>>,
+        /// The read under way: the pushed messages the log holds. (Polled by
+        /// `next`, not spawned: a task would add a hop to every live message.)
+        stored: BoxFuture<'static, Result<Vec<Message>>>,
     },
 }
 
@@ -317,26 +319,23 @@ impl<S: Source> MessageFeed<S> {
                         Err(error) => self.failed("replay", error)?,
                     }
                 }
-                Phase::Checking { stored, .. } => {
-                    let stored = stored.await.unwrap_or_else(|e| Err(Error::retryable(e)));
-                    match stored {
-                        Ok(messages) => {
-                            if let Phase::Checking { mut live, .. } =
-                                std::mem::replace(&mut self.phase, Phase::resync(GapReason::Startup))
-                            {
-                                live.checked_up_to(messages.last().map(|m| m.id));
-                                self.phase = Phase::Replay {
-                                    live,
-                                    page: messages.into(),
-                                    next_page: None,
-                                    exhausted: true,
-                                    catching_up: false,
-                                };
-                            }
+                Phase::Checking { stored, .. } => match stored.await {
+                    Ok(messages) => {
+                        if let Phase::Checking { mut live, .. } =
+                            std::mem::replace(&mut self.phase, Phase::resync(GapReason::Startup))
+                        {
+                            live.checked_up_to(messages.last().map(|m| m.id));
+                            self.phase = Phase::Replay {
+                                live,
+                                page: messages.into(),
+                                next_page: None,
+                                exhausted: true,
+                                catching_up: false,
+                            };
                         }
-                        Err(error) => self.failed("check pushes against the log", error)?,
                     }
-                }
+                    Err(error) => self.failed("check pushes against the log", error)?,
+                },
                 Phase::Live(live) => match live.next_hint(self.cursor, self.batch).await {
                     Ok(hint) => self.follow(hint),
                     Err(reason) => {
@@ -365,7 +364,7 @@ impl<S: Source> MessageFeed<S> {
             },
             Hint::Check(pushes) => {
                 let source = self.source.clone();
-                let stored = AbortOnDropHandle::new(tokio::spawn(async move { source.stored(pushes).await }));
+                let stored = Box::pin(async move { source.stored(pushes).await });
                 Phase::Checking { live, stored }
             }
         };
