@@ -5,8 +5,8 @@
 //! cargo run --release --example bench_worker
 //! ```
 //!
-//! `REMQ_BENCH_ONLY=replay` (or `live`, `concurrency`, `latency`, comma-separated)
-//! runs a subset.
+//! `REMQ_BENCH_ONLY=replay` (or `live`, `batches`, `concurrency`, `latency`,
+//! comma-separated) runs a subset.
 //!
 //! Starts its own throwaway `redis-server` (no persistence, a free loopback port)
 //! unless `REMQ_BENCH_URL` names a scratch server. Scenarios, 100-byte bodies:
@@ -15,6 +15,12 @@
 //!   the time runs from the first publish until the handler has seen the last id.
 //!   Baseline, same run: the same producer into a bare `PSUBSCRIBE` that only
 //!   parses ids (the transport's ceiling without a worker).
+//! - **batches**: the worker is caught up; the producer publishes [`LIVE`]
+//!   messages with `publish_batch`, [`BATCH`] a call, [`BATCHES_IN_FLIGHT`]
+//!   calls in flight, over 10 channels. Baseline, same run: a plain Redis
+//!   Streams consumer group over 10 streams (`XADD` pipelines of [`BATCH`],
+//!   [`BATCHES_IN_FLIGHT`] in flight; one consumer reading `XREADGROUP COUNT
+//!   1000` and acknowledging each read with `XACK`).
 //! - **replay**: [`STORED`] messages are in the log (on 1 channel, then on 10) before a new
 //!   consumer starts from `earliest`; the time runs from `run()` until the
 //!   handler has seen the last id. Baseline, same run: a bare loop of
@@ -44,6 +50,10 @@ const RATE: u64 = 10_000;
 const LATENCY_SECONDS: u64 = 5;
 /// Publishes in flight in the live scenario.
 const DEPTH: usize = 256;
+/// Messages a call in the batches scenario.
+const BATCH: u64 = 100;
+/// Calls in flight in the batches scenario.
+const BATCHES_IN_FLIGHT: usize = 8;
 
 /// What a handler saw: how many messages and the highest id.
 #[derive(Default)]
@@ -115,6 +125,90 @@ async fn publish_live(
     Ok((last, published, began.elapsed()))
 }
 
+/// Publishes [`LIVE`] messages with `publish_batch` over 10 channels
+/// `<prefix>.N` ([`BATCH`] a call, [`BATCHES_IN_FLIGHT`] calls in flight), then
+/// waits until `progress` has seen the last id; returns how long that took.
+async fn publish_batches(
+    client: &Client,
+    prefix: &str,
+    body: &Bytes,
+    progress: &Progress,
+) -> remq::Result<Duration> {
+    let began = Instant::now();
+    let last = stream::iter(0..LIVE / BATCH)
+        .map(|n| {
+            let (client, body) = (client.clone(), body.clone());
+            let channel = format!("{prefix}.{}", n % 10);
+            async move { client.publish_batch(&channel, std::iter::repeat_n(&body, BATCH as usize)).await }
+        })
+        .buffered(BATCHES_IN_FLIGHT)
+        .try_fold(MessageId::ZERO, |max, ids| async move { Ok(max.max(*ids.end())) })
+        .await?;
+    progress.wait_for(last).await;
+    Ok(began.elapsed())
+}
+
+/// The baseline of the batches scenario: a Redis Streams consumer group over
+/// 10 streams `<prefix>.N`. One consumer reads with `XREADGROUP COUNT 1000`
+/// and acknowledges what it read with `XACK`; a producer adds [`LIVE`] entries
+/// in pipelines of [`BATCH`] `XADD`s, [`BATCHES_IN_FLIGHT`] in flight. Returns
+/// how long from the first `XADD` until the consumer acknowledged the last.
+async fn consumer_group(url: &str, prefix: &str, body: &Bytes) -> redis::RedisResult<Duration> {
+    let client = redis::Client::open(url)?;
+    let producer = client.get_multiplexed_async_connection().await?;
+    let mut reader = client.get_multiplexed_async_connection().await?;
+    let streams: Vec<String> = (0..10).map(|n| format!("{prefix}.{n}")).collect();
+    for stream in &streams {
+        let _: () = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(stream)
+            .arg("g")
+            .arg("$")
+            .arg("MKSTREAM")
+            .query_async(&mut reader)
+            .await?;
+    }
+    let consumer = {
+        let streams = streams.clone();
+        tokio::spawn(async move {
+            let mut seen = 0;
+            while seen < LIVE {
+                let mut read = redis::cmd("XREADGROUP");
+                read.arg("GROUP").arg("g").arg("c").arg("COUNT").arg(1000).arg("BLOCK").arg(100);
+                read.arg("STREAMS").arg(&streams).arg(vec![">"; streams.len()]);
+                let reply: Option<Vec<(String, Vec<(String, Vec<Vec<u8>>)>)>> =
+                    read.query_async(&mut reader).await?;
+                let mut ack = redis::pipe();
+                for (stream, entries) in reply.unwrap_or_default() {
+                    seen += entries.len() as u64;
+                    let ids: Vec<&str> = entries.iter().map(|(id, _)| id.as_str()).collect();
+                    ack.cmd("XACK").arg(&stream).arg("g").arg(ids).ignore();
+                }
+                let _: () = ack.query_async(&mut reader).await?;
+            }
+            redis::RedisResult::Ok(())
+        })
+    };
+    let began = Instant::now();
+    stream::iter(0..LIVE / BATCH)
+        .map(|n| {
+            let (mut producer, body, stream) =
+                (producer.clone(), body.clone(), streams[(n % 10) as usize].clone());
+            async move {
+                let mut pipe = redis::pipe();
+                for _ in 0..BATCH {
+                    pipe.cmd("XADD").arg(&stream).arg("*").arg("m").arg(&body[..]).ignore();
+                }
+                pipe.query_async::<()>(&mut producer).await
+            }
+        })
+        .buffered(BATCHES_IN_FLIGHT)
+        .try_collect::<Vec<()>>()
+        .await?;
+    consumer.await.expect("the consumer group reader panicked")?;
+    Ok(began.elapsed())
+}
+
 /// A bare `PSUBSCRIBE` that only parses each push's id into `progress`.
 async fn raw_subscriber(
     url: &str,
@@ -172,6 +266,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (_, published, total) = publish_live(&client, "live", &body, &progress).await?;
         rows.push(("live: producer → worker", LIVE, total));
         rows.push(("  (of which publishing)", LIVE, published));
+        running.stop().await?;
+    }
+
+    // Live batches: the worker beside a plain Redis Streams consumer group.
+    if wanted("batches") {
+        let total = consumer_group(&url, "group", &body).await?;
+        rows.push(("baseline: XADD → consumer group", LIVE, total));
+        let progress = Arc::new(Progress::default());
+        let running = RunningWorker::start(counting_worker(
+            &url,
+            "bench-batches",
+            "batches.*",
+            StartFrom::Latest,
+            Duration::ZERO,
+            progress.clone(),
+        ));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let total = publish_batches(&client, "batches", &body, &progress).await?;
+        rows.push(("batches: producer → worker", LIVE, total));
         running.stop().await?;
     }
 
