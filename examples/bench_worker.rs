@@ -148,6 +148,9 @@ async fn publish_batches(
     Ok(began.elapsed())
 }
 
+/// A stream entry as `XREADGROUP` returns it: its id and its fields.
+type StreamEntry = (String, Vec<Vec<u8>>);
+
 /// The baseline of the batches scenario: a Redis Streams consumer group over
 /// 10 streams `<prefix>.N`. One consumer reads with `XREADGROUP COUNT 1000`
 /// and acknowledges what it read with `XACK`; a producer adds [`LIVE`] entries
@@ -176,8 +179,7 @@ async fn consumer_group(url: &str, prefix: &str, body: &Bytes) -> redis::RedisRe
                 let mut read = redis::cmd("XREADGROUP");
                 read.arg("GROUP").arg("g").arg("c").arg("COUNT").arg(1000).arg("BLOCK").arg(100);
                 read.arg("STREAMS").arg(&streams).arg(vec![">"; streams.len()]);
-                let reply: Option<Vec<(String, Vec<(String, Vec<Vec<u8>>)>)>> =
-                    read.query_async(&mut reader).await?;
+                let reply: Option<Vec<(String, Vec<StreamEntry>)>> = read.query_async(&mut reader).await?;
                 let mut ack = redis::pipe();
                 for (stream, entries) in reply.unwrap_or_default() {
                     seen += entries.len() as u64;
