@@ -23,8 +23,10 @@
 //!   1000` and acknowledging each read with `XACK`).
 //! - **replay**: [`STORED`] messages are in the log (on 1 channel, then on 10) before a new
 //!   consumer starts from `earliest`; the time runs from `run()` until the
-//!   handler has seen the last id. Baseline, same run: a bare loop of
-//!   `consume` calls over the same messages.
+//!   handler has seen the last id. Baselines, same run: a bare loop of
+//!   `consume` calls over the same messages, and (1 channel) raw `XRANGE` pages
+//!   of 1000 over its stream, counted and not parsed (the ceiling of any
+//!   reader); ratios of the worker to both are printed.
 //! - **concurrency**: a handler that sleeps 1 ms, over 100 channels, at
 //!   concurrency 1, 8 and 64 (`Worker::concurrency`); messages are stored first.
 //! - **latency**: the producer publishes at a steady [`RATE`] messages a second
@@ -292,7 +294,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Replay: a million stored messages on 10 channels, read by a bare consume
     // loop (the baseline), then by a new consumer starting from earliest.
+    let mut ratios = Vec::new();
     if wanted("replay") {
+        let mut xrange_rate = None;
         for (channels, baseline_row, worker_row) in [
             (1, "baseline: consume loop, 1 ch", "replay: worker, 1 ch"),
             (10, "baseline: consume loop, 10 ch", "replay: worker, 10 ch"),
@@ -310,6 +314,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 count += page.len() as u64;
             }
             rows.push((baseline_row, count, began.elapsed()));
+            let consume_rate = rate(count, began.elapsed());
+            if channels == 1 {
+                let began = Instant::now();
+                let count = raw_xrange(&url, "remq:channel:stored1.0").await?;
+                rows.push(("baseline: raw XRANGE, 1 ch", count, began.elapsed()));
+                xrange_rate = Some(rate(count, began.elapsed()));
+            }
 
             let progress = Arc::new(Progress::default());
             let began = Instant::now();
@@ -318,8 +329,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 counting_worker(&url, &name, &pattern, StartFrom::Earliest, Duration::ZERO, progress.clone());
             let running = RunningWorker::start(worker);
             progress.wait_for(last).await;
-            rows.push((worker_row, progress.count.load(Ordering::Relaxed), began.elapsed()));
+            let count = progress.count.load(Ordering::Relaxed);
+            rows.push((worker_row, count, began.elapsed()));
             running.stop().await?;
+            let worker_rate = rate(count, began.elapsed());
+            ratios.push(format!(
+                "replay {channels} ch: worker / consume loop = {:.3}",
+                worker_rate / consume_rate
+            ));
+            if let (1, Some(xrange)) = (channels, xrange_rate) {
+                ratios.push(format!("replay 1 ch: worker / raw XRANGE = {:.3}", worker_rate / xrange));
+            }
         }
     }
 
@@ -357,6 +377,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Latency at a steady rate: the body carries the send time in µs since `epoch`.
     if !wanted("latency") {
         print_rows(&rows);
+        print_ratios(&ratios);
         return Ok(());
     }
     let epoch = Instant::now();
@@ -385,6 +406,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     running.stop().await?;
 
     print_rows(&rows);
+    print_ratios(&ratios);
     let mut latencies = latencies.lock().unwrap().clone();
     latencies.sort_unstable();
     let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize] as f64 / 1000.0;
@@ -396,6 +418,45 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         pct(1.0)
     );
     Ok(())
+}
+
+/// Reads the stream `key` from its start in `XRANGE` pages of 1000 on a plain
+/// connection, only counting entries and keeping the last id: how fast Redis
+/// hands out the messages, with no parsing behind it. Returns the count.
+async fn raw_xrange(url: &str, key: &str) -> redis::RedisResult<u64> {
+    let mut connection = redis::Client::open(url)?.get_multiplexed_async_connection().await?;
+    let (mut start, mut count) = ("-".to_owned(), 0);
+    loop {
+        let page: redis::Value = redis::cmd("XRANGE")
+            .arg(key)
+            .arg(&start)
+            .arg("+")
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut connection)
+            .await?;
+        let redis::Value::Array(entries) = page else { break };
+        let Some(redis::Value::Array(last)) = entries.last() else { break };
+        let Some(redis::Value::BulkString(id)) = last.first() else { break };
+        count += entries.len() as u64;
+        start = format!("({}", String::from_utf8_lossy(id));
+    }
+    Ok(count)
+}
+
+/// Messages a second.
+fn rate(count: u64, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64()
+}
+
+/// Prints the worker's throughput relative to its baselines.
+fn print_ratios(ratios: &[String]) {
+    if !ratios.is_empty() {
+        println!();
+    }
+    for ratio in ratios {
+        println!("{ratio}");
+    }
 }
 
 /// Prints the throughput table.

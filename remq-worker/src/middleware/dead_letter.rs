@@ -22,19 +22,18 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
-use tower::{Layer, Service};
 
 use super::Undone;
 use crate::connection::backoff::Backoff;
 use crate::observe::metrics;
-use crate::{Client, Delivery, Error, Message, MessageId, Result};
+use crate::{Client, Error, Message, MessageId, Result};
 
 /// The first line of every envelope.
 const MAGIC: &str = "remq-dead-letter: 1";
 
-/// Wraps services in [`DeadLetter`].
+/// Where and how one handler's dead letters are published.
 #[derive(Clone, Debug)]
-pub(crate) struct DeadLetterLayer {
+pub(crate) struct DeadLetters {
     /// Publishes the dead letters.
     client: Client,
     /// The consumer, named in envelopes.
@@ -50,7 +49,7 @@ pub(crate) struct DeadLetterLayer {
     dead_lettered: ::metrics::Counter,
 }
 
-impl DeadLetterLayer {
+impl DeadLetters {
     /// Dead letters of `consumer` go to `<prefix><channel>`, or to `channel` when given.
     pub(crate) fn new(
         client: Client,
@@ -59,7 +58,7 @@ impl DeadLetterLayer {
         channel: Option<&str>,
         shutdown: CancellationToken,
     ) -> Self {
-        DeadLetterLayer {
+        DeadLetters {
             client: client.with_script_size_limit(),
             dead_lettered: metrics::handled(&consumer, "dead_lettered"),
             consumer,
@@ -68,91 +67,50 @@ impl DeadLetterLayer {
             shutdown,
         }
     }
-}
 
-impl<S> Layer<S> for DeadLetterLayer {
-    type Service = DeadLetter<S>;
-
-    fn layer(&self, inner: S) -> DeadLetter<S> {
-        DeadLetter { inner, config: Arc::new(self.clone()) }
-    }
-}
-
-/// Turns a final failure ([`Undone::GaveUp`], from the retry layer inside it)
-/// into a published dead letter and success, so the cursor moves on. If
-/// publishing the dead letter fails it is retried with back-off until it
-/// succeeds or the owner must stop; the message never counts as done before its
-/// dead letter is stored. [`Undone::Interrupted`] passes through: that message
-/// was not given up on, only interrupted.
-#[derive(Clone, Debug)]
-pub(crate) struct DeadLetter<S> {
-    /// The wrapped service.
-    inner: S,
-    /// Where and how to publish (shared: cloned for every delivery).
-    config: Arc<DeadLetterLayer>,
-}
-
-impl<S> Service<Delivery> for DeadLetter<S>
-where
-    S: Service<Delivery, Response = (), Error = Undone>,
-    S::Future: Send + 'static,
-{
-    type Response = ();
-    type Error = Undone;
-    type Future = futures_util::future::BoxFuture<'static, Result<(), Undone>>;
-
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Undone>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, delivery: Delivery) -> Self::Future {
-        let future = self.inner.call(delivery);
-        let config = Arc::clone(&self.config);
-        Box::pin(async move {
-            // Only a message given up on is dead-lettered; it comes with the error,
-            // so nothing is cloned for the deliveries that succeed.
-            let (attempts, message, error) = match future.await {
-                Err(Undone::GaveUp { attempts, message, error }) => (attempts, message, error),
-                done => return done,
+    /// Publishes a message given up on after `attempts` attempts, the last of
+    /// which failed with `error`; only then does it count as done (`Ok`). If
+    /// publishing fails it is retried with back-off until it succeeds or the
+    /// owner must stop ([`Undone::Interrupted`]); a permanent failure to publish
+    /// is [`Undone::DeadLetterFailed`].
+    pub(crate) async fn publish(&self, attempts: u32, message: &Message, error: Error) -> Result<(), Undone> {
+        // A handler whose pattern also matches its dead-letter channel (say
+        // `*`) must not turn one failure into an endless chain of dead
+        // letters: a failed dead letter (known by its first line) stays where
+        // it is, in the log.
+        if message.body.starts_with(MAGIC.as_bytes()) {
+            tracing::error!(consumer = &*self.consumer, id = %message.id, channel = message.channel, %error, attempts, "a dead letter failed again; it stays in its channel");
+            return Ok(());
+        }
+        let channel = match &self.channel {
+            Some(channel) => channel.to_string(),
+            None => format!("{}{}", self.prefix, message.channel),
+        };
+        let envelope = envelope(message, &self.consumer, attempts, &error);
+        let mut backoff = Backoff::default();
+        loop {
+            let published = tokio::select! {
+                published = self.client.publish(&channel, &envelope) => published,
+                _ = self.shutdown.cancelled() => return Err(Undone::Interrupted),
             };
-            // A handler whose pattern also matches its dead-letter channel (say
-            // `*`) must not turn one failure into an endless chain of dead
-            // letters: a failed dead letter (known by its first line) stays where
-            // it is, in the log.
-            if message.body.starts_with(MAGIC.as_bytes()) {
-                tracing::error!(consumer = &*config.consumer, id = %message.id, channel = message.channel, %error, attempts, "a dead letter failed again; it stays in its channel");
-                return Ok(());
-            }
-            let channel = match &config.channel {
-                Some(channel) => channel.to_string(),
-                None => format!("{}{}", config.prefix, message.channel),
-            };
-            let envelope = envelope(&message, &config.consumer, attempts, &error);
-            let mut backoff = Backoff::default();
-            loop {
-                let published = tokio::select! {
-                    published = config.client.publish(&channel, &envelope) => published,
-                    _ = config.shutdown.cancelled() => return Err(Undone::Interrupted),
-                };
-                match published {
-                    Ok(dead) => {
-                        tracing::error!(consumer = &*config.consumer, id = %message.id, channel = message.channel, %error, attempts, dead_letter = %channel, dead_letter_id = %dead, "message dead-lettered");
-                        config.dead_lettered.increment(1);
-                        return Ok(());
-                    }
-                    Err(publish_error) if publish_error.is_permanent() => {
-                        return Err(Undone::DeadLetterFailed(publish_error));
-                    }
-                    Err(publish_error) => {
-                        let wait = backoff.failure(&config.consumer, "dead-letter publish", &publish_error);
-                        tokio::select! {
-                            _ = tokio::time::sleep(wait) => {}
-                            _ = config.shutdown.cancelled() => return Err(Undone::Interrupted),
-                        }
+            match published {
+                Ok(dead) => {
+                    tracing::error!(consumer = &*self.consumer, id = %message.id, channel = message.channel, %error, attempts, dead_letter = %channel, dead_letter_id = %dead, "message dead-lettered");
+                    self.dead_lettered.increment(1);
+                    return Ok(());
+                }
+                Err(publish_error) if publish_error.is_permanent() => {
+                    return Err(Undone::DeadLetterFailed(publish_error));
+                }
+                Err(publish_error) => {
+                    let wait = backoff.failure(&self.consumer, "dead-letter publish", &publish_error);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.shutdown.cancelled() => return Err(Undone::Interrupted),
                     }
                 }
             }
-        })
+        }
     }
 }
 

@@ -1,9 +1,10 @@
-//! The tower stack every delivery goes through, outermost first:
+//! The stack every delivery goes through, outermost first:
 //!
-//! 1. [`DeadLetter`]: a message that failed for good is published to its
-//!    dead-letter channel (and only then counts as done);
-//! 2. [`tower::retry::Retry`] with [`RetryPolicy`]: retryable failures are tried
-//!    again with exponential back-off and jitter, in place, so order holds;
+//! 1. dead letters ([`DeadLetters`]): a message that failed for good is
+//!    published to its dead-letter channel (and only then counts as done);
+//! 2. retries decided by [`RetryPolicy`]: retryable failures are tried again
+//!    with exponential back-off and jitter, in place, so order holds; once the
+//!    owner must stop, no retry starts;
 //! 3. [`Trace`]: a `tracing` span per attempt (handler, channel, id, attempt, outcome);
 //! 4. the application's own layers ([`Worker::layer`](crate::Worker::layer), then
 //!    [`Worker::handler_layer`](crate::Worker::handler_layer));
@@ -11,6 +12,11 @@
 //! 6. [`tower::timeout::Timeout`]: a per-handler deadline for each attempt;
 //! 7. [`CatchPanic`]: a panicking handler is a failed attempt, not a dead worker;
 //! 8. the handler itself.
+//!
+//! Layers 3 to 8 are tower services, one call per attempt. The first two are
+//! [`Stack::deliver`], one `async fn` around them: it keeps the delivery for a
+//! retry and borrows the attempt's service, where tower's retry layer would
+//! clone the service and box a future per layer for every delivery.
 
 /// What every remq middleware service has in common: it answers `()` or a
 /// [`remq::Error`](crate::Error) through a boxed future, and is ready when the
@@ -42,7 +48,7 @@ use tower::util::BoxCloneService;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 pub use catch_panic::{CatchPanic, CatchPanicLayer};
-pub(crate) use dead_letter::DeadLetterLayer;
+pub(crate) use dead_letter::DeadLetters;
 pub use dead_letter::{DeadLetterEnvelope, Redriven, redrive, redrive_page};
 pub use rate_limit::{RateLimit, RateLimitLayer};
 pub use retry::RetryPolicy;
@@ -55,7 +61,8 @@ use crate::{BoxedHandler, Delivery, Error, Message, Result};
 /// around each attempt, the application's included.
 pub type HandlerService = BoxCloneService<Delivery, (), Error>;
 
-/// The whole stack of one handler, retries and dead letters included.
+/// The whole stack of one handler, type-erased: what the lanes of a consumer
+/// with concurrency run many deliveries through at once.
 pub(crate) type StackService = BoxCloneService<Delivery, (), Undone>;
 
 /// How a delivery that did not succeed ended, as the stack reports it to the
@@ -128,7 +135,7 @@ pub(crate) struct StackConfig<'a> {
     /// At most this many attempts a second, if set.
     pub(crate) rate_limit: Option<u32>,
     /// Where failed messages go; `None` to only log them.
-    pub(crate) dead_letter: Option<DeadLetterLayer>,
+    pub(crate) dead_letter: Option<DeadLetters>,
     /// The application's layers, outermost first.
     pub(crate) layers: &'a [BoxedLayer],
     /// Cancelled when this owner must stop (shutdown or a lost lease): no retry
@@ -137,7 +144,7 @@ pub(crate) struct StackConfig<'a> {
 }
 
 /// Builds the stack around `handler`.
-pub(crate) fn stack(handler: BoxedHandler, config: StackConfig<'_>) -> StackService {
+pub(crate) fn stack(handler: BoxedHandler, config: StackConfig<'_>) -> Stack {
     let base = CatchPanicLayer.layer(HandlerCall(handler));
     let mut service = match config.timeout {
         Some(timeout) => BoxCloneService::new(
@@ -155,14 +162,84 @@ pub(crate) fn stack(handler: BoxedHandler, config: StackConfig<'_>) -> StackServ
         service = layer.0.wrap(service);
     }
     let halt = Arc::new(config.shutdown);
-    let retried = ServiceBuilder::new()
-        .layer(tower::retry::RetryLayer::new(Retrying::new(config.retry, Arc::clone(&halt))))
-        .layer_fn(|inner| HaltGuard { inner, halt: Arc::clone(&halt) })
-        .layer(TraceLayer::new(config.consumer))
-        .service(service);
-    match config.dead_letter {
-        Some(dead_letter) => BoxCloneService::new(dead_letter.layer(retried)),
-        None => BoxCloneService::new(retried),
+    Stack {
+        attempt: TraceLayer::new(config.consumer).layer(service),
+        retry: Retrying::new(config.retry, Arc::clone(&halt)),
+        halt,
+        dead_letters: config.dead_letter.map(Arc::new),
+    }
+}
+
+/// The whole stack of one handler: the service that makes one attempt, with
+/// retries and dead letters around it.
+#[derive(Clone, Debug)]
+pub(crate) struct Stack {
+    /// One attempt: [`Trace`] and every layer inside it, down to the handler.
+    attempt: Trace<HandlerService>,
+    /// When to try again.
+    retry: Retrying,
+    /// Cancelled at shutdown or when the lease is lost: no retry starts after that.
+    halt: Arc<CancellationToken>,
+    /// Where messages given up on go; `None` to hand them to the runtime.
+    dead_letters: Option<Arc<DeadLetters>>,
+}
+
+impl Stack {
+    /// Sends one delivery through the stack: attempts until one succeeds, the
+    /// policy gives up (then the dead letter is published), or the owner must
+    /// stop. The future borrows the stack, so nothing is cloned or boxed for it.
+    ///
+    /// # Errors
+    /// How the delivery ended if not handled or dead-lettered: [`Undone`].
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe: a delivery dropped midway may have run its handler.
+    pub(crate) async fn deliver(&mut self, delivery: Delivery) -> Result<(), Undone> {
+        match (self.attempts(delivery).await, &self.dead_letters) {
+            (Err(Undone::GaveUp { attempts, message, error }), Some(dead_letters)) => {
+                dead_letters.publish(attempts, &message, error).await
+            }
+            (result, _) => result,
+        }
+    }
+
+    /// Attempts `delivery` until one succeeds or the policy says stop, as
+    /// tower's retry layer would: the policy keeps a copy of the delivery for
+    /// the next attempt, and decides after each failure.
+    async fn attempts(&mut self, mut delivery: Delivery) -> Result<(), Undone> {
+        use tower::retry::Policy;
+        loop {
+            // Once the owner must stop, a retry ends here, after its back-off
+            // wait and before any layer runs.
+            if delivery.attempt > 1 && self.halt.is_cancelled() {
+                return Err(Undone::Interrupted);
+            }
+            let kept = self.retry.clone_request(&delivery);
+            let attempt = self.attempt.ready().await.map_err(Undone::Failed)?;
+            let mut result = attempt.call(delivery).await.map_err(Undone::Failed);
+            let Some(mut kept) = kept else { return result };
+            match self.retry.retry(&mut kept, &mut result) {
+                Some(wait) => wait.await,
+                None => return result,
+            }
+            delivery = kept;
+        }
+    }
+}
+
+impl Service<Delivery> for Stack {
+    type Response = ();
+    type Error = Undone;
+    type Future = BoxFuture<'static, Result<(), Undone>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Undone>> {
+        // `deliver` waits for the attempt's service itself, before each attempt.
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, delivery: Delivery) -> Self::Future {
+        let mut stack = self.clone();
+        Box::pin(async move { stack.deliver(delivery).await })
     }
 }
 
@@ -181,40 +258,6 @@ impl Service<Delivery> for HandlerCall {
 
     fn call(&mut self, delivery: Delivery) -> Self::Future {
         self.0.call(delivery)
-    }
-}
-
-/// Right under the retry layer: once the owner must stop, a retry ends here,
-/// before any other layer runs (tower's retry loop calls its service again after
-/// the back-off wait without asking the policy first). It also turns the
-/// attempt's error into an [`Undone`] for the layers above.
-#[derive(Clone)]
-struct HaltGuard<S> {
-    /// The wrapped service.
-    inner: S,
-    /// Cancelled at shutdown or when the lease is lost.
-    halt: Arc<CancellationToken>,
-}
-
-impl<S> Service<Delivery> for HaltGuard<S>
-where
-    S: Service<Delivery, Response = (), Error = Error>,
-    S::Future: Send + 'static,
-{
-    type Response = ();
-    type Error = Undone;
-    type Future = BoxFuture<'static, Result<(), Undone>>;
-
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Undone>> {
-        self.inner.poll_ready(cx).map_err(Undone::Failed)
-    }
-
-    fn call(&mut self, delivery: Delivery) -> Self::Future {
-        if delivery.attempt > 1 && self.halt.is_cancelled() {
-            return Box::pin(std::future::ready(Err(Undone::Interrupted)));
-        }
-        let attempt = self.inner.call(delivery);
-        Box::pin(async move { attempt.await.map_err(Undone::Failed) })
     }
 }
 

@@ -86,14 +86,16 @@ impl RetryPolicy {
     }
 }
 
-/// A [`RetryPolicy`] applied by tower's retry layer, until the owner must stop.
+/// A [`RetryPolicy`] until the owner must stop, as a tower retry policy: what
+/// [`Stack::deliver`](super::Stack::deliver) asks after each failed attempt
+/// (the unit tests drive it with tower's own retry layer).
 #[derive(Clone, Debug)]
 pub(crate) struct Retrying {
     /// The schedule.
     policy: RetryPolicy,
     /// Cancelled when the owner must stop (shutdown, a lost lease): no retry
-    /// starts after that. In an `Arc` because tower clones the policy for every
-    /// request, and cloning a token takes a lock.
+    /// starts after that. In an `Arc` because the stack is cloned for every
+    /// delivery that runs in a lane, and cloning a token takes a lock.
     halt: Arc<CancellationToken>,
 }
 

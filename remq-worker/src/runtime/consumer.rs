@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::Runtime;
 use super::period::{Period, SHUTDOWN_IO};
 use crate::connection::backoff::Backoff;
-use crate::middleware::{self, BoxedLayer, DeadLetterLayer, StackConfig, StackService};
+use crate::middleware::{self, BoxedLayer, DeadLetters, Stack, StackConfig};
 use crate::observe::health::ConsumerState;
 use crate::outcome::Stop;
 use crate::ownership::lease::LeaseGuard;
@@ -84,14 +84,14 @@ impl Consumer {
 
     /// The handler wrapped in its middleware, for one period of ownership:
     /// `halt` stops retries and dead-letter attempts.
-    pub(super) fn service(&self, rt: &Runtime, halt: &CancellationToken) -> StackService {
+    pub(super) fn service(&self, rt: &Runtime, halt: &CancellationToken) -> Stack {
         let s = &rt.settings;
         let retry = match self.options.retries {
             Some(retries) => s.retry.clone().max_attempts(retries.saturating_add(1)),
             None => s.retry.clone(),
         };
         let dead_letter = s.dead_letter_prefix.as_deref().map(|prefix| {
-            DeadLetterLayer::new(
+            DeadLetters::new(
                 rt.client.clone(),
                 self.name.clone(),
                 prefix,

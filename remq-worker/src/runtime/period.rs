@@ -16,7 +16,7 @@ use super::consumer::Consumer;
 use super::lanes::Lanes;
 use crate::connection::Store;
 use crate::feed::{FeedStop, MessageFeed};
-use crate::middleware::{self, StackService, Undone};
+use crate::middleware::{Stack, StackService, Undone};
 use crate::observe::health::{ConsumerHealth, ConsumerState};
 use crate::observe::lag::{self, Progress};
 use crate::observe::metrics;
@@ -134,7 +134,7 @@ impl<'a> Period<'a> {
         let stop = if concurrency == 1 {
             period.in_order(feed, service).await?
         } else {
-            let lanes = Lanes::new(service, concurrency, s.buffer_size, cursor);
+            let lanes = Lanes::new(StackService::new(service), concurrency, s.buffer_size, cursor);
             period.in_lanes(feed, lanes).await?
         };
         match stop {
@@ -145,7 +145,7 @@ impl<'a> Period<'a> {
     }
 
     /// One message at a time, in id order: the default, and the fastest path.
-    async fn in_order(&mut self, mut feed: MessageFeed<Store>, mut service: StackService) -> Result<Stop> {
+    async fn in_order(&mut self, mut feed: MessageFeed<Store>, mut service: Stack) -> Result<Stop> {
         let rt = self.rt;
         loop {
             // Flags and the clock are checked directly, and a buffered message is
@@ -381,11 +381,11 @@ fn feed_stopped(stop: FeedStop) -> Result<Stop> {
 async fn handle(
     consumer: &Consumer,
     rt: &Runtime,
-    service: &mut StackService,
+    service: &mut Stack,
     message: Message,
 ) -> Result<Delivered> {
     let id = message.id;
-    let call = middleware::dispatch(service, delivery(consumer, rt, message));
+    let call = service.deliver(delivery(consumer, rt, message));
     tokio::pin!(call);
     // Most handlers finish on their first poll; only wait on shutdown for the rest.
     let result = match (&mut call).now_or_never() {
