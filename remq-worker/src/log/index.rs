@@ -17,9 +17,10 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use redis::Value;
 
+use super::streams::{Span, array, read_spans, shape_error, stream_entry};
 use crate::connection::Store;
 use crate::protocol::{Glob, PackedPage, message};
-use crate::{Error, MessageId, Result};
+use crate::{MessageId, Result};
 
 /// Index entries read per command (each about a third of a microsecond of Redis time).
 const CHUNK: usize = 1000;
@@ -47,8 +48,8 @@ struct Named {
 /// `None` when it reached the head.
 ///
 /// # Errors
-/// [`Error::Redis`] when a command fails; a reply that is not the index's
-/// shape is an [`Error::Redis`] too, naming the key.
+/// [`Error::Redis`](crate::Error::Redis) when a command fails; a reply that
+/// is not the index's shape is one too, naming the key.
 pub(crate) async fn follow(store: &Store, pattern: &str, page: &mut PackedPage, limit: usize) -> Result<()> {
     let Some(after) = page.state.stopped_at else { return Ok(()) };
     let head = page.state.head.get();
@@ -183,25 +184,21 @@ async fn read_bodies(
             }
         }
     }
-    let mut pipe = redis::pipe();
-    for (number, first, last) in &spans {
-        pipe.cmd("XRANGE")
-            .arg(store.namespace().channel_key_bytes(&names[*number].name))
-            .arg(format!("{first}-0"))
-            .arg(format!("{last}-0"));
-    }
-    let replies: Vec<Value> = store.query_pipe("read messages", &pipe).await?;
+    let reads: Vec<Span> = spans
+        .iter()
+        .map(|(number, first, last)| Span {
+            key: store.namespace().channel_key_bytes(&names[*number].name),
+            first: *first,
+            last: *last,
+            count: None,
+        })
+        .collect();
     // Each span's entries, consumed front to back as the runs ask for them.
-    let mut stored = Vec::with_capacity(spans.len());
-    for ((number, ..), reply) in spans.iter().zip(replies) {
-        let key = store.namespace().channel_key_bytes(&names[*number].name);
-        let malformed = || shape_error(store, "read messages", &String::from_utf8_lossy(&key));
-        let mut entries = Vec::new();
-        for item in array(reply).ok_or_else(malformed)? {
-            entries.push(stream_entry(item).ok_or_else(malformed)?);
-        }
-        stored.push(entries.into_iter().peekable());
-    }
+    let mut stored: Vec<_> = read_spans(store, "read messages", &reads)
+        .await?
+        .into_iter()
+        .map(|entries| entries.into_iter().peekable())
+        .collect();
     let mut removed = 0;
     page.entries.reserve(runs.iter().map(|(first, last, _)| (last - first + 1) as usize).sum());
     for (first, last, number) in runs {
@@ -226,38 +223,4 @@ async fn read_bodies(
         }
     }
     Ok(removed)
-}
-
-/// An array reply's items.
-pub(super) fn array(value: Value) -> Option<Vec<Value>> {
-    match value {
-        Value::Array(items) => Some(items),
-        _ => None,
-    }
-}
-
-/// A stream entry `[id, [field, value, …]]`, as bytes.
-pub(super) fn stream_entry(value: Value) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
-    let mut parts = array(value)?.into_iter();
-    let (Some(Value::BulkString(id)), Some(fields), None) = (parts.next(), parts.next(), parts.next()) else {
-        return None;
-    };
-    let fields = array(fields)?
-        .into_iter()
-        .map(|field| match field {
-            Value::BulkString(bytes) => Some(bytes),
-            _ => None,
-        })
-        .collect::<Option<Vec<_>>>()?;
-    Some((id, fields))
-}
-
-/// A reply that is not a stream's: something other than Remq wrote `key`.
-pub(super) fn shape_error(store: &Store, op: &'static str, key: &str) -> Error {
-    let error = redis::RedisError::from((
-        redis::ErrorKind::Parse,
-        "the reply is not a stream's entries",
-        key.to_owned(),
-    ));
-    Error::redis_in(op, store.namespace().base(), error)
 }

@@ -6,6 +6,7 @@
 pub(crate) mod channels;
 mod index;
 mod pushed;
+mod streams;
 pub(crate) mod time_index;
 
 use std::time::Duration;

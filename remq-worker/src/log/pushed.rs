@@ -6,9 +6,8 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use redis::Value;
 
-use super::index::{array, shape_error, stream_entry};
+use super::streams::{Span, read_spans, shape_error};
 use crate::connection::Store;
 use crate::{Message, MessageId, Result};
 
@@ -39,29 +38,26 @@ pub(crate) async fn stored(store: &Store, pushes: Vec<Message>) -> Result<Vec<Me
             }
         }
     }
-    if spans.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut pipe = redis::pipe();
-    for (channel, first, last, count) in &spans {
-        pipe.cmd("XRANGE")
-            .arg(store.namespace().channel_key(channel))
-            .arg(format!("{first}-0"))
-            .arg(format!("{last}-0"))
-            .arg("COUNT")
-            .arg(count);
-    }
-    let replies: Vec<Value> = store.query_pipe("read pushed messages", &pipe).await?;
+    let reads: Vec<Span> = spans
+        .iter()
+        .map(|(channel, first, last, count)| Span {
+            key: store.namespace().channel_key_bytes(channel.as_bytes()),
+            first: *first,
+            last: *last,
+            count: Some(*count),
+        })
+        .collect();
     // Each channel's stored entries in its span, by id.
     let mut bodies: HashMap<(&str, u64), Bytes> = HashMap::with_capacity(pushes.len());
-    for ((channel, ..), reply) in spans.iter().zip(replies) {
-        let malformed =
-            || shape_error(store, "read pushed messages", &store.namespace().channel_key(channel));
-        for item in array(reply).ok_or_else(malformed)? {
-            let (entry, fields) = stream_entry(item).ok_or_else(malformed)?;
-            let id = MessageId::from_entry_id(&entry).ok_or_else(malformed)?.get();
+    for ((channel, ..), entries) in spans.iter().zip(read_spans(store, "read pushed messages", &reads).await?)
+    {
+        for (entry, fields) in entries {
+            let Some(id) = MessageId::from_entry_id(&entry) else {
+                let key = store.namespace().channel_key(channel);
+                return Err(shape_error(store, "read pushed messages", &key));
+            };
             let body = fields.into_iter().nth(1).map(Bytes::from).unwrap_or_default();
-            bodies.insert((channel, id), body);
+            bodies.insert((channel, id.get()), body);
         }
     }
     let found: Vec<Option<Bytes>> =
