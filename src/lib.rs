@@ -22,9 +22,13 @@
 //! loopback ports. [`capture_logs`] keeps what a test binary logs, for tests
 //! that check a log line.
 //!
+//! [`documentation_files`] lists `README.md` and `docs/*.md` for the tests
+//! that check the documentation.
+//!
 //! [`redis_url_or_local`] is what the examples use: the URL from the environment, or
 //! the Redis on 127.0.0.1:6379 when one answers, or else a throwaway server.
 
+mod docs;
 mod local;
 mod logs;
 mod probe;
@@ -35,6 +39,7 @@ mod running;
 mod tls;
 mod walk;
 
+pub use docs::{documentation_files, repository_root};
 pub use local::{RedisTarget, redis_url_or_local};
 pub use logs::{CapturedLogs, capture_logs};
 pub use probe::{

@@ -5,26 +5,9 @@
 //! `docs/protocol.md`. Plain file reading, no Redis.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// The repository root (the root package's directory).
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `README.md` and every `docs/*.md`.
-fn documents() -> Vec<PathBuf> {
-    let mut files = vec![root().join("README.md")];
-    let docs = root().join("docs");
-    for entry in std::fs::read_dir(&docs).unwrap_or_else(|e| panic!("cannot list {}: {e}", docs.display())) {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|ext| ext == "md") {
-            files.push(path);
-        }
-    }
-    files.sort();
-    files
-}
+use remq_testkit::{documentation_files, repository_root};
 
 /// The lines of `markdown` outside fenced code blocks, with their numbers
 /// (1-based), inline code spans blanked out (a link in code is no link).
@@ -159,9 +142,9 @@ fn check(from: &Path, target: &str) -> Option<String> {
 fn every_relative_link_in_the_docs_leads_to_a_file_and_heading() {
     let mut failures = Vec::new();
     let mut links = 0;
-    for path in documents() {
+    for path in documentation_files() {
         let markdown = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let shown = path.strip_prefix(root()).unwrap().display().to_string();
+        let shown = path.strip_prefix(repository_root()).unwrap().display().to_string();
         for (number, line) in prose(&markdown) {
             for target in link_targets(&line) {
                 links += 1;
@@ -177,10 +160,10 @@ fn every_relative_link_in_the_docs_leads_to_a_file_and_heading() {
 
 #[test]
 fn every_script_has_its_section_in_the_protocol_page() {
-    let protocol = std::fs::read_to_string(root().join("docs/protocol.md")).unwrap();
+    let protocol = std::fs::read_to_string(repository_root().join("docs/protocol.md")).unwrap();
     let sections = anchors(&protocol);
     let mut scripts = Vec::new();
-    for entry in std::fs::read_dir(root().join("scripts")).unwrap() {
+    for entry in std::fs::read_dir(repository_root().join("scripts")).unwrap() {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
         if name.ends_with(".lua") {
             scripts.push(name);

@@ -14,30 +14,17 @@
 //! error: …", say an unreadable certificate file) means the arguments parsed.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use remq_testkit::{documentation_files, repository_root};
 
 /// The binary under test.
 const REMQ: &str = env!("CARGO_BIN_EXE_remq");
 
 /// A port nothing listens on: a connection is refused at once.
 const NOWHERE: &str = "redis://127.0.0.1:1";
-
-/// The markdown files whose commands are checked: the README and `docs/*.md`.
-fn documents() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("remq-cli lives in the workspace");
-    let mut files = vec![root.join("README.md")];
-    let docs = root.join("docs");
-    for entry in std::fs::read_dir(&docs).unwrap_or_else(|e| panic!("cannot list {}: {e}", docs.display())) {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|ext| ext == "md") {
-            files.push(path);
-        }
-    }
-    files.sort();
-    files
-}
 
 /// The command lines of `markdown`, with their line numbers (1-based).
 fn command_lines(markdown: &str) -> Vec<(usize, String)> {
@@ -221,10 +208,10 @@ fn run(args: &[String]) -> Run {
 
 #[test]
 fn every_remq_command_line_in_the_docs_parses() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let root = repository_root();
     let mut checked: Vec<(PathBuf, Vec<String>)> = Vec::new();
     let mut failures = Vec::new();
-    for path in documents() {
+    for path in documentation_files() {
         let markdown = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let shown = path.strip_prefix(root).unwrap_or(&path).display().to_string();
         for (number, line) in command_lines(&markdown) {
