@@ -98,6 +98,16 @@ fn counting_worker(
     })
 }
 
+/// A counting worker on `pattern` from the latest message, given half a
+/// second to subscribe and catch up before the producer starts.
+async fn caught_up_worker(url: &str, name: &str, pattern: &str) -> (RunningWorker, Arc<Progress>) {
+    let progress = Arc::new(Progress::default());
+    let worker = counting_worker(url, name, pattern, StartFrom::Latest, Duration::ZERO, progress.clone());
+    let running = RunningWorker::start(worker);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    (running, progress)
+}
+
 /// A worker that runs only the handler the scenario adds and ignores signals.
 fn bench_worker(url: &str) -> Worker {
     Worker::new(url).without_registered_handlers().without_signal_handlers()
@@ -257,16 +267,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         rows.push(("  (of which publishing)", LIVE, published));
         pubsub.abort();
 
-        let progress = Arc::new(Progress::default());
-        let running = RunningWorker::start(counting_worker(
-            &url,
-            "bench-live",
-            "live.*",
-            StartFrom::Latest,
-            Duration::ZERO,
-            progress.clone(),
-        ));
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (running, progress) = caught_up_worker(&url, "bench-live", "live.*").await;
         let (_, published, total) = publish_live(&client, "live", &body, &progress).await?;
         rows.push(("live: producer → worker", LIVE, total));
         rows.push(("  (of which publishing)", LIVE, published));
@@ -277,16 +278,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if wanted("batches") {
         let total = consumer_group(&url, "group", &body).await?;
         rows.push(("baseline: XADD → consumer group", LIVE, total));
-        let progress = Arc::new(Progress::default());
-        let running = RunningWorker::start(counting_worker(
-            &url,
-            "bench-batches",
-            "batches.*",
-            StartFrom::Latest,
-            Duration::ZERO,
-            progress.clone(),
-        ));
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (running, progress) = caught_up_worker(&url, "bench-batches", "batches.*").await;
         let total = publish_batches(&client, "batches", &body, &progress).await?;
         rows.push(("batches: producer → worker", LIVE, total));
         running.stop().await?;
