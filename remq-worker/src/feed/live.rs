@@ -189,13 +189,11 @@ impl LiveFeed {
 
     /// A read of the log found `head` the last id issued: the push that
     /// called for the read, if not above it, now counts as the highest (so
-    /// the pushes after it that a read took already call for nothing), and
-    /// nothing above the head does.
+    /// the pushes after it that a read took already call for nothing).
     pub(super) fn read_up_to(&mut self, head: MessageId) {
         if let Some(id) = self.read_for.take().filter(|&id| id <= head) {
             self.highest = self.highest.max(Some(id));
         }
-        self.highest = self.highest.map(|highest| highest.min(head));
     }
 }
 
