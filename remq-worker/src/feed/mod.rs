@@ -270,15 +270,12 @@ impl<S: Source> MessageFeed<S> {
                     }
                 }
                 Phase::Replay { exhausted: true, .. } => {
-                    if let Phase::Replay { mut live, .. } =
-                        std::mem::replace(&mut self.phase, Phase::resync(GapReason::Startup))
-                    {
-                        if !live.followed {
-                            tracing::debug!(consumer = &*self.consumer, after = %self.cursor, "caught up; following live pushes");
-                            live.followed = true;
-                        }
-                        self.phase = Phase::Live(live);
+                    let mut live = self.take_live();
+                    if !live.followed {
+                        tracing::debug!(consumer = &*self.consumer, after = %self.cursor, "caught up; following live pushes");
+                        live.followed = true;
                     }
+                    self.phase = Phase::Live(live);
                 }
                 Phase::Replay { live, page, next_page, exhausted, catching_up } => {
                     let fetch = next_page.get_or_insert_with(|| {
@@ -321,18 +318,15 @@ impl<S: Source> MessageFeed<S> {
                 }
                 Phase::Checking { stored, .. } => match stored.await {
                     Ok(messages) => {
-                        if let Phase::Checking { mut live, .. } =
-                            std::mem::replace(&mut self.phase, Phase::resync(GapReason::Startup))
-                        {
-                            live.checked_up_to(messages.last().map(|m| m.id));
-                            self.phase = Phase::Replay {
-                                live,
-                                page: messages.into(),
-                                next_page: None,
-                                exhausted: true,
-                                catching_up: false,
-                            };
-                        }
+                        let mut live = self.take_live();
+                        live.checked_up_to(messages.last().map(|m| m.id));
+                        self.phase = Phase::Replay {
+                            live,
+                            page: messages.into(),
+                            next_page: None,
+                            exhausted: true,
+                            catching_up: false,
+                        };
                     }
                     Err(error) => self.failed("check pushes against the log", error)?,
                 },
@@ -351,9 +345,7 @@ impl<S: Source> MessageFeed<S> {
     /// the cursor up to its end, or checks the pushes against it; then
     /// follows pub/sub again.
     fn follow(&mut self, hint: Hint) {
-        let Phase::Live(live) = std::mem::replace(&mut self.phase, Phase::resync(GapReason::Startup)) else {
-            unreachable!("only a live feed takes hints")
-        };
+        let live = self.take_live();
         self.phase = match hint {
             Hint::Read => Phase::Replay {
                 live,
@@ -368,6 +360,15 @@ impl<S: Source> MessageFeed<S> {
                 Phase::Checking { live, stored }
             }
         };
+    }
+
+    /// Takes the subscription out of a phase that has one, to move it into the
+    /// next phase (the feed is left to resync meanwhile).
+    fn take_live(&mut self) -> LiveFeed {
+        match std::mem::replace(&mut self.phase, Phase::resync(GapReason::Startup)) {
+            Phase::Replay { live, .. } | Phase::Checking { live, .. } | Phase::Live(live) => live,
+            Phase::Resync { .. } => unreachable!("only a subscribed feed moves between phases"),
+        }
     }
 
     /// Moves the cursor past `message`, or drops it when it was already handed out.
