@@ -44,7 +44,8 @@ pub(crate) const LAG: &str = "remq_consumer_lag_messages";
 pub(crate) const LAG_SECONDS: &str = "remq_consumer_lag_seconds";
 /// The id up to which the consumer has processed everything.
 pub(crate) const CHECKPOINT: &str = "remq_checkpoint_id";
-/// Messages read from the log rather than from pub/sub.
+/// Messages read from the log to catch up after a gap (not the live ones,
+/// which are checked against the log too).
 pub(crate) const REPLAYED: &str = "remq_replayed_messages_total";
 /// Times a consumer went back to the log, by reason.
 pub(crate) const GAP_REPLAYS: &str = "remq_gap_replays_total";
@@ -125,7 +126,7 @@ fn describe() {
         "How long ago the first message after the cursor was published (0 when caught up)"
     );
     describe_gauge!(CHECKPOINT, "The id up to which the consumer has processed everything");
-    describe_counter!(REPLAYED, "Messages read from the log rather than from pub/sub");
+    describe_counter!(REPLAYED, "Messages read from the log to catch up after a gap");
     describe_counter!(GAP_REPLAYS, "Times a consumer went back to the log, by reason");
     describe_counter!(RECONNECTS, "Pub/sub connections re-established after a failure");
     describe_gauge!(LEASE_OWNER, "1 while this process owns the consumer's lease, 0 while it stands by");
