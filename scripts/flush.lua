@@ -22,7 +22,8 @@
 -- stays short however large max is.
 -- The order index <base>:order (see publish.lua) is trimmed from its front past
 -- entries whose messages are all gone, looking at most INDEX_LOOK entries (and
--- the oldest message of each of their channels) a call. A call with before-id 0
+-- the oldest message of each of their channels) a call, and only a few where
+-- the front cannot move. A call with before-id 0
 -- and a literal name that is no channel ("\n": names have no newline) removes
 -- no message and only trims the index: the Rust retention job calls it so
 -- until the front stops moving.
@@ -76,19 +77,33 @@ elseif redis.call('SISMEMBER', registry, pattern) == 1 then
   trim(pattern)
 end
 -- The index front: an entry may go when its channel's oldest message kept is
--- past the entry's last id (looked up once per channel a call).
+-- past the entry's last id (looked up once per channel a call). The entries
+-- are read a few at first, then four times as many each round while all of
+-- them may go, so a front that cannot move costs a short read, not INDEX_LOOK
+-- entries on every call.
 local order, cut = base .. ':order', nil
 local oldest = {}
-for _, e in ipairs(redis.call('XRANGE', order, '-', '+', 'COUNT', INDEX_LOOK)) do
-  local number = e[2][2]
-  local last = id_of(e) -- a batch's entry is keyed by its last id
-  if oldest[number] == nil then
-    local name = redis.call('HGET', base .. ':channel-names', number)
-    local first = name and redis.call('XRANGE', base .. ':channel:' .. name, '-', '+', 'COUNT', 1)[1]
-    oldest[number] = first and id_of(first) or math.huge
+local from, look, seen, blocked = '-', 16, 0, false
+repeat
+  local entries = redis.call('XRANGE', order, from, '+', 'COUNT', look)
+  for _, e in ipairs(entries) do
+    local number = e[2][2]
+    local last = id_of(e) -- a batch's entry is keyed by its last id
+    if oldest[number] == nil then
+      local name = redis.call('HGET', base .. ':channel-names', number)
+      local first = name and redis.call('XRANGE', base .. ':channel:' .. name, '-', '+', 'COUNT', 1)[1]
+      oldest[number] = first and id_of(first) or math.huge
+    end
+    if oldest[number] <= last then
+      blocked = true
+      break
+    end
+    cut = last
   end
-  if oldest[number] <= last then break end
-  cut = last
-end
+  seen = seen + #entries
+  if #entries < look then break end
+  from = string.format('(%d-0', cut or 0)
+  look = math.min(look * 4, INDEX_LOOK - seen)
+until blocked or look <= 0
 if cut then redis.call('XTRIM', order, 'MINID', string.format('%d-0', cut + 1)) end
 return removed
