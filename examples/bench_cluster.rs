@@ -148,9 +148,7 @@ fn redis_cli(port: u16, args: &[&str]) -> String {
 /// What one node has spent so far: CPU seconds, cluster-bus messages
 /// received, bytes its process read.
 fn node_usage(cluster: &RedisCluster, port: u16) -> [f64; 3] {
-    let field = |text: &str, name: &str| -> f64 {
-        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse().ok()).unwrap_or(0.0)
-    };
+    let field = remq_testkit::info_field;
     let cpu = redis_cli(port, &["info", "cpu"]);
     let bus = redis_cli(port, &["cluster", "info"]);
     let io = std::fs::read_to_string(format!("/proc/{}/io", cluster.pid_of(port))).unwrap_or_default();

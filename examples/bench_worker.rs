@@ -32,6 +32,10 @@
 //! - **latency**: the producer publishes at a steady [`RATE`] messages a second
 //!   for [`LATENCY_SECONDS`] s, each body carrying its send time; the handler
 //!   records publish → handler latency, reported as p50 / p99 / max.
+//!
+//! Each row also gives the CPU time Redis (`INFO cpu`) and this process
+//! (producer, worker and baseline readers together) spent per message: on 2
+//! cores a run is bound by one or the other, and the columns tell which.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -75,6 +79,58 @@ impl Progress {
     }
 }
 
+/// One row of the table: a scenario, its messages and time, and what Redis
+/// and this process (producer, worker and baselines alike) spent on it.
+struct Row {
+    /// The scenario.
+    name: &'static str,
+    /// Messages handled.
+    count: u64,
+    /// Wall-clock time.
+    elapsed: Duration,
+    /// CPU time of Redis and of this process, when measured.
+    cpu: Option<(Duration, Duration)>,
+}
+
+/// Where a measured run began: the clock, and the CPU time Redis and this
+/// process had spent.
+struct Meter {
+    /// When the run began.
+    began: Instant,
+    /// Redis' CPU time then.
+    redis: Duration,
+    /// This process' CPU time then.
+    process: Duration,
+}
+
+impl Row {
+    /// Messages a second.
+    fn rate(&self) -> f64 {
+        self.count as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+impl Meter {
+    /// Starts measuring a run against the Redis behind `admin`.
+    async fn start(admin: &mut redis::aio::MultiplexedConnection) -> Meter {
+        let redis = remq_testkit::redis_cpu(admin).await;
+        Meter { began: Instant::now(), redis, process: remq_testkit::process_cpu() }
+    }
+
+    /// The row of the run so far: `count` messages in the time since it began.
+    async fn row(
+        &self,
+        admin: &mut redis::aio::MultiplexedConnection,
+        name: &'static str,
+        count: u64,
+    ) -> Row {
+        let elapsed = self.began.elapsed();
+        let redis = remq_testkit::redis_cpu(admin).await - self.redis;
+        let process = remq_testkit::process_cpu().saturating_sub(self.process);
+        Row { name, count, elapsed, cpu: Some((redis, process)) }
+    }
+}
+
 /// A worker for `pattern` whose handler works for `work` (no time at all when
 /// zero), then counts the message and notes the highest id seen.
 fn counting_worker(
@@ -114,14 +170,14 @@ fn bench_worker(url: &str) -> Worker {
 }
 
 /// Publishes [`LIVE`] messages over 100 channels `<prefix>.N` with [`DEPTH`] calls
-/// in flight, then waits until `progress` has seen the last id. Returns that id,
-/// how long publishing took, and how long until the last message was seen.
+/// in flight, then waits until `progress` has seen the last id. Returns how
+/// long publishing took.
 async fn publish_live(
     client: &Client,
     prefix: &str,
     body: &Bytes,
     progress: &Progress,
-) -> remq::Result<(MessageId, Duration, Duration)> {
+) -> remq::Result<Duration> {
     let began = Instant::now();
     let last = stream::iter(0..LIVE)
         .map(|n| {
@@ -134,19 +190,18 @@ async fn publish_live(
         .await?;
     let published = began.elapsed();
     progress.wait_for(last).await;
-    Ok((last, published, began.elapsed()))
+    Ok(published)
 }
 
 /// Publishes [`LIVE`] messages with `publish_batch` over 10 channels
 /// `<prefix>.N` ([`BATCH`] a call, [`BATCHES_IN_FLIGHT`] calls in flight), then
-/// waits until `progress` has seen the last id; returns how long that took.
+/// waits until `progress` has seen the last id.
 async fn publish_batches(
     client: &Client,
     prefix: &str,
     body: &Bytes,
     progress: &Progress,
-) -> remq::Result<Duration> {
-    let began = Instant::now();
+) -> remq::Result<()> {
     let last = stream::iter(0..LIVE / BATCH)
         .map(|n| {
             let (client, body) = (client.clone(), body.clone());
@@ -157,7 +212,7 @@ async fn publish_batches(
         .try_fold(MessageId::ZERO, |max, ids| async move { Ok(max.max(*ids.end())) })
         .await?;
     progress.wait_for(last).await;
-    Ok(began.elapsed())
+    Ok(())
 }
 
 /// A stream entry as `XREADGROUP` returns it: its id and its fields.
@@ -166,9 +221,9 @@ type StreamEntry = (String, Vec<Vec<u8>>);
 /// The baseline of the batches scenario: a Redis Streams consumer group over
 /// 10 streams `<prefix>.N`. One consumer reads with `XREADGROUP COUNT 1000`
 /// and acknowledges what it read with `XACK`; a producer adds [`LIVE`] entries
-/// in pipelines of [`BATCH`] `XADD`s, [`BATCHES_IN_FLIGHT`] in flight. Returns
-/// how long from the first `XADD` until the consumer acknowledged the last.
-async fn consumer_group(url: &str, prefix: &str, body: &Bytes) -> redis::RedisResult<Duration> {
+/// in pipelines of [`BATCH`] `XADD`s, [`BATCHES_IN_FLIGHT`] in flight, and
+/// returns once the consumer acknowledged the last.
+async fn consumer_group(url: &str, prefix: &str, body: &Bytes) -> redis::RedisResult<()> {
     let client = redis::Client::open(url)?;
     let producer = client.get_multiplexed_async_connection().await?;
     let mut reader = client.get_multiplexed_async_connection().await?;
@@ -203,7 +258,6 @@ async fn consumer_group(url: &str, prefix: &str, body: &Bytes) -> redis::RedisRe
             redis::RedisResult::Ok(())
         })
     };
-    let began = Instant::now();
     stream::iter(0..LIVE / BATCH)
         .map(|n| {
             let (mut producer, body, stream) =
@@ -219,8 +273,7 @@ async fn consumer_group(url: &str, prefix: &str, body: &Bytes) -> redis::RedisRe
         .buffered(BATCHES_IN_FLIGHT)
         .try_collect::<Vec<()>>()
         .await?;
-    consumer.await.expect("the consumer group reader panicked")?;
-    Ok(began.elapsed())
+    consumer.await.expect("the consumer group reader panicked")
 }
 
 /// A bare `PSUBSCRIBE` that only parses each push's id into `progress`.
@@ -252,6 +305,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("worker bench against {url}\n");
     let client = Client::connect(&url).await?;
     let body = Bytes::from_static(&[b'x'; 100]);
+    let mut admin = remq_testkit::connect(&url).await;
     let mut rows = Vec::new();
 
     let only = std::env::var("REMQ_BENCH_ONLY").unwrap_or_default();
@@ -262,25 +316,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if wanted("live") {
         let progress = Arc::new(Progress::default());
         let pubsub = raw_subscriber(&url, "remq:channel:raw.*", progress.clone()).await?;
-        let (_, published, total) = publish_live(&client, "raw", &body, &progress).await?;
-        rows.push(("baseline: producer → PSUBSCRIBE", LIVE, total));
-        rows.push(("  (of which publishing)", LIVE, published));
+        let meter = Meter::start(&mut admin).await;
+        let published = publish_live(&client, "raw", &body, &progress).await?;
+        rows.push(meter.row(&mut admin, "baseline: producer → PSUBSCRIBE", LIVE).await);
+        rows.push(Row { name: "  (of which publishing)", count: LIVE, elapsed: published, cpu: None });
         pubsub.abort();
 
         let (running, progress) = caught_up_worker(&url, "bench-live", "live.*").await;
-        let (_, published, total) = publish_live(&client, "live", &body, &progress).await?;
-        rows.push(("live: producer → worker", LIVE, total));
-        rows.push(("  (of which publishing)", LIVE, published));
+        let meter = Meter::start(&mut admin).await;
+        let published = publish_live(&client, "live", &body, &progress).await?;
+        rows.push(meter.row(&mut admin, "live: producer → worker", LIVE).await);
+        rows.push(Row { name: "  (of which publishing)", count: LIVE, elapsed: published, cpu: None });
         running.stop().await?;
     }
 
     // Live batches: the worker beside a plain Redis Streams consumer group.
     if wanted("batches") {
-        let total = consumer_group(&url, "group", &body).await?;
-        rows.push(("baseline: XADD → consumer group", LIVE, total));
+        let meter = Meter::start(&mut admin).await;
+        consumer_group(&url, "group", &body).await?;
+        rows.push(meter.row(&mut admin, "baseline: XADD → consumer group", LIVE).await);
         let (running, progress) = caught_up_worker(&url, "bench-batches", "batches.*").await;
-        let total = publish_batches(&client, "batches", &body, &progress).await?;
-        rows.push(("batches: producer → worker", LIVE, total));
+        let meter = Meter::start(&mut admin).await;
+        publish_batches(&client, "batches", &body, &progress).await?;
+        rows.push(meter.row(&mut admin, "batches: producer → worker", LIVE).await);
         running.stop().await?;
     }
 
@@ -299,32 +357,35 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 client.publish_batch(&channel, std::iter::repeat_n(&body, 1000)).await?;
             }
             let last = client.head().await?;
-            let (began, mut cursor, mut count) = (Instant::now(), MessageId::ZERO, 0);
+            let meter = Meter::start(&mut admin).await;
+            let (mut cursor, mut count) = (MessageId::ZERO, 0);
             while cursor < last {
                 let page = client.consume(&pattern, cursor, 1000).await?;
                 cursor = page.last().map_or(last, |m| m.id);
                 count += page.len() as u64;
             }
-            rows.push((baseline_row, count, began.elapsed()));
-            let consume_rate = rate(count, began.elapsed());
+            let row = meter.row(&mut admin, baseline_row, count).await;
+            let consume_rate = row.rate();
+            rows.push(row);
             if channels == 1 {
-                let began = Instant::now();
+                let meter = Meter::start(&mut admin).await;
                 let count = raw_xrange(&url, "remq:channel:stored1.0").await?;
-                rows.push(("baseline: raw XRANGE, 1 ch", count, began.elapsed()));
-                xrange_rate = Some(rate(count, began.elapsed()));
+                let row = meter.row(&mut admin, "baseline: raw XRANGE, 1 ch", count).await;
+                xrange_rate = Some(row.rate());
+                rows.push(row);
             }
 
             let progress = Arc::new(Progress::default());
-            let began = Instant::now();
+            let meter = Meter::start(&mut admin).await;
             let name = format!("bench-replay-{channels}");
             let worker =
                 counting_worker(&url, &name, &pattern, StartFrom::Earliest, Duration::ZERO, progress.clone());
             let running = RunningWorker::start(worker);
             progress.wait_for(last).await;
-            let count = progress.count.load(Ordering::Relaxed);
-            rows.push((worker_row, count, began.elapsed()));
+            let row = meter.row(&mut admin, worker_row, progress.count.load(Ordering::Relaxed)).await;
+            let worker_rate = row.rate();
+            rows.push(row);
             running.stop().await?;
-            let worker_rate = rate(count, began.elapsed());
             ratios.push(format!(
                 "replay {channels} ch: worker / consume loop = {:.3}",
                 worker_rate / consume_rate
@@ -356,12 +417,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let worker =
                 counting_worker(&url, &prefix, &pattern, StartFrom::Earliest, work, progress.clone())
                     .concurrency(concurrency);
-            let began = Instant::now();
+            let meter = Meter::start(&mut admin).await;
             let running = RunningWorker::start(worker);
             while progress.count.load(Ordering::Acquire) < count {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
-            rows.push((row, count, began.elapsed()));
+            rows.push(meter.row(&mut admin, row, count).await);
             running.stop().await?;
         }
     }
@@ -436,11 +497,6 @@ async fn raw_xrange(url: &str, key: &str) -> redis::RedisResult<u64> {
     Ok(count)
 }
 
-/// Messages a second.
-fn rate(count: u64, elapsed: Duration) -> f64 {
-    count as f64 / elapsed.as_secs_f64()
-}
-
 /// Prints the worker's throughput relative to its baselines.
 fn print_ratios(ratios: &[String]) {
     if !ratios.is_empty() {
@@ -451,11 +507,23 @@ fn print_ratios(ratios: &[String]) {
     }
 }
 
-/// Prints the throughput table.
-fn print_rows(rows: &[(&str, u64, Duration)]) {
-    println!("{:<30} {:>10} {:>9} {:>12}", "scenario", "messages", "seconds", "msg/s");
-    for (name, count, elapsed) in rows {
-        let secs = elapsed.as_secs_f64();
-        println!("{name:<30} {count:>10} {secs:>9.3} {:>12.0}", *count as f64 / secs);
+/// Prints the throughput table, with the CPU time Redis and this process
+/// spent per message.
+fn print_rows(rows: &[Row]) {
+    println!(
+        "{:<32} {:>9} {:>8} {:>9} {:>14} {:>14}",
+        "scenario", "messages", "seconds", "msg/s", "Redis µs/msg", "process µs/msg"
+    );
+    for row in rows {
+        let per_message = |cpu: Duration| format!("{:.2}", cpu.as_secs_f64() * 1e6 / row.count as f64);
+        let (redis, process) =
+            row.cpu.map_or(("".into(), "".into()), |(r, p)| (per_message(r), per_message(p)));
+        println!(
+            "{:<32} {:>9} {:>8.3} {:>9.0} {redis:>14} {process:>14}",
+            row.name,
+            row.count,
+            row.elapsed.as_secs_f64(),
+            row.rate()
+        );
     }
 }

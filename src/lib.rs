@@ -25,6 +25,9 @@
 //! [`documentation_files`] lists `README.md` and `docs/*.md` for the tests
 //! that check the documentation.
 //!
+//! [`redis_cpu`] and [`process_cpu`] tell benchmarks what Redis and the
+//! process spent on a run ([`info_field`] reads other `INFO` numbers).
+//!
 //! [`redis_url_or_local`] is what the examples use: the URL from the environment, or
 //! the Redis on 127.0.0.1:6379 when one answers, or else a throwaway server.
 
@@ -37,6 +40,7 @@ mod redis_cluster;
 mod redis_server;
 mod running;
 mod tls;
+mod usage;
 mod walk;
 
 pub use docs::{documentation_files, repository_root};
@@ -51,4 +55,5 @@ pub use redis_cluster::RedisCluster;
 pub use redis_server::{RedisServer, RedisServerBuilder, connect};
 pub use running::{RunningWorker, test_worker};
 pub use tls::TlsFiles;
+pub use usage::{info_field, process_cpu, redis_cpu};
 pub use walk::{Rewind, Walk, try_walk, walk};
