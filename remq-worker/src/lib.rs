@@ -147,6 +147,6 @@ pub mod fuzzing {
         reply: &Bytes,
     ) -> Result<(u64, u64, Vec<crate::Result<crate::Message>>), &'static str> {
         let page = crate::protocol::PackedPage::decode(reply)?;
-        Ok((page.state.head.get(), page.state.removed.get(), page.entries))
+        Ok((page.state.head.get(), page.state.removed.get(), page.entries.into_iter().collect()))
     }
 }

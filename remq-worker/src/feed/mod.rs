@@ -17,7 +17,6 @@ mod start;
 #[cfg(test)]
 mod tests;
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
@@ -30,7 +29,7 @@ pub use self::start::StartFrom;
 use crate::connection::backoff::Backoff;
 use crate::observe::metrics;
 use crate::outcome::CounterReset;
-use crate::protocol::{LogState, PackedPage};
+use crate::protocol::{Entries, EntriesIter, LogState, PackedPage};
 use crate::{Error, Message, MessageId, Result};
 
 /// Why [`MessageFeed::next`] returned no message.
@@ -51,8 +50,9 @@ type Opening = AbortOnDropHandle<Result<LiveFeed>>;
 struct Page {
     /// The cursor the page was read after.
     after: MessageId,
-    /// The messages that parsed, in id order.
-    messages: Vec<Message>,
+    /// The entries, in id order, each made a message when it is taken (so
+    /// the next page is asked for before this one's messages are built).
+    entries: Entries,
     /// The log's state when the page was read.
     state: LogState,
     /// Where the next page starts; `None` at the end of the log.
@@ -73,7 +73,7 @@ enum Phase {
         /// The subscription whose buffer fills meanwhile.
         live: LiveFeed,
         /// The rest of the last page read from the log.
-        page: VecDeque<Message>,
+        page: EntriesIter,
         /// The next page, already being read while this one is handled, so Redis
         /// and the handler work at the same time.
         next_page: Option<AbortOnDropHandle<Result<Page>>>,
@@ -202,7 +202,15 @@ impl<S: Source> MessageFeed<S> {
     pub(crate) fn try_next(&mut self) -> Option<Message> {
         loop {
             let message = match &mut self.phase {
-                Phase::Replay { page, .. } => page.pop_front()?,
+                Phase::Replay { page, catching_up, .. } => {
+                    let Some(message) = skip_malformed(&self.consumer, "the log", page.next()?) else {
+                        continue;
+                    };
+                    if *catching_up {
+                        self.replayed.increment(1);
+                    }
+                    message
+                }
                 Phase::Live(live) => {
                     if let Some(hint) = live.try_hint(self.cursor, self.batch) {
                         self.follow(hint);
@@ -260,7 +268,7 @@ impl<S: Source> MessageFeed<S> {
                             tracing::debug!(consumer = &*self.consumer, %reason, after = %self.cursor, "subscribed; replaying from the log");
                             self.phase = Phase::Replay {
                                 live,
-                                page: VecDeque::new(),
+                                page: EntriesIter::default(),
                                 next_page: None,
                                 exhausted: false,
                                 catching_up: true,
@@ -277,18 +285,15 @@ impl<S: Source> MessageFeed<S> {
                     }
                     self.phase = Phase::Live(live);
                 }
-                Phase::Replay { live, page, next_page, exhausted, catching_up } => {
+                Phase::Replay { live, page, next_page, exhausted, .. } => {
                     let fetch = next_page.get_or_insert_with(|| {
-                        read_page(&self.source, &self.consumer, &self.pattern, self.cursor, self.batch)
+                        read_page(&self.source, &self.pattern, self.cursor, self.batch)
                     });
                     let read = fetch.await.unwrap_or_else(|e| Err(Error::retryable(e)));
                     *next_page = None;
                     match read {
                         Ok(read) => {
                             self.backoff.succeeded(&self.consumer);
-                            if *catching_up {
-                                self.replayed.increment(read.messages.len() as u64);
-                            }
                             live.read_up_to(read.state.head);
                             if read.state.head < read.after {
                                 let head = read.state.head;
@@ -303,15 +308,9 @@ impl<S: Source> MessageFeed<S> {
                             if let Some(after) = read.next_after {
                                 // After what the call looked at, malformed entries and
                                 // a stretch of other channels' ids included.
-                                *next_page = Some(read_page(
-                                    &self.source,
-                                    &self.consumer,
-                                    &self.pattern,
-                                    after,
-                                    self.batch,
-                                ));
+                                *next_page = Some(read_page(&self.source, &self.pattern, after, self.batch));
                             }
-                            *page = read.messages.into();
+                            *page = read.entries.into_iter();
                         }
                         Err(error) => self.failed("replay", error)?,
                     }
@@ -322,7 +321,7 @@ impl<S: Source> MessageFeed<S> {
                         live.checked_up_to(messages.last().map(|m| m.id));
                         self.phase = Phase::Replay {
                             live,
-                            page: messages.into(),
+                            page: messages.into_iter().map(Ok).collect::<Entries>().into_iter(),
                             next_page: None,
                             exhausted: true,
                             catching_up: false,
@@ -349,7 +348,7 @@ impl<S: Source> MessageFeed<S> {
         self.phase = match hint {
             Hint::Read => Phase::Replay {
                 live,
-                page: VecDeque::new(),
+                page: EntriesIter::default(),
                 next_page: None,
                 exhausted: false,
                 catching_up: false,
@@ -394,18 +393,15 @@ impl<S: Source> MessageFeed<S> {
 /// Starts reading one page of the log after `after` in the background.
 fn read_page(
     source: &impl Source,
-    consumer: &Arc<str>,
     pattern: &Arc<str>,
     after: MessageId,
     batch: usize,
 ) -> AbortOnDropHandle<Result<Page>> {
-    let (source, consumer, pattern) = (source.clone(), consumer.clone(), pattern.clone());
+    let (source, pattern) = (source.clone(), pattern.clone());
     AbortOnDropHandle::new(tokio::spawn(async move {
         let page = source.page(&pattern, after, batch).await?;
         let next_after = page.next_after(batch);
         let PackedPage { state, entries, .. } = page;
-        let messages =
-            entries.into_iter().filter_map(|entry| skip_malformed(&consumer, "the log", entry)).collect();
-        Ok(Page { after, messages, state, next_after })
+        Ok(Page { after, entries, state, next_after })
     }))
 }

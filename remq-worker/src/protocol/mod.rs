@@ -10,7 +10,7 @@ pub(crate) mod scripts;
 pub(crate) use glob::Glob;
 pub(crate) use keys::LeaseKey;
 pub use keys::Namespace;
-pub(crate) use packed::{LogState, PackedPage, message};
+pub(crate) use packed::{Entries, EntriesIter, LogState, PackedPage, message};
 pub use partition::{MAX_PARTITIONS, partition_for};
 
 use crate::{Error, Result};

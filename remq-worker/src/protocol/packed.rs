@@ -5,7 +5,11 @@
 //! order index), each entry `[<id>-0, [field, message, …]]` and belonging to the channel
 //! named last before it. Redis builds no frame string per message for it, the
 //! client parses one bulk string instead of one per message, and the bodies are
-//! slices of that string, not copies.
+//! slices of that string, not copies. Reading a reply only finds where its
+//! entries are; each becomes a [`Message`] when it is taken ([`Entries`]), so
+//! a reader can ask for the next page before it builds this one's messages.
+
+use std::ops::Range;
 
 use bytes::Bytes;
 use redis::{FromRedisValue, ParsingError, Value};
@@ -33,7 +37,7 @@ pub(crate) struct PackedPage {
     pub(crate) state: LogState,
     /// The page's entries in id order: each a message, or, for an entry that
     /// something other than Remq wrote, why it cannot be one.
-    pub(crate) entries: Vec<Result<Message>>,
+    pub(crate) entries: Entries,
     /// The message id of the last entry, malformed or not (when its entry id
     /// has one).
     pub(crate) last_entry: Option<MessageId>,
@@ -68,6 +72,95 @@ impl FromRedisValue for PackedPage {
     }
 }
 
+/// A page's entries: those of a packed reply, each made a [`Message`] only
+/// when taken, then any added after them (read from the order index, say).
+#[derive(Debug, Default)]
+pub(crate) struct Entries {
+    /// The packed reply the entries are slices of.
+    reply: Bytes,
+    /// Where the reply's entries are, in order.
+    packed: Vec<Packed>,
+    /// Entries added after the reply's.
+    added: Vec<Result<Message>>,
+}
+
+/// Where one entry of a packed reply is: its channel name, entry id and body.
+#[derive(Clone, Debug)]
+struct Packed {
+    /// The channel named last before the entry.
+    channel: Range<usize>,
+    /// The entry id, `<message id>-0`.
+    id: Range<usize>,
+    /// The message.
+    body: Range<usize>,
+}
+
+impl Entries {
+    /// How many entries there are.
+    pub(crate) fn len(&self) -> usize {
+        self.packed.len() + self.added.len()
+    }
+
+    /// Whether there are none.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds an entry after the others.
+    pub(crate) fn push(&mut self, entry: Result<Message>) {
+        self.added.push(entry);
+    }
+
+    /// Makes room for `more` entries to be added.
+    pub(crate) fn reserve(&mut self, more: usize) {
+        self.added.reserve(more);
+    }
+}
+
+impl FromIterator<Result<Message>> for Entries {
+    fn from_iter<I: IntoIterator<Item = Result<Message>>>(entries: I) -> Self {
+        Entries { added: entries.into_iter().collect(), ..Entries::default() }
+    }
+}
+
+impl IntoIterator for Entries {
+    type Item = Result<Message>;
+    type IntoIter = EntriesIter;
+
+    fn into_iter(self) -> EntriesIter {
+        EntriesIter { reply: self.reply, packed: self.packed.into_iter(), added: self.added.into_iter() }
+    }
+}
+
+/// The entries of a page in order, each made a message as it is taken.
+#[derive(Debug, Default)]
+pub(crate) struct EntriesIter {
+    /// The packed reply the entries are slices of.
+    reply: Bytes,
+    /// The reply's entries not taken yet.
+    packed: std::vec::IntoIter<Packed>,
+    /// The added entries not taken yet.
+    added: std::vec::IntoIter<Result<Message>>,
+}
+
+impl Iterator for EntriesIter {
+    type Item = Result<Message>;
+
+    fn next(&mut self) -> Option<Result<Message>> {
+        match self.packed.next() {
+            Some(Packed { channel, id, body }) => {
+                Some(message(&self.reply[channel], &self.reply[id], self.reply.slice(body)))
+            }
+            None => self.added.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.packed.len() + self.added.len();
+        (left, Some(left))
+    }
+}
+
 /// Reads a packed reply front to back.
 struct Reader<'a> {
     /// The whole reply, which the bodies are sliced from.
@@ -93,7 +186,7 @@ impl Reader<'_> {
         let mut last_entry = None;
         // Every item takes at least a byte: a count the rest cannot hold is a lie,
         // not a reason to allocate gigabytes (found by the `packed` fuzz target).
-        let mut entries = Vec::with_capacity(items.min(self.rest.len()));
+        let mut packed = Vec::with_capacity(items.min(self.rest.len()));
         let mut channel = None;
         for _ in 0..items {
             if let Some(0xa0..=0xbf | 0xd9..=0xdb) = self.rest.first() {
@@ -113,7 +206,7 @@ impl Reader<'_> {
                 self.string()?;
             }
             last_entry = MessageId::from_entry_id(&self.reply[id.clone()]);
-            entries.push(message(&self.reply[channel], &self.reply[id], self.reply.slice(body)));
+            packed.push(Packed { channel, id, body });
         }
         let stopped_at = if parts >= 4 { Some(MessageId::new(self.int()?)) } else { None };
         let follow_index = parts == 5;
@@ -123,6 +216,7 @@ impl Reader<'_> {
         if !self.rest.is_empty() {
             return Err("bytes follow the page");
         }
+        let entries = Entries { reply: self.reply.clone(), packed, added: Vec::new() };
         Ok(PackedPage { state: LogState { head, removed, stopped_at }, entries, last_entry, follow_index })
     }
 
@@ -225,7 +319,7 @@ mod tests {
             (b"\xff", vec![entry("2-0", b"bad channel")]),
             (b"", vec![entry("3-0", b"empty channel")]),
         ]);
-        let entries = decode(reply).unwrap().entries;
+        let entries: Vec<_> = decode(reply).unwrap().entries.into_iter().collect();
         assert!(entries[0].is_ok());
         for (entry, reason) in entries[1..].iter().zip(["decimal message id", "not UTF-8", "empty"]) {
             let err = entry.as_ref().unwrap_err();
@@ -236,7 +330,8 @@ mod tests {
     #[test]
     fn an_error_quotes_at_most_64_bytes() {
         let long = [b'c'; 200];
-        let entries = decode(page(&[(&long[..], vec![entry("x-0", b"body")])])).unwrap().entries;
+        let entries: Vec<_> =
+            decode(page(&[(&long[..], vec![entry("x-0", b"body")])])).unwrap().entries.into_iter().collect();
         let Err(Error::MalformedFrame { preview, .. }) = &entries[0] else { panic!("{entries:?}") };
         assert_eq!(preview.len(), 64);
     }
