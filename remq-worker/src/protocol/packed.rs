@@ -85,7 +85,7 @@ pub(crate) struct Entries {
 }
 
 /// Where one entry of a packed reply is: its channel name, entry id and body.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct Packed {
     /// The channel named last before the entry.
     channel: Range<usize>,
@@ -183,7 +183,6 @@ impl Reader<'_> {
         let head = MessageId::new(self.int()?);
         let removed = MessageId::new(self.int()?);
         let items = self.array()?;
-        let mut last_entry = None;
         // Every item takes at least a byte: a count the rest cannot hold is a lie,
         // not a reason to allocate gigabytes (found by the `packed` fuzz target).
         let mut packed = Vec::with_capacity(items.min(self.rest.len()));
@@ -205,7 +204,6 @@ impl Reader<'_> {
             for _ in 2..fields {
                 self.string()?;
             }
-            last_entry = MessageId::from_entry_id(&self.reply[id.clone()]);
             packed.push(Packed { channel, id, body });
         }
         let stopped_at = if parts >= 4 { Some(MessageId::new(self.int()?)) } else { None };
@@ -216,6 +214,8 @@ impl Reader<'_> {
         if !self.rest.is_empty() {
             return Err("bytes follow the page");
         }
+        let last_entry =
+            packed.last().and_then(|last| MessageId::from_entry_id(&self.reply[last.id.clone()]));
         let entries = Entries { reply: self.reply.clone(), packed, added: Vec::new() };
         Ok(PackedPage { state: LogState { head, removed, stopped_at }, entries, last_entry, follow_index })
     }
