@@ -22,35 +22,30 @@ use crate::{Message, MessageId, Result};
 /// [`Error::Redis`](crate::Error::Redis) when a command fails, or a reply is
 /// not a stream's.
 pub(crate) async fn stored(store: &Store, pushes: Vec<Message>) -> Result<Vec<Message>> {
-    // Each channel's span: first id, last id, pushes.
-    let mut spans: Vec<(&str, u64, u64, usize)> = Vec::new();
+    // Each channel pushed on, and the span of ids pushed on it, in the order
+    // the channels first came.
+    let mut channels: Vec<&str> = Vec::new();
+    let mut reads: Vec<Span> = Vec::new();
     let mut span_of: HashMap<&str, usize> = HashMap::new();
     for push in &pushes {
         let id = push.id.get();
         match span_of.get(push.channel.as_str()) {
             Some(&i) => {
-                let span = &mut spans[i];
-                (span.1, span.2, span.3) = (span.1.min(id), span.2.max(id), span.3 + 1);
+                let span = &mut reads[i];
+                (span.first, span.last) = (span.first.min(id), span.last.max(id));
+                span.count = span.count.map(|count| count + 1);
             }
             None => {
-                span_of.insert(&push.channel, spans.len());
-                spans.push((&push.channel, id, id, 1));
+                span_of.insert(&push.channel, reads.len());
+                channels.push(&push.channel);
+                let key = store.namespace().channel_key_bytes(push.channel.as_bytes());
+                reads.push(Span { key, first: id, last: id, count: Some(1) });
             }
         }
     }
-    let reads: Vec<Span> = spans
-        .iter()
-        .map(|(channel, first, last, count)| Span {
-            key: store.namespace().channel_key_bytes(channel.as_bytes()),
-            first: *first,
-            last: *last,
-            count: Some(*count),
-        })
-        .collect();
     // Each channel's stored entries in its span, by id.
     let mut bodies: HashMap<(&str, u64), Bytes> = HashMap::with_capacity(pushes.len());
-    for ((channel, ..), entries) in spans.iter().zip(read_spans(store, "read pushed messages", &reads).await?)
-    {
+    for (&channel, entries) in channels.iter().zip(read_spans(store, "read pushed messages", &reads).await?) {
         for (entry, fields) in entries {
             let Some(id) = MessageId::from_entry_id(&entry) else {
                 let key = store.namespace().channel_key(channel);
