@@ -125,7 +125,7 @@ impl Meter {
         count: u64,
     ) -> Row {
         let elapsed = self.began.elapsed();
-        let redis = remq_testkit::redis_cpu(admin).await - self.redis;
+        let redis = remq_testkit::redis_cpu(admin).await.saturating_sub(self.redis);
         let process = remq_testkit::process_cpu().saturating_sub(self.process);
         Row { name, count, elapsed, cpu: Some((redis, process)) }
     }
